@@ -156,6 +156,7 @@ def parse_advertising_data(data: bytes) -> Advertisement:
         raise AdvertisementError("no 0xFD6F service data in advertising data")
     if len(found) > 1:
         raise AdvertisementError("more than one 0xFD6F service data structure")
+    advertisement = parse_service_data(found[0])
     if not listed:
         raise AdvertisementError("0xFD6F is missing from the 16-bit service UUID list")
-    return parse_service_data(found[0])
+    return advertisement
