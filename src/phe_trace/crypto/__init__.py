@@ -24,6 +24,7 @@ from .keys import (
     padded_data,
     rpi,
     rpik,
+    rpik_and_aemk,
     rpis,
     rpis_bytes,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "rolling_start_interval_number",
     "rpi",
     "rpik",
+    "rpik_and_aemk",
     "rpis",
     "rpis_bytes",
 ]

@@ -1,0 +1,104 @@
+"""Benchmark of the key schedule's hot path: all identifiers of full days of keys.
+
+Cases (one JSON line each):
+- ``rpis``: per key, RPIK by HKDF and the 144 identifiers by ONE AES-ECB call
+  (``crypto.rpik`` + ``crypto.rpis_bytes``), against the naive baseline of one cipher
+  call per identifier (HKDF object + 144 single-block encryptions), measured in the same
+  run on a subset of the keys;
+- ``openssl_limit``: what this machine's AES-128-ECB and HMAC-SHA256 speed allow
+  (``openssl speed``, measured now), and ``rpis``' rate as a fraction of it.
+
+Usage: ``python benchmarks/crypto.py [--n N] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # noqa: E402
+
+from _common import best_of, emit, openssl_speed  # noqa: E402
+from phe_trace import crypto  # noqa: E402
+
+START = 2_642_976
+
+
+def ours(keys: list[bytes]) -> int:
+    total = 0
+    for tek in keys:
+        total += len(crypto.rpis_bytes(crypto.rpik(tek), START))
+    return total // 16
+
+
+def naive(keys: list[bytes]) -> int:
+    total = 0
+    for tek in keys:
+        rpik = HKDF(hashes.SHA256(), 16, None, b"EN-RPIK").derive(tek)
+        for j in range(START, START + 144):
+            block = b"EN-RPI" + bytes(6) + j.to_bytes(4, "little")
+            enc = Cipher(algorithms.AES(rpik), modes.ECB()).encryptor()
+            total += len(enc.update(block))
+    return total // 16
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=100_000, help="keys (full days) to derive")
+    parser.add_argument("--quick", action="store_true", help="small run (CI)")
+    args = parser.parse_args()
+    n = 10_000 if args.quick else args.n
+    n_naive = max(200, n // 50)
+    keys = [os.urandom(16) for _ in range(n)]
+    repeats = 3
+
+    assert ours(keys[:50]) == naive(keys[:50]) == 50 * 144
+    t_ours = best_of(repeats, lambda: ours(keys))
+    t_naive = best_of(repeats, lambda: naive(keys[:n_naive]))
+    ids_rate = n * 144 / t_ours
+    naive_rate = n_naive * 144 / t_naive
+    emit(
+        bench="crypto",
+        case="rpis",
+        n=n,
+        seconds=round(t_ours, 4),
+        rate=round(ids_rate),
+        unit="identifiers/s",
+        baseline=f"naive: HKDF object + one AES call per identifier ({n_naive} keys)",
+        baseline_rate=round(naive_rate),
+        ratio=round(ids_rate / naive_rate, 1),
+        us_per_key=round(t_ours / n * 1e6, 3),
+    )
+
+    aes = openssl_speed(["-evp", "aes-128-ecb", "-bytes", "2304"])
+    hmac = openssl_speed(["-hmac", "sha256", "-bytes", "32"])
+    if aes is None or hmac is None:
+        emit(bench="crypto", case="openssl_limit", note="openssl command not available")
+        return
+    # Per key: 144 AES blocks (2304 bytes) and HKDF = 2 HMAC-SHA256 calls on short input.
+    per_key = 2304 / aes + 2 * (32 / hmac)
+    limit_ids = 144 / per_key
+    emit(
+        bench="crypto",
+        case="openssl_limit",
+        n=n,
+        seconds=round(per_key * n, 4),
+        rate=round(limit_ids),
+        unit="identifiers/s",
+        baseline="rpis (this run)",
+        baseline_rate=round(ids_rate),
+        ratio=round(limit_ids / ids_rate, 2),
+        aes_128_ecb_2304B_MBps=round(aes / 1e6),
+        hmac_sha256_32B_ops_per_s=round(hmac / 32),
+        note="ratio = how many times faster the machine's AES+HMAC limit is than rpis",
+    )
+
+
+if __name__ == "__main__":
+    main()
