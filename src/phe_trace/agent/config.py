@@ -1,0 +1,103 @@
+"""The agent's settings: one object, every variable documented, read from ``PHE_TRACE_AGENT_*``.
+
+``device/agent.env.example`` lists every setting with its default. The same names work
+as environment variables and in an env file (``phe-trace agent --config FILE``), which
+is what the systemd unit passes as ``EnvironmentFile``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+__all__ = ["AgentConfig", "load_config"]
+
+
+class AgentConfig(BaseSettings):
+    """Settings of one device agent (``protocol_spec/SPEC.md`` §14)."""
+
+    model_config = SettingsConfigDict(env_prefix="PHE_TRACE_AGENT_", extra="forbid")
+
+    #: Where the store and its key live; ``None`` keeps everything in memory (simulator).
+    data_dir: Path | None = Field(default=None)
+    #: Radio backend: ``bluez`` (a real adapter), ``bumble`` (virtual) or ``sim``.
+    radio: Literal["bluez", "bumble", "sim"] = "bluez"
+    #: BlueZ adapter name.
+    adapter: str = "hci0"
+    #: Calibrated transmit power written into the metadata (AEM byte 1), dBm.
+    tx_power_dbm: int = Field(default=-25, ge=-127, le=127)
+    #: Correction added to every measured RSSI before attenuation is computed, dB.
+    rssi_correction_db: int = Field(default=0, ge=-50, le=50)
+    #: Identifier rotation period bounds, seconds (randomised uniformly in between).
+    rotation_min_s: float = Field(default=600.0, gt=0)
+    rotation_max_s: float = Field(default=1200.0, gt=0)
+    #: Time between scan windows, seconds, minus a random jitter in [0, scan_jitter_s).
+    scan_period_s: float = Field(default=300.0, gt=0)
+    scan_jitter_s: float = Field(default=60.0, ge=0)
+    #: Length of one scan window, seconds.
+    scan_duration_s: float = Field(default=4.0, gt=0)
+    #: Days of keys, sightings and results kept on the device.
+    retention_days: int = Field(default=14, ge=1, le=14)
+    #: A step this far behind the previous one is reported as the clock going backwards.
+    clock_skew_tolerance_s: float = Field(default=120.0, ge=0)
+    #: Key server base URL (exports and publish), e.g. ``https://keys.example.org``.
+    key_server_url: str | None = None
+    #: Path of the export index below ``key_server_url``.
+    export_index_path: str = "/v1/exports/index.txt"
+    #: Base URL the index's relative file names resolve against (default: key server).
+    export_base_url: str | None = None
+    #: The health authority's export-signing public keys: base64 SubjectPublicKeyInfo DER
+    #: or PEM file paths, comma-separated. Exports signed by anything else are refused.
+    export_public_keys: str = ""
+    #: Verification service base URL and its API key (``X-API-Key``).
+    verification_url: str | None = None
+    verification_api_key: str = ""
+    #: Health authority id sent with a publish request.
+    health_authority_id: str = ""
+    #: Test types this device accepts when verifying a code.
+    accept_test_types: str = "confirmed,likely,negative"
+    #: Download retries per file and the first backoff delay, seconds.
+    download_retries: int = Field(default=4, ge=0, le=10)
+    download_backoff_s: float = Field(default=0.5, ge=0)
+    #: HTTP timeout, seconds.
+    http_timeout_s: float = Field(default=30.0, gt=0)
+    #: Show a desktop notification with ``notify-send`` when it exists.
+    desktop_notifications: bool = True
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> AgentConfig:
+        if self.rotation_max_s < self.rotation_min_s:
+            raise ValueError("rotation_max_s must be >= rotation_min_s")
+        if self.scan_jitter_s >= self.scan_period_s:
+            raise ValueError("scan_jitter_s must be < scan_period_s")
+        return self
+
+    def public_keys(self) -> list[str]:
+        """The configured export-signing keys, one entry per key (base64 or a file path)."""
+        return [k.strip() for k in self.export_public_keys.split(",") if k.strip()]
+
+    def accepted_test_types(self) -> list[str]:
+        """Test types to send as ``accept`` in the verify request."""
+        return [t.strip() for t in self.accept_test_types.split(",") if t.strip()]
+
+
+def load_config(env_file: Path | None = None, **overrides: Any) -> AgentConfig:
+    """Build the settings from the environment, an optional env file and overrides.
+
+    Every invalid setting is reported at once in one :class:`ConfigError`.
+    """
+    if env_file is not None and not env_file.is_file():
+        raise ConfigError(f"config file {env_file} does not exist")
+    try:
+        return AgentConfig(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid agent settings: {problems}") from None

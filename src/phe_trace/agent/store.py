@@ -1,0 +1,310 @@
+"""The agent's encrypted local store: one SQLite file (WAL) plus a 0600 key file.
+
+``protocol_spec/SPEC.md`` AGENT-7 … AGENT-10. Every sensitive value (the device's keys,
+what it heard, exposure results, report state) is sealed with
+:class:`phe_trace.crypto.SealingKey` under associated data naming the record kind. In
+clear are only row ids and a coarse UTC day number per row, which the retention purge
+needs without opening anything. Sightings are sealed one scan window per row, which
+keeps the per-record cost low at 14 days × 288 windows.
+
+Deleting ``store.key`` makes every sealed record unreadable (``wipe`` deletes it first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from phe_trace.crypto import SealError, SealingKey
+
+from .errors import StoreCorruptError, StoreError, StoreKeyError
+from .records import (
+    SightingRecord,
+    StoredKey,
+    decode_sightings,
+    decode_tek,
+    encode_sightings,
+    encode_tek,
+)
+
+__all__ = ["DB_NAME", "KEY_NAME", "SECONDS_PER_DAY", "AgentStore", "utc_day"]
+
+log = logging.getLogger(__name__)
+
+#: File names inside the data directory.
+DB_NAME = "agent.sqlite3"
+KEY_NAME = "store.key"
+SECONDS_PER_DAY = 86_400
+_SCHEMA_VERSION = 1
+_CANARY = b"phe-trace agent store"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tek (day INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sighting_window (
+    id INTEGER PRIMARY KEY, day INTEGER NOT NULL, sealed BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS sighting_window_day ON sighting_window (day);
+CREATE TABLE IF NOT EXISTS check_result (
+    id INTEGER PRIMARY KEY, day INTEGER NOT NULL, sealed BLOB NOT NULL);
+"""
+
+
+def utc_day(unix_seconds: float) -> int:
+    """The UTC day number (days since 1970-01-01) of a unix time."""
+    return int(unix_seconds // SECONDS_PER_DAY)
+
+
+class AgentStore:
+    """Sealed records in SQLite. Build with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, conn: sqlite3.Connection, key: SealingKey, data_dir: Path | None) -> None:
+        self._conn = conn
+        self._key = key
+        self.data_dir = data_dir
+        #: Records that failed to open since the store was opened (tampered or damaged).
+        self.unreadable_records = 0
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: Path | None) -> AgentStore:
+        """Open (or create) the store in ``data_dir``; ``None`` keeps it in memory.
+
+        Raises :class:`StoreKeyError` when the key file is missing or does not open the
+        store, and :class:`StoreCorruptError` when the database file is damaged.
+        """
+        if data_dir is None:
+            return cls._init(sqlite3.connect(":memory:"), SealingKey.generate(), None, True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db_path, key_path = data_dir / DB_NAME, data_dir / KEY_NAME
+        fresh = not db_path.exists() or db_path.stat().st_size == 0
+        if not fresh and not key_path.exists():
+            raise StoreKeyError(
+                f"{key_path} is missing: the store {db_path} cannot be read without it "
+                "(run `phe-trace agent wipe` to start over)"
+            )
+        key = SealingKey.load_or_create(key_path)
+        try:
+            conn = sqlite3.connect(db_path)
+            conn.execute("PRAGMA journal_mode=WAL")
+            row = conn.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise sqlite3.DatabaseError(str(row[0] if row else "no result"))
+        except sqlite3.DatabaseError as exc:
+            raise StoreCorruptError(
+                f"the store {db_path} is damaged ({exc}); it was left in place untouched"
+            ) from None
+        return cls._init(conn, key, data_dir, fresh)
+
+    @classmethod
+    def _init(
+        cls, conn: sqlite3.Connection, key: SealingKey, data_dir: Path | None, fresh: bool
+    ) -> AgentStore:
+        store = cls(conn, key, data_dir)
+        try:
+            with conn:
+                conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreCorruptError(f"the store cannot be initialised: {exc}") from None
+        canary = conn.execute("SELECT sealed FROM meta WHERE name = 'store'").fetchone()
+        if canary is None:
+            if not fresh and conn.execute("SELECT count(*) FROM tek").fetchone()[0]:
+                conn.close()
+                raise StoreKeyError("the store has records but no key check record")
+            with conn:
+                conn.execute(
+                    "INSERT INTO meta (name, sealed) VALUES ('store', ?)",
+                    (key.seal("meta/store", _CANARY + bytes([_SCHEMA_VERSION])),),
+                )
+        else:
+            try:
+                key.open("meta/store", canary[0])
+            except SealError:
+                conn.close()
+                raise StoreKeyError(
+                    "the sealing key does not open this store (was store.key replaced?)"
+                ) from None
+        return store
+
+    @staticmethod
+    def move_aside(data_dir: Path, suffix: str) -> Path:
+        """Rename a damaged database (and its WAL files) to ``*.corrupt-<suffix>``; no deletion."""
+        db_path = data_dir / DB_NAME
+        target = db_path.with_name(f"{DB_NAME}.corrupt-{suffix}")
+        for ext in ("", "-wal", "-shm"):
+            src = Path(str(db_path) + ext)
+            if src.exists():
+                src.rename(Path(str(target) + ext))
+        return target
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- sealing helpers ---------------------------------------------------------------
+
+    def _open(self, kind: str, sealed: bytes) -> bytes | None:
+        try:
+            return self._key.open(kind, sealed)
+        except SealError:
+            self.unreadable_records += 1
+            log.warning("a sealed %s record could not be opened and was skipped", kind)
+            return None
+
+    # -- keys --------------------------------------------------------------------------
+
+    def put_tek(self, day: int, key: StoredKey) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO tek (day, sealed) VALUES (?, ?)",
+                (day, self._key.seal("tek", encode_tek(key))),
+            )
+
+    def get_tek(self, day: int) -> StoredKey | None:
+        row = self._conn.execute("SELECT sealed FROM tek WHERE day = ?", (day,)).fetchone()
+        if row is None:
+            return None
+        plain = self._open("tek", row[0])
+        return decode_tek(plain) if plain is not None else None
+
+    def teks(self) -> list[StoredKey]:
+        """All stored keys, oldest first."""
+        out = []
+        for (sealed,) in self._conn.execute("SELECT sealed FROM tek ORDER BY day"):
+            plain = self._open("tek", sealed)
+            if plain is not None:
+                out.append(decode_tek(plain))
+        return out
+
+    # -- sightings ---------------------------------------------------------------------
+
+    def add_sightings(self, records: list[SightingRecord]) -> None:
+        """Store one scan window's aggregated sightings (grouped into rows per UTC day)."""
+        by_day: dict[int, list[SightingRecord]] = {}
+        for r in records:
+            by_day.setdefault(utc_day(r.unix_time), []).append(r)
+        with self._conn:
+            self._conn.executemany(
+                "INSERT INTO sighting_window (day, sealed) VALUES (?, ?)",
+                [
+                    (day, self._key.seal("sightings", encode_sightings(rs)))
+                    for day, rs in by_day.items()
+                ],
+            )
+
+    def sightings(self) -> list[SightingRecord]:
+        """Every stored sighting (unreadable rows are skipped and counted)."""
+        out: list[SightingRecord] = []
+        for (sealed,) in self._conn.execute("SELECT sealed FROM sighting_window ORDER BY id"):
+            plain = self._open("sightings", sealed)
+            if plain is not None:
+                out.extend(decode_sightings(plain))
+        return out
+
+    def sighting_windows(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM sighting_window").fetchone()[0])
+
+    # -- small sealed JSON values ----------------------------------------------------------
+
+    def get_meta(self, name: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT sealed FROM meta WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        plain = self._open(f"meta/{name}", row[0])
+        if plain is None:
+            return None
+        value = json.loads(plain)
+        if not isinstance(value, dict):
+            raise StoreError(f"stored value {name!r} is not an object")
+        return value
+
+    def put_meta(self, name: str, value: dict[str, Any]) -> None:
+        sealed = self._key.seal(f"meta/{name}", json.dumps(value, sort_keys=True).encode())
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (name, sealed) VALUES (?, ?)", (name, sealed)
+            )
+
+    # -- check results -----------------------------------------------------------------
+
+    def add_check_result(self, day: int, result: dict[str, Any]) -> None:
+        sealed = self._key.seal("check", json.dumps(result, sort_keys=True).encode())
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO check_result (day, sealed) VALUES (?, ?)", (day, sealed)
+            )
+
+    def check_results(self) -> list[dict[str, Any]]:
+        out = []
+        for (sealed,) in self._conn.execute("SELECT sealed FROM check_result ORDER BY id"):
+            plain = self._open("check", sealed)
+            if plain is not None:
+                out.append(json.loads(plain))
+        return out
+
+    # -- retention, export, wipe -----------------------------------------------------------
+
+    def purge(self, now: float, retention_days: int) -> dict[str, int]:
+        """Delete keys, sightings and results from before the last ``retention_days`` days.
+
+        Kept: the current UTC day and the ``retention_days - 1`` before it, so nothing
+        older than ``retention_days × 24 h`` survives (AGENT-9).
+        """
+        first_kept = utc_day(now) - retention_days + 1
+        counts = {}
+        with self._conn:
+            for table in ("tek", "sighting_window", "check_result"):
+                cur = self._conn.execute(f"DELETE FROM {table} WHERE day < ?", (first_kept,))  # noqa: S608 - fixed names
+                counts[table] = cur.rowcount
+        return counts
+
+    def export_data(self) -> dict[str, Any]:
+        """Everything stored, opened, as JSON-ready values for the person (AGENT-10)."""
+        meta = {}
+        for (name,) in self._conn.execute("SELECT name FROM meta WHERE name != 'store'"):
+            meta[name] = self.get_meta(name)
+        return {
+            "temporary_exposure_keys": [
+                {
+                    "key_data": k.key_data.hex(),
+                    "rolling_start_interval_number": k.rolling_start_interval_number,
+                    "rolling_period": k.rolling_period,
+                }
+                for k in self.teks()
+            ],
+            "sightings": [
+                {
+                    "rpi": s.rpi.hex(),
+                    "aem": s.aem.hex(),
+                    "unix_time": s.unix_time,
+                    "duration_s": s.duration_s,
+                    "rssi_max": s.rssi_max,
+                    "rssi_mean": s.rssi_mean,
+                    "count": s.count,
+                }
+                for s in self.sightings()
+            ],
+            "checks": self.check_results(),
+            "state": meta,
+            "unreadable_records": self.unreadable_records,
+        }
+
+    @staticmethod
+    def wipe(data_dir: Path) -> list[Path]:
+        """Delete the key file first (crypto-erasure), then the database files."""
+        removed = []
+        for name in (KEY_NAME, DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+            path = data_dir / name
+            if path.exists():
+                if name == KEY_NAME:
+                    with open(path, "r+b") as f:
+                        f.write(bytes(path.stat().st_size))
+                        f.flush()
+                        os.fsync(f.fileno())
+                path.unlink()
+                removed.append(path)
+        return removed

@@ -1,0 +1,135 @@
+"""The agent's key/rotation schedule and ingest path, driven through the sim radio."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from phe_trace.agent import AgentConfig, RadioError, RadioStateError
+from phe_trace.agent.radio.base import Radio
+from phe_trace.agent.radio.sim import SimRadio
+
+from .conftest import T0
+from .reference import ref_interval, ref_metadata, ref_rpi
+
+
+def test_sim_radio_implements_the_radio_interface() -> None:
+    """(SPEC AGENT-1)"""
+    assert isinstance(SimRadio(), Radio)
+
+
+def test_payload_is_rpi_and_aem_of_the_days_key(make_agent) -> None:
+    """The advertised payload is RPI_j ‖ AEM_j of today's TEK, metadata v1.0 + TX power.
+
+    (SPEC AGENT-3, AGENT-4)
+    """
+    agent = make_agent(tx_power_dbm=-17)
+    now = T0 + 5 * 3600 + 123
+    agent.tick(now)
+    payload = agent.radio.current_payload()
+    [key] = agent.store.teks()
+    assert key.rolling_start_interval_number == ref_interval(T0)  # T0 is a day start
+    assert key.rolling_period == 144
+    assert payload[:16] == ref_rpi(key.key_data, ref_interval(now))
+    assert ref_metadata(key.key_data, payload[:16], payload[16:]) == bytes([0x40, 0xEF, 0, 0])
+
+
+def test_rotation_every_10_to_20_minutes_and_at_midnight(make_agent) -> None:
+    """Payload and address change together at 600–1200 s and at each new day's key.
+
+    (SPEC AGENT-2, AGENT-3)
+    """
+    agent = make_agent()
+    radio: SimRadio = agent.radio
+    changes: list[tuple[float, bytes, str]] = []
+    now = T0 + 86400 - 4 * 3600
+    while now < T0 + 86400 + 4 * 3600:
+        agent.tick(now)
+        if not changes or changes[-1][1] != radio.current_payload():
+            changes.append((now, radio.current_payload(), radio.address))
+        now += 30
+    midnight = T0 + 86400
+    for (t_prev, _, addr_prev), (t, _, addr) in itertools.pairwise(changes):
+        assert addr != addr_prev
+        if t == midnight:
+            continue
+        assert 600 <= t - t_prev <= 1200 + 30, t - t_prev
+    assert any(t == midnight for t, _, _ in changes)
+    assert len(agent.store.teks()) == 2
+    assert radio.rotations == len(changes)
+
+
+def test_injected_sightings_are_stored_per_identifier_per_window(make_agent) -> None:
+    """Another agent's payload injected into the listener is stored, aggregated. (SPEC AGENT-6)"""
+    a, b = make_agent("a"), make_agent("b", seed=2)
+    a.tick(T0)
+    b.tick(T0)
+    payload = a.radio.current_payload()
+    for k, rssi in enumerate((-60, -70, -65)):
+        b.radio.inject(payload, rssi=rssi, unix_time=T0 + 10 + k)
+    assert b.tick(T0 + 20).ingested == 1
+    [record] = b.store.sightings()
+    [a_key] = a.store.teks()
+    assert record.rpi == ref_rpi(a_key.key_data, ref_interval(T0))
+    assert (record.rssi_max, record.rssi_mean, record.count) == (-60, -65, 3)
+    assert record.unix_time == T0 + 10 and record.duration_s == 2
+
+
+def test_own_payload_is_not_recorded(make_agent) -> None:
+    """(SPEC AGENT-6)"""
+    a = make_agent()
+    a.tick(T0)
+    a.radio.inject(a.radio.current_payload(), rssi=-40, unix_time=T0 + 1)
+    assert a.tick(T0 + 2).ingested == 0
+    assert a.store.sightings() == []
+
+
+def test_sim_radio_refuses_malformed_payloads_and_use_after_close() -> None:
+    radio = SimRadio()
+    with pytest.raises(RadioError):
+        radio.inject(b"\x00" * 19, rssi=-50, unix_time=T0)
+    import asyncio
+
+    async def scenario() -> None:
+        with pytest.raises(RadioStateError):
+            await radio.rotate(b"\x00" * 20)
+        await radio.start_advertising(b"\x01" * 20)
+        assert radio.current_payload() == b"\x01" * 20
+        await radio.close()
+        with pytest.raises(RadioStateError):
+            radio.inject(b"\x00" * 20, rssi=-50, unix_time=T0)
+
+    asyncio.run(scenario())
+
+
+def test_clock_going_backwards_keeps_data_and_says_so(make_agent) -> None:
+    """A backwards jump warns, keeps every key and sighting, and rotates. (SPEC AGENT-11)"""
+    a, b = make_agent("a"), make_agent("b", seed=3)
+    now = T0 + 2 * 86400 + 3600
+    a.tick(now)
+    b.tick(now)
+    b.radio.inject(a.radio.current_payload(), rssi=-55, unix_time=now)
+    b.tick(now + 60)
+    keys_before = [k.key_data for k in b.store.teks()]
+    result = b.tick(now - 86400)  # back a whole day
+    assert result.rotated
+    assert result.warnings and "clock went back by" in result.warnings[0]
+    assert set(keys_before) <= {k.key_data for k in b.store.teks()}
+    assert len(b.store.sightings()) == 1
+    # Forward again to the original day: the same key is used, none is replaced.
+    b.tick(now + 120)
+    assert {k.key_data for k in b.store.teks()} >= set(keys_before)
+    status_warnings = b.store.get_meta("warnings")
+    assert status_warnings and "clock went back" in status_warnings["items"][-1]
+
+
+def test_settings_errors_are_reported_together() -> None:
+    from phe_trace.agent import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config(rotation_min_s=900, rotation_max_s=600, tx_power_dbm=500)
+    assert "tx_power_dbm" in str(info.value)
+    with pytest.raises(ConfigError):
+        load_config(scan_period_s=10, scan_jitter_s=20)
+    assert AgentConfig().retention_days == 14
