@@ -22,8 +22,12 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# Every benchmark script, small runs (--quick); run one directly for the full workload.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/crypto.py --quick
+	@for f in benchmarks/[a-z]*.py; do \
+		echo "== $$f --quick" >&2; \
+		$(BIN)/python $$f --quick || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
