@@ -4,16 +4,40 @@
 
     ProtocolError
     ├── AdvertisementError     raised when advertising data is not a valid 0xFD6F payload
-    └── TekHmacError           raised when TEK-HMAC input is malformed (bad base64, lengths)
+    ├── TekHmacError           raised when TEK-HMAC input is malformed (bad base64, lengths)
+    └── ExportError            an export file (export.bin / export.sig / zip / index) refused
+        ├── ExportFormatError          not a well-formed export: header, protobuf, zip, index
+        │   ├── ExportTruncatedError   the data ends before a field, member or header does
+        │   └── ExportTooLargeError    a zip member over the size limit (zip bomb guard)
+        ├── ExportKeyError             a signing/verification key that is not ECDSA P-256
+        └── ExportSignatureError       the export is not proven to come from its signer
+            ├── ExportUnsignedError            no export.sig, or no signature in it
+            ├── ExportSignatureMismatchError   signature count or batch numbers disagree
+            ├── ExportUnknownKeyError          no signature by a configured key
+            └── ExportBadSignatureError        a configured key's signature fails (tampered)
 
-Later wire formats (export files, publish API) add their own classes here.
+Later wire formats (publish API) add their own classes here.
 """
 
 from __future__ import annotations
 
 from phe_trace.errors import PheTraceError
 
-__all__ = ["AdvertisementError", "ProtocolError", "TekHmacError"]
+__all__ = [
+    "AdvertisementError",
+    "ExportBadSignatureError",
+    "ExportError",
+    "ExportFormatError",
+    "ExportKeyError",
+    "ExportSignatureError",
+    "ExportSignatureMismatchError",
+    "ExportTooLargeError",
+    "ExportTruncatedError",
+    "ExportUnknownKeyError",
+    "ExportUnsignedError",
+    "ProtocolError",
+    "TekHmacError",
+]
 
 
 class ProtocolError(PheTraceError, ValueError):
@@ -32,3 +56,69 @@ class TekHmacError(ProtocolError):
     """Input to the TEK HMAC that is malformed (bad base64, wrong key length)."""
 
     code = "hmac_invalid"
+
+
+class ExportError(ProtocolError):
+    """Base class of export-file errors: an export that must not be used."""
+
+    code = "export_invalid"
+
+
+class ExportFormatError(ExportError):
+    """Bytes that are not a well-formed export: bad header, protobuf, zip or index."""
+
+    code = "export_malformed"
+
+
+class ExportTruncatedError(ExportFormatError):
+    """An export file, zip archive or signature list that ends before its data does."""
+
+    code = "export_truncated"
+
+
+class ExportTooLargeError(ExportFormatError):
+    """A zip member larger than the configured limit (zip bomb guard)."""
+
+    code = "export_too_large"
+
+
+class ExportKeyError(ExportError):
+    """A public or private signing key that cannot be loaded or is not ECDSA P-256."""
+
+    code = "export_key_invalid"
+
+
+class ExportSignatureError(ExportError):
+    """Base class of refused signatures: the export is not proven to come from its signer.
+
+    Subclasses say why; a server or agent that needs only a yes/no catches this class.
+    """
+
+    code = "export_signature_invalid"
+
+
+class ExportUnsignedError(ExportSignatureError):
+    """The archive has no ``export.sig``, or its signature list is empty."""
+
+    code = "export_unsigned"
+
+
+class ExportSignatureMismatchError(ExportSignatureError):
+    """``export.sig`` does not match ``export.bin``: signature count, or batch numbers."""
+
+    code = "export_signature_mismatch"
+
+
+class ExportUnknownKeyError(ExportSignatureError):
+    """No signature was made by a configured verification key (key id and version)."""
+
+    code = "export_unknown_key"
+
+
+class ExportBadSignatureError(ExportSignatureError):
+    """A signature by a configured key does not verify: the file was tampered with.
+
+    Opaque on purpose: it does not say which byte or which check failed.
+    """
+
+    code = "export_bad_signature"
