@@ -21,6 +21,7 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+	$(BIN)/python protocol_spec/check_traceability.py
 
 # Every benchmark script, small runs (--quick); run one directly for the full workload.
 bench: $(STAMP)
