@@ -23,8 +23,8 @@ def _checker() -> ModuleType:
 
 def test_requirement_ids_are_parsed_from_list_items_only() -> None:
     checker = _checker()
-    text = "- **KEY-1** a rule\n  * **ADV-12** another\nprose mentions **KEY-9** only\n"
-    assert checker.defined_requirements(text) == ["KEY-1", "ADV-12"]
+    text = "- **ZZA-1** a rule\n  * **ZZB-12** another\nprose mentions **ZZA-9** only\n"
+    assert checker.defined_requirements(text) == ["ZZA-1", "ZZB-12"]
 
 
 def test_the_spec_defines_the_foundation_requirements() -> None:
