@@ -1,0 +1,338 @@
+"""Verification codes and tokens: issuance, single-use exchange, statistics (storage side).
+
+``protocol_spec/SPEC.md`` §13 (VER-1 … VER-5). Codes and tokens exist in clear only in
+the response that hands them out; the database keeps keyed hashes. A claim is one
+conditional ``UPDATE … WHERE claimed_at IS NULL``, so a code or token can be used once
+even under concurrent requests, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from .errors import (
+    CodeExpiredError,
+    CodeInvalidError,
+    InvalidDateError,
+    InvalidTestTypeError,
+    MissingDateError,
+    QuotaExceededError,
+    TokenExpiredError,
+    TokenInvalidError,
+    UnsupportedTestTypeError,
+)
+from .keyring import Keyring
+from .models import (
+    PORTAL_TEST_TYPES,
+    TEST_TYPES,
+    CodeStatus,
+    CodeSummary,
+    DayStats,
+    IssuedCode,
+    VerifiedCode,
+)
+from .settings import VerificationSettings
+from .tables import codes, daily_stats, realms, tokens
+
+__all__ = ["LONG_CODE_ALPHABET", "CodeStore", "accepted_test_types", "normalize_code"]
+
+#: Characters of long codes (lower-case letters and digits).
+LONG_CODE_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_ISSUE_ATTEMPTS = 10
+# GAEN v1 hierarchy: accepting "likely" implies "confirmed"; "negative" implies both.
+_ACCEPT_IMPLIES = {
+    "confirmed": {"confirmed"},
+    "likely": {"confirmed", "likely"},
+    "negative": {"confirmed", "likely", "negative"},
+    "user-report": {"user-report"},
+}
+
+
+def accepted_test_types(accept: list[str] | None) -> set[str]:
+    """The test types a device accepts, from its ``accept`` list (VER-4).
+
+    Empty or absent means every type. An unknown name raises ``invalid_test_type``.
+    """
+    if not accept:
+        return set(TEST_TYPES)
+    out: set[str] = set()
+    for name in accept:
+        implied = _ACCEPT_IMPLIES.get(name)
+        if implied is None:
+            raise InvalidTestTypeError(f"unknown test type {name!r} in accept")
+        out |= implied
+    return out
+
+
+def normalize_code(code: str) -> str:
+    """The form a code is hashed in: trimmed, lower-case."""
+    return code.strip().lower()
+
+
+def _utc_day(unix: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=unix // 86400)
+
+
+class CodeStore:
+    """Issue, list and claim codes; exchange tokens; count per realm and UTC day."""
+
+    def __init__(self, engine: Engine, keyring: Keyring, settings: VerificationSettings) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._settings = settings
+
+    # --- issuance -------------------------------------------------------------------
+
+    def check_dates(self, now: datetime, test_date: date | None, symptom_date: date | None) -> None:
+        """Refuse future dates, dates older than the limit, and (if required) no date."""
+        if self._settings.require_date and test_date is None and symptom_date is None:
+            raise MissingDateError("a test date or a symptom date is required")
+        today = now.date()
+        oldest = today - timedelta(days=self._settings.max_date_age_days)
+        for name, value in (("test date", test_date), ("symptom date", symptom_date)):
+            if value is not None and not oldest <= value <= today:
+                raise InvalidDateError(f"{name} {value.isoformat()} is outside {oldest}..{today}")
+
+    def _new_codes(self) -> tuple[str, str]:
+        short = str(secrets.randbelow(10**self._settings.short_code_length)).zfill(
+            self._settings.short_code_length
+        )
+        long = "".join(
+            secrets.choice(LONG_CODE_ALPHABET) for _ in range(self._settings.long_code_length)
+        )
+        return short, long
+
+    def issue(
+        self,
+        realm_id: int,
+        now: datetime,
+        test_type: str,
+        test_date: date | None,
+        symptom_date: date | None,
+    ) -> IssuedCode:
+        """Issue a short and a long code for one test result, within the realm's quota."""
+        if test_type not in PORTAL_TEST_TYPES:
+            raise InvalidTestTypeError(f"test type must be one of {', '.join(PORTAL_TEST_TYPES)}")
+        self.check_dates(now, test_date, symptom_date)
+        unix = int(now.timestamp())
+        expires_at = unix + self._settings.short_code_minutes * 60
+        long_expires_at = unix + self._settings.long_code_hours * 3600
+        for _ in range(_ISSUE_ATTEMPTS):
+            short, long = self._new_codes()
+            code_uuid = str(uuid.uuid4())
+            try:
+                with self._engine.begin() as conn:
+                    if not self._count_issued(conn, realm_id, _utc_day(unix)):
+                        raise QuotaExceededError("the realm's daily quota of codes is used up")
+                    conn.execute(
+                        insert(codes).values(
+                            uuid=code_uuid,
+                            realm_id=realm_id,
+                            test_type=test_type,
+                            symptom_date=symptom_date,
+                            test_date=test_date,
+                            code_hash=self._keyring.hash_code(short),
+                            long_code_hash=self._keyring.hash_code(long),
+                            issued_at=unix,
+                            expires_at=expires_at,
+                            long_expires_at=long_expires_at,
+                            claimed_at=None,
+                        )
+                    )
+            except IntegrityError:
+                continue  # a code collided with a stored one: draw again
+            return IssuedCode(code_uuid, short, long, test_type, expires_at, long_expires_at)
+        raise RuntimeError("could not draw an unused code")
+
+    def list_recent(self, realm_id: int, now: datetime, limit: int = 50) -> list[CodeSummary]:
+        """The realm's newest codes with their status; never the code itself."""
+        unix = int(now.timestamp())
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(codes)
+                .where(codes.c.realm_id == realm_id)
+                .order_by(codes.c.issued_at.desc(), codes.c.id.desc())
+                .limit(limit)
+            ).all()
+        out = []
+        for r in rows:
+            if r.claimed_at is not None:
+                status = CodeStatus.CLAIMED
+            elif max(r.expires_at, r.long_expires_at) <= unix:
+                status = CodeStatus.EXPIRED
+            else:
+                status = CodeStatus.UNCLAIMED
+            out.append(
+                CodeSummary(
+                    r.uuid, r.test_type, r.issued_at, r.expires_at, r.long_expires_at, status
+                )
+            )
+        return out
+
+    # --- device API -----------------------------------------------------------------
+
+    def verify(self, realm_id: int, code: str, accept: set[str], now: datetime) -> VerifiedCode:
+        """Claim a code once and hand out a single-use token (VER-2, VER-4)."""
+        unix = int(now.timestamp())
+        code_hash = self._keyring.hash_code(normalize_code(code))
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                select(codes).where(
+                    codes.c.realm_id == realm_id,
+                    or_(codes.c.code_hash == code_hash, codes.c.long_code_hash == code_hash),
+                )
+            ).first()
+            if row is None or row.claimed_at is not None:
+                self._count(conn, realm_id, unix, "codes_invalid")
+                raise CodeInvalidError("verification code invalid")
+            expiry = row.expires_at if row.code_hash == code_hash else row.long_expires_at
+            if expiry <= unix:
+                self._count(conn, realm_id, unix, "codes_invalid")
+                raise CodeExpiredError("verification code expired")
+            if row.test_type not in accept:
+                raise UnsupportedTestTypeError("verification code has unsupported test type")
+            claimed = conn.execute(
+                update(codes)
+                .where(codes.c.id == row.id, codes.c.claimed_at.is_(None))
+                .values(claimed_at=unix)
+            )
+            if claimed.rowcount != 1:
+                raise CodeInvalidError("verification code invalid")
+            token = secrets.token_urlsafe(32)
+            conn.execute(
+                insert(tokens).values(
+                    token_hash=self._keyring.hash_token(token),
+                    realm_id=realm_id,
+                    test_type=row.test_type,
+                    symptom_date=row.symptom_date,
+                    test_date=row.test_date,
+                    issued_at=unix,
+                    expires_at=unix + self._settings.token_minutes * 60,
+                    used_at=None,
+                )
+            )
+            self._count(conn, realm_id, unix, "codes_claimed")
+        return VerifiedCode(token, row.test_type, row.symptom_date, row.test_date)
+
+    def claim_token(self, realm_id: int, token: str, now: datetime) -> Any:
+        """Use a token once; returns its row (test type and dates) (VER-5)."""
+        unix = int(now.timestamp())
+        if not token or len(token) > 512:
+            raise TokenInvalidError("verification token invalid")
+        token_hash = self._keyring.hash_token(token)
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                select(tokens).where(
+                    tokens.c.token_hash == token_hash, tokens.c.realm_id == realm_id
+                )
+            ).first()
+            if row is None or row.used_at is not None:
+                raise TokenInvalidError("verification token invalid")
+            if row.expires_at <= unix:
+                raise TokenExpiredError("verification token expired")
+            used = conn.execute(
+                update(tokens)
+                .where(tokens.c.id == row.id, tokens.c.used_at.is_(None))
+                .values(used_at=unix)
+            )
+            if used.rowcount != 1:
+                raise TokenInvalidError("verification token invalid")
+            self._count(conn, realm_id, unix, "tokens_claimed")
+        return row
+
+    # --- statistics -----------------------------------------------------------------
+
+    def _ensure_stats_row(self, conn: Connection, realm_id: int, day: date) -> None:
+        values = {
+            "realm_id": realm_id,
+            "day": day,
+            "codes_issued": 0,
+            "codes_claimed": 0,
+            "codes_invalid": 0,
+            "tokens_claimed": 0,
+        }
+        if conn.dialect.name == "postgresql":
+            conn.execute(postgresql.insert(daily_stats).values(**values).on_conflict_do_nothing())
+        else:
+            conn.execute(sqlite.insert(daily_stats).values(**values).on_conflict_do_nothing())
+
+    def _count_issued(self, conn: Connection, realm_id: int, day: date) -> bool:
+        quota = conn.execute(select(realms.c.daily_quota).where(realms.c.id == realm_id)).scalar()
+        self._ensure_stats_row(conn, realm_id, day)
+        res = conn.execute(
+            update(daily_stats)
+            .where(
+                daily_stats.c.realm_id == realm_id,
+                daily_stats.c.day == day,
+                daily_stats.c.codes_issued < (quota or 0),
+            )
+            .values(codes_issued=daily_stats.c.codes_issued + 1)
+        )
+        return res.rowcount == 1
+
+    def _count(self, conn: Connection, realm_id: int, unix: int, column: str) -> None:
+        day = _utc_day(unix)
+        self._ensure_stats_row(conn, realm_id, day)
+        col = daily_stats.c[column]
+        conn.execute(
+            update(daily_stats)
+            .where(daily_stats.c.realm_id == realm_id, daily_stats.c.day == day)
+            .values({column: col + 1})
+        )
+
+    def count_invalid(self, realm_id: int, now: datetime) -> None:
+        """Count one refused verification attempt (e.g. an unsupported ``accept``)."""
+        with self._engine.begin() as conn:
+            self._count(conn, realm_id, int(now.timestamp()), "codes_invalid")
+
+    def stats(self, realm_id: int, now: datetime, days: int = 30) -> list[DayStats]:
+        """Counts of the last ``days`` UTC days, oldest first, zero-filled."""
+        today = now.date()
+        first = today - timedelta(days=days - 1)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(daily_stats).where(
+                    daily_stats.c.realm_id == realm_id, daily_stats.c.day >= first
+                )
+            ).all()
+        by_day = {r.day: r for r in rows}
+        out = []
+        for i in range(days):
+            day = first + timedelta(days=i)
+            r = by_day.get(day)
+            out.append(
+                DayStats(day, 0, 0, 0, 0)
+                if r is None
+                else DayStats(
+                    day, r.codes_issued, r.codes_claimed, r.codes_invalid, r.tokens_claimed
+                )
+            )
+        return out
+
+    def issued_today(self, realm_id: int, now: datetime) -> int:
+        """Codes the realm issued so far this UTC day."""
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                select(daily_stats.c.codes_issued).where(
+                    daily_stats.c.realm_id == realm_id, daily_stats.c.day == now.date()
+                )
+            ).scalar()
+        return int(value or 0)
+
+    # --- retention ------------------------------------------------------------------
+
+    def purge(self, now: datetime) -> tuple[int, int]:
+        """Delete code status past retention and expired tokens; returns the counts."""
+        unix = int(now.timestamp())
+        keep_after = unix - self._settings.code_retention_days * 86400
+        with self._engine.begin() as conn:
+            n_codes = conn.execute(delete(codes).where(codes.c.long_expires_at < keep_after))
+            n_tokens = conn.execute(delete(tokens).where(tokens.c.expires_at < unix))
+        return int(n_codes.rowcount), int(n_tokens.rowcount)

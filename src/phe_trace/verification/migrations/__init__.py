@@ -1,0 +1,1 @@
+"""Alembic migrations of the verification service (table ``alembic_version_verification``)."""

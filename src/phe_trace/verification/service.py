@@ -1,0 +1,123 @@
+"""The verification service: one object composing accounts, codes and signing keys.
+
+The device API and the portal call this; it owns the clock, so every "now" comes from
+one place (tests pass a :class:`~.clock.ManualClock`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import Engine
+
+from phe_trace.protocol.errors import TekHmacError
+from phe_trace.protocol.tekmac import TEK_HMAC_LENGTH, decode_base64
+
+from .accounts import Accounts
+from .clock import Clock, SystemClock
+from .codes import CodeStore, accepted_test_types
+from .database import make_engine, migrate
+from .errors import HmacInvalidError, MaintenanceModeError, UnauthorizedError
+from .keyring import Keyring, load_secret
+from .models import IssuedCode, User, VerifiedCode
+from .ratelimit import RateLimiter
+from .settings import VerificationSettings
+from .signing import SigningKeys, make_certificate
+
+__all__ = ["VerificationService"]
+
+
+class VerificationService:
+    """Everything the verification service does, storage included."""
+
+    def __init__(
+        self,
+        settings: VerificationSettings,
+        *,
+        clock: Clock | None = None,
+        engine: Engine | None = None,
+        run_migrations: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.engine = engine or make_engine(settings.database_url)
+        if run_migrations:
+            migrate(self.engine)
+        self.keyring = Keyring.from_secret(load_secret(settings))
+        self.accounts = Accounts(self.engine, self.keyring, settings, self.clock)
+        self.codes = CodeStore(self.engine, self.keyring, settings)
+        self.signing = SigningKeys(self.engine, self.keyring.sealing_key)
+        self.signing.ensure_active(self.clock.now())
+        self.verify_limiter = RateLimiter(
+            settings.verify_rate_limit, settings.verify_rate_window_seconds
+        )
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    # --- device API -----------------------------------------------------------------
+
+    def check_open(self) -> None:
+        """Raise ``maintenance_mode`` while maintenance mode is on."""
+        if self.accounts.maintenance_mode():
+            raise MaintenanceModeError("the service is in maintenance mode; try again later")
+
+    def authorize_app(self, api_key: str | None) -> tuple[int, int]:
+        """``(api_key_id, realm_id)`` for a live ``X-API-Key``, else ``unauthorized``."""
+        found = self.accounts.api_key_realm(api_key or "")
+        if found is None:
+            raise UnauthorizedError("missing or invalid API key")
+        return found
+
+    def verify(self, api_key: str | None, code: str, accept: list[str] | None) -> VerifiedCode:
+        """``POST /api/verify``: a code in, a single-use token out (VER-2 … VER-4)."""
+        key_id, realm_id = self.authorize_app(api_key)
+        self.check_open()
+        now = self.clock.now()
+        self.verify_limiter.hit(key_id, now)
+        accepted = accepted_test_types(accept)
+        return self.codes.verify(realm_id, code, accepted, now)
+
+    def certificate(self, api_key: str | None, token: str, ekeyhmac: str) -> str:
+        """``POST /api/certificate``: token + TEK HMAC in, ES256 certificate out (VER-5 … 7)."""
+        _, realm_id = self.authorize_app(api_key)
+        self.check_open()
+        try:
+            mac = decode_base64(ekeyhmac, name="ekeyhmac")
+        except TekHmacError:
+            raise HmacInvalidError("ekeyhmac is not valid base64") from None
+        if len(mac) != TEK_HMAC_LENGTH:
+            raise HmacInvalidError(
+                f"ekeyhmac must decode to {TEK_HMAC_LENGTH} bytes, got {len(mac)}"
+            )
+        now = self.clock.now()
+        row = self.codes.claim_token(realm_id, token, now)
+        kid, key = self.signing.active()
+        return make_certificate(
+            private_key=key,
+            kid=kid,
+            issuer=self.settings.issuer,
+            audience=self.settings.audience,
+            now=now,
+            skew_seconds=self.settings.allowed_clock_skew_seconds,
+            lifetime_seconds=self.settings.certificate_minutes * 60,
+            report_type=row.test_type,
+            tekmac=ekeyhmac,
+            symptom_date=row.symptom_date,
+            test_date=row.test_date,
+        )
+
+    # --- portal ---------------------------------------------------------------------
+
+    def issue_code(
+        self, user: User, test_type: str, test_date: date | None, symptom_date: date | None
+    ) -> IssuedCode:
+        """Issue a code as ``user`` (quota, maintenance mode, audit log) (VER-1, VER-11)."""
+        self.check_open()
+        now = self.clock.now()
+        issued = self.codes.issue(user.realm_id, now, test_type, test_date, symptom_date)
+        self.accounts.audit(
+            user.realm_id, user.username, "code.issue", f"code {issued.uuid} ({test_type})"
+        )
+        return issued

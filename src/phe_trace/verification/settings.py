@@ -1,0 +1,94 @@
+"""Settings of the verification service: environment variables ``PHE_TRACE_VERIFICATION_*``.
+
+One object, every variable documented, all errors reported at start-up at once
+(pydantic validates the whole object). ``protocol_spec/SPEC.md`` §13 gives the protocol
+numbers these defaults implement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "VerificationSettings"]
+
+#: Prefix of every environment variable of the verification service.
+ENV_PREFIX = "PHE_TRACE_VERIFICATION_"
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "example", "test", "xxx"}
+
+
+class VerificationSettings(BaseSettings):
+    """Configuration of the verification service and the case-worker portal."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    #: SQLAlchemy URL of the database (SQLite file or PostgreSQL); may be shared with the
+    #: key server — the service's tables are prefixed ``vf_`` and its Alembic version table
+    #: is ``alembic_version_verification``.
+    database_url: str = "sqlite:///phe-trace-verification.sqlite3"
+    #: Server secret (≥ 32 characters) keying the hashes of codes, tokens and API keys, the
+    #: CSRF tokens and the sealing of the signing keys. When unset, ``secret_file`` is read
+    #: (and created with 32 random bytes, mode 0600, on first start).
+    secret: SecretStr | None = None
+    #: File holding the server secret when ``secret`` is unset.
+    secret_file: Path = Path("phe-trace-verification.secret")
+    #: ``iss`` of every certificate; the key server looks the health authority up by it.
+    issuer: str = Field(default="phe-trace-verification", min_length=1)
+    #: ``aud`` of every certificate; must equal the audience the key server is configured with.
+    audience: str = Field(default="phe-trace-keyserver", min_length=1)
+    #: Digits of a short verification code (typed by the person).
+    short_code_length: int = Field(default=8, ge=6, le=12)
+    #: Lifetime of a short code in minutes.
+    short_code_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    #: Characters of a long verification code (sent as a link).
+    long_code_length: int = Field(default=16, ge=12, le=32)
+    #: Lifetime of a long code in hours.
+    long_code_hours: int = Field(default=24, ge=1, le=72)
+    #: Lifetime of a verification token (``/api/verify`` → ``/api/certificate``) in minutes.
+    token_minutes: int = Field(default=24 * 60, ge=1, le=7 * 24 * 60)
+    #: Lifetime of a certificate in minutes (``exp`` − now).
+    certificate_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    #: Seconds ``iat`` and ``nbf`` are set into the past, for key servers with slow clocks.
+    allowed_clock_skew_seconds: int = Field(default=60, ge=0, le=3600)
+    #: Oldest test or symptom date accepted at issuance, in days before today (UTC).
+    max_date_age_days: int = Field(default=28, ge=1, le=365)
+    #: Refuse to issue a code without a test date or a symptom date (``missing_date``).
+    require_date: bool = False
+    #: Daily quota of codes of a new realm (UTC day); realm admins' setting overrides it.
+    default_daily_quota: int = Field(default=100, ge=0)
+    #: Requests to ``/api/verify`` allowed per API key per window.
+    verify_rate_limit: int = Field(default=60, ge=1)
+    #: Length of the rate-limit window in seconds.
+    verify_rate_window_seconds: int = Field(default=60, ge=1)
+    #: Maintenance mode: the device API and code issuance answer ``maintenance_mode``.
+    #: (``phe-trace server admin maintenance on`` sets it at run time as well.)
+    maintenance_mode: bool = False
+    #: Failed sign-ins in a row after which an account is locked.
+    signin_max_failures: int = Field(default=5, ge=1)
+    #: How long a locked account stays locked, in minutes.
+    signin_lockout_minutes: int = Field(default=15, ge=1)
+    #: Lifetime of a portal session in hours.
+    session_hours: int = Field(default=8, ge=1, le=72)
+    #: Mark the session cookie ``Secure`` (leave on in production; HTTPS via the proxy).
+    cookie_secure: bool = True
+    #: Argon2id cost (pynacl's limits): interactive (64 MiB), moderate (256 MiB), sensitive.
+    password_strength: Literal["interactive", "moderate", "sensitive"] = "interactive"  # noqa: S105
+    #: Days a code's status (never the code) is kept for the portal's list and statistics.
+    code_retention_days: int = Field(default=14, ge=1)
+    #: Add 1–2 KiB of random ``padding`` to device-API responses (hides outcomes by size).
+    response_padding: bool = True
+
+    @field_validator("secret")
+    @classmethod
+    def _refuse_weak_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if len(raw) < 32:
+            raise ValueError("secret must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        if raw.lower() in _PLACEHOLDERS or len(set(raw)) < 8:
+            raise ValueError("secret looks like a placeholder; generate a random one")
+        return value
