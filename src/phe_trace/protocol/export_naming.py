@@ -46,7 +46,8 @@ def _check_root(root: str) -> None:
     segments = root.split("/")
     if not root or not all(_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
         raise ExportFormatError(
-            f"export root {root!r} must be '/'-separated segments of [A-Za-z0-9_.-]"
+            f"export root {root!r} must be '/'-separated segments of [A-Za-z0-9_.-] "
+            "starting with a letter, digit or '_'"
         )
 
 
