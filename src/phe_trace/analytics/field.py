@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import EncodingError
 
-__all__ = ["FIELD64", "FIELD128", "Field", "lagrange_at", "next_power_of_2"]
+__all__ = ["FIELD64", "FIELD128", "Field", "lagrange_at", "next_power_of_2", "root_powers"]
 
 
 def next_power_of_2(n: int) -> int:
@@ -36,7 +36,7 @@ class Field:
 
     def inv(self, x: int) -> int:
         """Multiplicative inverse of a non-zero element."""
-        return pow(x, self.modulus - 2, self.modulus)
+        return pow(x, -1, self.modulus)
 
     def root(self, p: int) -> int:
         """A primitive ``p``-th root of unity, ``p`` a power of two dividing gen_order."""
@@ -126,17 +126,43 @@ def lagrange_at(field: Field, p: int, t: int) -> list[int]:
 
     ``L_k(t) = α^k (t^p − 1) / (p (t − α^k))``; the caller ensures ``t^p ≠ 1``. With it,
     a wire polynomial's value at t is the dot product of its p recorded values with this
-    vector, without computing coefficients.
+    vector, without computing coefficients. The p denominators are inverted together
+    (one field inversion per call).
     """
     q = field.modulus
-    alpha = field.root(p)
-    num = (pow(t, p, q) - 1) * field.inv(p) % q
-    out = []
-    ak = 1
-    for _ in range(p):
-        out.append(ak * num % q * field.inv((t - ak) % q) % q)
-        ak = ak * alpha % q
+    powers = _root_powers(field, p)
+    num = (pow(t, p, q) - 1) * pow(p, -1, q) % q
+    diffs = [(t - ak) % q for ak in powers]
+    prefix = [1] * (p + 1)
+    for k, dk in enumerate(diffs):
+        prefix[k + 1] = prefix[k] * dk % q
+    inv = pow(prefix[p], -1, q)
+    out = [0] * p
+    for k in range(p - 1, -1, -1):
+        inv_k = inv * prefix[k] % q
+        inv = inv * diffs[k] % q
+        out[k] = powers[k] * num % q * inv_k % q
     return out
+
+
+_POWERS: dict[tuple[int, int], list[int]] = {}
+
+
+def _root_powers(field: Field, p: int) -> list[int]:
+    """``[α^0, …, α^(p−1)]`` for the primitive p-th root α (cached)."""
+    key = (field.modulus, p)
+    if key not in _POWERS:
+        alpha = field.root(p)
+        powers = [1]
+        for _ in range(p - 1):
+            powers.append(powers[-1] * alpha % field.modulus)
+        _POWERS[key] = powers
+    return _POWERS[key]
+
+
+def root_powers(field: Field, p: int) -> list[int]:
+    """Public alias of the cached table of powers of the p-th root of unity."""
+    return _root_powers(field, p)
 
 
 #: Field64 (§6.1.2): p = 2^32·4294967295 + 1.

@@ -22,7 +22,7 @@ from dataclasses import field as dc_field
 from typing import Generic, Protocol, TypeVar
 
 from .errors import EncodingError, VerificationError
-from .field import Field, lagrange_at, next_power_of_2
+from .field import Field, lagrange_at, next_power_of_2, root_powers
 
 __all__ = [
     "Count",
@@ -337,13 +337,13 @@ class FlpGeneric(Generic[M, R]):
             proof = proof[g.arity + size :]
         wires = self._new_wires(seeds)
         counters = [0] * len(wires)
-        alphas = [f.root(p) for p in self.p]
+        powers = [root_powers(f, p) for p in self.p]
 
         def call(i: int, inp: list[int]) -> int:
             counters[i] += 1
             for j, x in enumerate(inp):
                 wires[i][j][counters[i]] = x
-            return f.poly_eval(polys[i], pow(alphas[i], counters[i], q))
+            return f.poly_eval(polys[i], powers[i][counters[i]])
 
         out = self.valid.eval(meas, joint_rand, num_shares, call)
         if self.valid.eval_output_len > 1:
