@@ -251,3 +251,83 @@ def test_truncated_zip_is_reported_as_truncated() -> None:
     for cut in (len(data) - 1, len(data) // 2, 10):
         with pytest.raises(export.ExportTruncatedError):
             export.unpack_export_zip(data[:cut])
+
+
+def test_an_export_is_a_zip_of_the_keys_and_their_signatures() -> None:
+    """EXP-1: one region, one window, keys and signatures in one zip, read back whole."""
+    signer, private = _signer()
+    data = export.build_export_zip(CONTENT, [signer])
+    names = sorted(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert names == ["export.bin", "export.sig"]
+    content = export.verify_export_zip(data, {("hA", "v1"): _public(private)})
+    assert (content.region, content.start_timestamp, content.end_timestamp) == (
+        "DE",
+        1_620_000_000,
+        1_620_003_600,
+    )
+    assert set(content.keys) == set(KEYS)
+
+
+def _part(
+    num: int, size: int, start: int = 0, region: str = "DE"
+) -> export.TemporaryExposureKeyExport:
+    return export.TemporaryExposureKeyExport(
+        start, start + 3600 + num, region, batch_num=num, batch_size=size
+    )
+
+
+def test_split_batches_must_be_complete() -> None:
+    """EXP-11: every file of a split batch present exactly once, per region and window."""
+    export.check_batches_complete([_part(2, 3), _part(1, 3), _part(3, 3), _part(1, 1, start=7200)])
+    export.check_batches_complete(
+        [_part(1, 2), _part(2, 2), _part(1, 2, region="FR"), _part(2, 2, region="FR")]
+    )
+    export.check_batches_complete([])
+    for parts in (
+        [_part(1, 3), _part(3, 3)],
+        [_part(1, 2), _part(1, 2), _part(2, 2)],
+        [_part(1, 2), _part(2, 2), _part(1, 2, region="FR")],
+    ):
+        with pytest.raises(export.ExportIncompleteBatchError):
+            export.check_batches_complete(parts)
+
+
+def test_public_surface_is_pinned() -> None:
+    """The names the server and the agent build on stay importable."""
+    required = {
+        "TemporaryExposureKeyExport",
+        "SignatureInfo",
+        "TEKSignature",
+        "ExportArchive",
+        "EcdsaSigner",
+        "Signer",
+        "PublicKeys",
+        "encode_export_bin",
+        "decode_export_bin",
+        "encode_signature_list",
+        "decode_signature_list",
+        "sign_export_bin",
+        "build_export_files",
+        "build_export_zip",
+        "pack_export_zip",
+        "unpack_export_zip",
+        "verify_export",
+        "verify_export_zip",
+        "check_batches_complete",
+        "load_public_key_pem",
+        "load_public_key_spki_base64",
+        "load_private_key_pem",
+        "public_key_pem",
+        "public_key_spki_base64",
+        "private_key_pem",
+        "export_file_name",
+        "parse_export_file_name",
+        "ExportFileName",
+        "index_file_name",
+        "format_index",
+        "parse_index",
+        "EXPORT_BIN_HEADER",
+        "DEFAULT_MAX_MEMBER_SIZE",
+    }
+    assert required <= set(export.__all__)
+    assert all(hasattr(export, name) for name in export.__all__)

@@ -10,6 +10,7 @@
         │   ├── ExportTruncatedError   the data ends before a field, member or header does
         │   └── ExportTooLargeError    a zip member over the size limit (zip bomb guard)
         ├── ExportKeyError             a signing/verification key that is not ECDSA P-256
+        ├── ExportIncompleteBatchError files of a split batch missing or repeated
         └── ExportSignatureError       the export is not proven to come from its signer
             ├── ExportUnsignedError            no export.sig, or no signature in it
             ├── ExportSignatureMismatchError   signature count or batch numbers disagree
@@ -28,6 +29,7 @@ __all__ = [
     "ExportBadSignatureError",
     "ExportError",
     "ExportFormatError",
+    "ExportIncompleteBatchError",
     "ExportKeyError",
     "ExportSignatureError",
     "ExportSignatureMismatchError",
@@ -86,6 +88,12 @@ class ExportKeyError(ExportError):
     """A public or private signing key that cannot be loaded or is not ECDSA P-256."""
 
     code = "export_key_invalid"
+
+
+class ExportIncompleteBatchError(ExportError):
+    """A set of exports in which a split batch lacks a file or holds one twice."""
+
+    code = "export_batch_incomplete"
 
 
 class ExportSignatureError(ExportError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .errors import (
     ExportBadSignatureError,
     ExportFormatError,
+    ExportIncompleteBatchError,
     ExportKeyError,
     ExportSignatureMismatchError,
     ExportUnknownKeyError,
@@ -54,6 +55,7 @@ __all__ = [
     "Signer",
     "build_export_files",
     "build_export_zip",
+    "check_batches_complete",
     "load_private_key_pem",
     "load_public_key_pem",
     "load_public_key_spki_base64",
@@ -256,6 +258,25 @@ def verify_export_zip(
 ) -> TemporaryExposureKeyExport:
     """Unpack an export zip, verify it (:func:`verify_export`) and return its content."""
     return verify_export(unpack_export_zip(data, max_member_size=max_member_size), public_keys)
+
+
+def check_batches_complete(exports: Iterable[TemporaryExposureKeyExport]) -> None:
+    """Refuse a set of exports in which a split batch is incomplete (EXP-11).
+
+    The files of one batch share region, ``start_timestamp`` and ``batch_size`` (the
+    reference server bumps ``end_timestamp`` per file); together they must carry every
+    ``batch_num`` from 1 to ``batch_size`` exactly once. Raises
+    :class:`ExportIncompleteBatchError`.
+    """
+    batches: dict[tuple[str, int, int], list[int]] = {}
+    for content in exports:
+        group = (content.region, content.start_timestamp, content.batch_size)
+        batches.setdefault(group, []).append(content.batch_num)
+    for (region, start, size), numbers in batches.items():
+        if sorted(numbers) != list(range(1, size + 1)):
+            raise ExportIncompleteBatchError(
+                f"batch of region {region!r} starting {start} has files {sorted(numbers)} of {size}"
+            )
 
 
 # --- keys ---------------------------------------------------------------------------
