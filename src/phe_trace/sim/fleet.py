@@ -1,0 +1,106 @@
+"""Every app user's device: the real agent (:class:`phe_trace.agent.Agent`) on a sim radio.
+
+The fleet is the simulator's hand on the devices: it advances an agent's clock
+(``tick``: key of the day, identifier rotation, ingest of what its radio heard), reads
+the payload it advertises, and injects what another device heard. Each agent has its
+own store (sealed SQLite, in memory) and its own randomness; nothing is shared.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import suppress
+
+import numpy as np
+
+from phe_trace.agent import Agent, AgentConfig, AgentError
+from phe_trace.agent.radio.sim import SimRadio
+
+from .world import City, IntArray
+
+__all__ = ["Fleet"]
+
+
+class Fleet:
+    """The agents of all app users, indexed by person number."""
+
+    def __init__(
+        self,
+        city: City,
+        now: float,
+        seed: int,
+        scan_period_s: int,
+        settings: dict[str, object] | None = None,
+    ) -> None:
+        self.city = city
+        self.agents: dict[int, Agent] = {}
+        self.radios: dict[int, SimRadio] = {}
+        self._last = np.full(city.n, -np.inf)
+        rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
+        extra = dict(settings or {})
+        for person in np.flatnonzero(city.has_app):
+            p = int(person)
+            radio = SimRadio()
+            config = AgentConfig(
+                data_dir=None,
+                radio="sim",
+                tx_power_dbm=int(city.tx_power_dbm[p]),
+                scan_period_s=float(scan_period_s),
+                scan_jitter_s=0.0,
+                desktop_notifications=False,
+                **extra,  # type: ignore[arg-type]
+            )
+            self.agents[p] = Agent.open(
+                config,
+                radio=radio,
+                now=now,
+                rng=random.Random(rng.getrandbits(64)),  # noqa: S311
+            )
+            self.radios[p] = radio
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.agents)
+
+    def advance(self, people: IntArray, now: float) -> dict[int, bytes]:
+        """Tick each of ``people`` to ``now``; return the payload each advertises."""
+        out: dict[int, bytes] = {}
+        last = self._last
+        for person in people.tolist():
+            if now > last[person]:
+                self.agents[person].tick(now)
+                last[person] = now
+            payload = self.radios[person].current_payload()
+            if payload is not None:
+                out[person] = payload
+        return out
+
+    def hear(self, listener: int, payload: bytes, rssi: int, unix_time: float) -> None:
+        """``listener``'s radio heard ``payload`` at ``rssi`` dBm."""
+        self.radios[listener].inject(payload, rssi, unix_time)
+
+    def tick(self, person: int, now: float) -> None:
+        """Advance one agent (ingesting whatever its radio queued)."""
+        if now > self._last[person]:
+            self.agents[person].tick(now)
+            self._last[person] = now
+
+    def sightings(self, person: int) -> list[tuple[bytes, bytes, float, int]]:
+        """What ``person``'s agent stored, read back from its sealed store."""
+        return [
+            (r.rpi, r.aem, r.unix_time, r.rssi_mean) for r in self.agents[person].store.sightings()
+        ]
+
+    def sighting_records(self) -> int:
+        """Sighting records stored by all agents together."""
+        return sum(len(a.store.sightings()) for a in self.agents.values())
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            with suppress(AgentError, OSError):
+                agent.close()
+        self.agents.clear()
+        self.radios.clear()

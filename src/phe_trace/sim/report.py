@@ -1,0 +1,240 @@
+"""The demo's report: ``report.html``, PNG charts (matplotlib) and ``summary.json``.
+
+The HTML references only the files written next to it; every number in it is also in
+``summary.json``. Charts are drawn with the non-interactive ``Agg`` backend.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .metrics import Metrics
+from .runner import SimResult
+
+__all__ = ["CHARTS", "build_summary", "write_report"]
+
+#: Chart files, in the order the report shows them.
+CHARTS = ("outbreak.png", "tradeoff.png", "delay.png", "bytes.png")
+
+
+def build_summary(result: SimResult, metrics: Metrics, parts: dict[str, str]) -> dict[str, Any]:
+    """The machine-readable summary of a run (also what the HTML shows)."""
+    cfg = result.config
+    last = result.days[-1] if result.days else None
+    return {
+        "config": {
+            "people": cfg.people,
+            "days": cfg.days,
+            "seed": cfg.seed,
+            "uptake": cfg.uptake,
+            "report_rate": cfg.report_rate,
+            "radio": cfg.radio,
+            "scan_period_s": cfg.scan_period_s,
+            "risk": {
+                "attenuation_thresholds_db": list(cfg.risk.attenuation_thresholds_db),
+                "bucket_weights": list(cfg.risk.bucket_weights),
+                "minimum_minutes": cfg.risk.minimum_minutes,
+            },
+        },
+        "parts": parts,
+        "city": {
+            "people": result.city.n,
+            "households": result.city.households,
+            "app_users": result.city.app_users,
+        },
+        "outbreak": {
+            "infected": last.infected if last else 0,
+            "tests": result.tests_total,
+            "positives": result.positives_total,
+            "reports": len(result.reports),
+            "keys_published": sum(result.report_keys.values()),
+            "close_contacts": len(result.close_a),
+        },
+        **metrics.as_dict(),
+        "server_storage": result.server_storage,
+        "wall_seconds": result.wall_s,
+    }
+
+
+def write_report(
+    out: Path,
+    result: SimResult,
+    metrics: Metrics,
+    parts: dict[str, str],
+    aggregate: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write charts, ``summary.json`` and ``report.html`` into ``out``; return the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = build_summary(result, metrics, parts)
+    summary["aggregate"] = aggregate or {"status": "not available in this build"}
+    _outbreak_chart(out / CHARTS[0], metrics)
+    _tradeoff_chart(out / CHARTS[1], metrics, result)
+    _delay_chart(out / CHARTS[2], metrics)
+    _bytes_chart(out / CHARTS[3], metrics)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "report.html").write_text(_html(summary))
+    return summary
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _outbreak_chart(path: Path, m: Metrics) -> None:
+    d = m.daily
+    days = np.arange(len(d["new_infections"]))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(days, d["new_infections"], color="#d9a0a0", label="new infections")
+    ax.plot(days, d["positives_cumulative"], "o-", color="#a03030", label="positive tests (cum.)")
+    ax.plot(days, np.cumsum(d["reports"]), "s-", color="#305090", label="reports (cum.)")
+    ax.plot(
+        days, np.cumsum(d["notifications"]), "^-", color="#208040", label="people notified (cum.)"
+    )
+    ax.set_xlabel("simulated day")
+    ax.set_ylabel("people")
+    ax.set_title("Outbreak and exposure notifications")
+    ax.legend(loc="upper left")
+    _save(fig, path)
+
+
+def _tradeoff_chart(path: Path, m: Metrics, result: SimResult) -> None:
+    pts = [p for p in m.tradeoff if p.precision is not None or p.recall is not None]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    th = [p.threshold_db for p in pts]
+    ax1.plot(
+        th,
+        [p.precision if p.precision is not None else np.nan for p in pts],
+        "o-",
+        label="precision",
+    )
+    ax1.plot(th, [p.recall if p.recall is not None else np.nan for p in pts], "s-", label="recall")
+    for t in result.config.risk.attenuation_thresholds_db:
+        ax1.axvline(t, color="grey", linestyle=":", linewidth=1)
+    ax1.set_xlabel("attenuation threshold (dB): time below counts")
+    ax1.set_ylim(-0.02, 1.02)
+    ax1.set_title("Moving the threshold")
+    ax1.legend()
+    ax2.plot([p.recall or 0 for p in pts], [p.precision or 0 for p in pts], "o-", color="#555")
+    c = m.confusion
+    if c.precision is not None and c.recall is not None:
+        ax2.plot(
+            [c.recall],
+            [c.precision],
+            "*",
+            markersize=16,
+            color="#d04020",
+            label="configured risk rule",
+        )
+        ax2.legend()
+    ax2.set_xlabel("recall")
+    ax2.set_ylabel("precision")
+    ax2.set_xlim(-0.02, 1.02)
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_title("Precision–recall trade-off")
+    _save(fig, path)
+
+
+def _delay_chart(path: Path, m: Metrics) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if m.delays_h:
+        ax.hist(m.delays_h, bins=min(20, max(3, len(m.delays_h))), color="#4070a0")
+    else:
+        ax.text(0.5, 0.5, "no notifications of true contacts", ha="center", va="center")
+    ax.set_xlabel("hours from positive test result to notification")
+    ax.set_ylabel("people")
+    ax.set_title("Time to notification")
+    _save(fig, path)
+
+
+def _bytes_chart(path: Path, m: Metrics) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(
+        np.arange(len(m.bytes_by_day_mean)), np.array(m.bytes_by_day_mean) / 1024.0, color="#60a060"
+    )
+    ax.set_xlabel("simulated day")
+    ax.set_ylabel("KiB per device (mean)")
+    ax.set_title("Downloaded per device per day")
+    _save(fig, path)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _html(s: dict[str, Any]) -> str:
+    n = s["notifications"]
+    b = s["bytes_per_device_per_day"]
+    d = s["test_to_notification_hours"]
+    parts = _table(list(s["parts"].items()))
+    storage = html.escape(json.dumps(s["server_storage"], indent=2, default=str))
+    aggregate = html.escape(json.dumps(s["aggregate"], indent=2, default=str))
+    charts = "".join(f'<p><img src="{c}" alt="{c}"></p>' for c in CHARTS)
+    cfg = s["config"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>phe-trace demo report</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
+table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}
+pre{{background:#f4f4f4;padding:.6em}}</style></head><body>
+<h1>phe-trace demo: a simulated city</h1>
+<p>{cfg["people"]} people, {cfg["days"]} days, seed {cfg["seed"]}, uptake {cfg["uptake"]},
+report rate {cfg["report_rate"]}, radio {html.escape(cfg["radio"])};
+wall time {s["wall_seconds"]:.1f} s.</p>
+<h2>What ran for real</h2>{parts}
+<h2>Notifications against ground truth</h2>
+<p>Ground truth: at least 15 minutes within 2 m on one day with a person who reported
+(from simulated distances, not radio measurements).</p>
+{
+        _table(
+            [
+                ("should be notified", n["should_notify"]),
+                ("notified", n["notified"]),
+                ("true positives", n["true_positives"]),
+                ("false positives", n["false_positives"]),
+                ("… of which met a reporter (near miss)", n["false_positives_near_miss"]),
+                ("false negatives", n["false_negatives"]),
+                ("precision", n["precision"]),
+                ("recall", n["recall"]),
+            ]
+        )
+    }
+<h2>Outbreak</h2>
+{_table(list(s["outbreak"].items()))}
+<h2>Time and bytes</h2>
+{
+        _table(
+            [
+                ("hours test → notification, median", d["median"]),
+                ("p90", d["p90"]),
+                ("bytes per device per day, mean", b["mean"]),
+                ("median", b["median"]),
+                ("max", b["max"]),
+            ]
+        )
+    }
+<h2>Charts</h2>{charts}
+<h2>What the server stored</h2><pre>{storage}</pre>
+<h2>What the health authority sees in aggregate</h2><pre>{aggregate}</pre>
+<p>All numbers: <a href="summary.json">summary.json</a>.</p>
+</body></html>
+"""
