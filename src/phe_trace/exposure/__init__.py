@@ -1,0 +1,78 @@
+"""Exposure matching, exposure windows and risk scoring — a pure library (layer 1).
+
+``protocol_spec/SPEC.md`` §8–§10. The device agent calls :func:`match` with the diagnosis
+keys of downloaded exports and its stored sightings, turns the matches into
+:class:`ExposureWindow` values with :func:`build_exposure_windows`, and scores them with
+:func:`daily_summaries` (GAEN ``DailySummariesConfig``) or :func:`cwa_risk`
+(Corona-Warn-App-style risk calculation)::
+
+    result = match(keys, sightings)                     # MatchResult
+    config = load_config(path)                          # or default_config()
+    windows = build_exposure_windows(result.matches, config.diagnosis_keys_data_mapping)
+    risk = cwa_risk(windows, config.risk_calculation)   # risk.total_risk_level
+
+Configuration is a TOML/JSON document a health authority publishes (:func:`load_config`);
+:func:`default_config` holds the Corona-Warn-App production parameters.
+"""
+
+from .config import (
+    DailySummariesConfig,
+    DiagnosisKeysDataMapping,
+    ExposureConfig,
+    RiskCalculationParameters,
+    RiskLevel,
+    default_config,
+    load_config,
+)
+from .errors import ConfigError, ExposureError, MatchInputError, SightingError
+from .matcher import DEFAULT_TOLERANCE_INTERVALS, match
+from .model import (
+    ExposureWindow,
+    Infectiousness,
+    Match,
+    MatchResult,
+    RejectedKey,
+    ScanInstance,
+    Sighting,
+)
+from .scoring import (
+    CwaDayResult,
+    CwaRiskResult,
+    CwaWindowResult,
+    DailySummary,
+    ScoreSummary,
+    cwa_risk,
+    daily_summaries,
+)
+from .windows import build_exposure_windows
+
+__all__ = [
+    "DEFAULT_TOLERANCE_INTERVALS",
+    "ConfigError",
+    "CwaDayResult",
+    "CwaRiskResult",
+    "CwaWindowResult",
+    "DailySummariesConfig",
+    "DailySummary",
+    "DiagnosisKeysDataMapping",
+    "ExposureConfig",
+    "ExposureError",
+    "ExposureWindow",
+    "Infectiousness",
+    "Match",
+    "MatchInputError",
+    "MatchResult",
+    "RejectedKey",
+    "RiskCalculationParameters",
+    "RiskLevel",
+    "ScanInstance",
+    "ScoreSummary",
+    "Sighting",
+    "SightingError",
+    "build_exposure_windows",
+    "cwa_risk",
+    "daily_summaries",
+    "default_config",
+    "load_config",
+    "match",
+]

@@ -1,0 +1,391 @@
+"""The matcher: which published diagnosis keys did this device see, and when.
+
+``protocol_spec/SPEC.md`` §8 (MATCH-1 … MATCH-8). Design, top-down:
+
+1. The sightings are indexed once (:class:`_SightingIndex`): a bool table addressed by
+   the low bits of each identifier's first 4 bytes (a prefilter with a false-positive
+   rate of at most 1/64), the sorted distinct identifiers (for the exact 16-byte check),
+   and each identifier's sightings.
+2. Keys stream in chunks. A chunk is packed into flat arrays (the 16-byte keys back to
+   back, start and period as integer arrays) after a vectorised well-formedness check;
+   malformed keys are refused one by one (MATCH-6).
+3. Per packed chunk, keys whose validity window ±tolerance cannot contain any sighting are
+   skipped; the others' identifiers are derived in blocks of :data:`_BLOCK_KEYS` keys
+   into one reused buffer (:func:`phe_trace.crypto.batch.rpis_into`), looked up in the
+   table with numpy, and candidates confirmed on all 16 bytes.
+4. Large inputs run the packed chunks in a pool of forked worker processes (the index is
+   inherited, not copied), with a bounded number of chunks in flight so memory stays
+   bounded whatever the key count (MATCH-7). Small inputs run in this process.
+5. For each confirmed identifier, each of its sightings is kept only if its time lies in
+   the key's validity window widened by the tolerance (MATCH-3); the AEM of a kept
+   match is decrypted (MATCH-4).
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from operator import attrgetter
+
+import numpy as np
+import numpy.typing as npt
+
+from phe_trace.crypto import (
+    INTERVAL_SECONDS,
+    MAX_INTERVAL,
+    TEK_ROLLING_PERIOD,
+    InvalidMetadataError,
+    Metadata,
+    aemk,
+    decrypt_metadata,
+)
+from phe_trace.crypto.batch import rpis_into
+from phe_trace.protocol.diagnosis_key import (
+    MAX_TRANSMISSION_RISK_LEVEL,
+    DiagnosisKey,
+    ReportType,
+)
+
+from .errors import MatchInputError
+from .model import Match, MatchResult, RejectedKey, Sighting
+
+__all__ = ["DEFAULT_TOLERANCE_INTERVALS", "match"]
+
+#: Intervals of clock drift accepted either side of a key's validity window: ±2 h (MATCH-3).
+DEFAULT_TOLERANCE_INTERVALS = 12
+#: Keys per streamed chunk (and per task of the process pool).
+DEFAULT_CHUNK_SIZE = 8192
+#: Below this many keys the matcher stays in this process (forking costs more than it saves).
+PARALLEL_MIN_KEYS = 32_768
+#: Keys whose identifiers are derived into the buffer at once (2.3 MB: stays in cache).
+_BLOCK_KEYS = 1024
+_MAX_CHUNK_SIZE = 1 << 20
+
+Int64Array = npt.NDArray[np.int64]
+
+
+class _SightingIndex:
+    """The sightings, indexed once for identifier lookup (MATCH-2)."""
+
+    def __init__(self, sightings: Sequence[Sighting]) -> None:
+        groups: dict[bytes, list[int]] = {}
+        for i, s in enumerate(sightings):
+            groups.setdefault(s.rpi, []).append(i)
+        self.groups = groups
+        self.intervals = [int(s.unix_time // INTERVAL_SECONDS) for s in sightings]
+        self.min_interval = min(self.intervals, default=0)
+        self.max_interval = max(self.intervals, default=-1)
+        distinct = np.array(sorted(groups), dtype="S16") if groups else np.zeros(0, "S16")
+        self.sorted = distinct
+        bits = 16
+        while (1 << bits) < 64 * len(distinct) and bits < 26:
+            bits += 1
+        self.mask = np.uint32((1 << bits) - 1)
+        self.table = np.zeros(1 << bits, dtype=np.bool_)
+        if len(distinct):
+            heads = np.frombuffer(distinct.tobytes(), dtype="<u4").reshape(-1, 4)[:, 0]
+            self.table[heads & self.mask] = True
+
+    def lookup(self, buf: bytearray, nbytes: int) -> npt.NDArray[np.intp]:
+        """Positions (in identifiers) of the identifiers in ``buf[:nbytes]`` that were seen."""
+        if not len(self.sorted):
+            return np.zeros(0, dtype=np.intp)
+        words = np.frombuffer(buf, dtype="<u4", count=nbytes // 4).reshape(-1, 4)
+        candidates = np.flatnonzero(self.table[words[:, 0] & self.mask])
+        if not candidates.size:
+            return candidates
+        ids = np.frombuffer(buf, dtype="S16", count=nbytes // 16)[candidates]
+        pos = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
+        confirmed: npt.NDArray[np.intp] = candidates[self.sorted[pos] == ids]
+        return confirmed
+
+
+@dataclass(frozen=True, slots=True)
+class _Packed:
+    """A chunk of well-formed keys as flat arrays (what a worker process receives)."""
+
+    teks: bytes
+    starts: Int64Array
+    periods: Int64Array
+
+
+# The index a forked worker inherits from the parent (set just before the pool forks).
+_WORKER_INDEX: _SightingIndex | None = None
+
+
+def _match_packed(
+    index: _SightingIndex, packed: _Packed, tolerance: int
+) -> list[tuple[int, int, int]]:
+    """(key position in chunk, sighting index, interval) for every match in one chunk."""
+    starts, periods = packed.starts, packed.periods
+    lo, hi = starts - tolerance, starts + periods + tolerance
+    live = np.flatnonzero((hi > index.min_interval) & (lo <= index.max_interval))
+    out: list[tuple[int, int, int]] = []
+    if not live.size:
+        return out
+    buf = bytearray(_BLOCK_KEYS * TEK_ROLLING_PERIOD * 16)
+    for b in range(0, live.size, _BLOCK_KEYS):
+        keys = live[b : b + _BLOCK_KEYS]
+        if keys.size == len(starts):
+            teks = packed.teks
+        else:
+            teks = b"".join(packed.teks[16 * k : 16 * k + 16] for k in keys.tolist())
+        counts = periods[keys]
+        nbytes = rpis_into(buf, teks, starts[keys].tolist(), counts.tolist())
+        found = index.lookup(buf, nbytes)
+        if not found.size:
+            continue
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        owners = np.searchsorted(offsets, found, side="right") - 1
+        for pos, owner in zip(found.tolist(), owners.tolist(), strict=True):
+            k = int(keys[owner])
+            interval = int(starts[k]) + pos - int(offsets[owner])
+            rpi = bytes(buf[16 * pos : 16 * pos + 16])
+            k_lo, k_hi = int(lo[k]), int(hi[k])
+            for s in index.groups.get(rpi, ()):
+                if k_lo <= index.intervals[s] < k_hi:
+                    out.append((k, s, interval))
+    return out
+
+
+def _worker_task(packed: _Packed, tolerance: int) -> list[tuple[int, int, int]]:
+    assert _WORKER_INDEX is not None
+    return _match_packed(_WORKER_INDEX, packed, tolerance)
+
+
+_RT_VALUES = frozenset(int(r) for r in ReportType)
+
+
+def _fast_well_formed(keys: Sequence[DiagnosisKey]) -> bool:
+    """True when every key in ``keys`` passes ``DiagnosisKey.check`` (vectorised)."""
+    if set(map(type, keys)) != {DiagnosisKey}:
+        return False
+    datas = list(map(attrgetter("key_data"), keys))
+    if set(map(type, datas)) != {bytes} or set(map(len, datas)) != {16}:
+        return False
+    fields = [
+        list(map(attrgetter(name), keys))
+        for name in ("rolling_start_interval_number", "rolling_period", "transmission_risk_level")
+    ]
+    if any(not set(map(type, f)) <= {int} for f in fields):
+        return False
+    try:
+        s, p, t = (np.array(f, dtype=np.int64) for f in fields)
+    except OverflowError:
+        return False
+    rts = set(map(attrgetter("report_type"), keys))
+    return bool(
+        s.min() >= 0
+        and p.min() >= 1
+        and p.max() <= TEK_ROLLING_PERIOD
+        and (s + p - 1).max() <= MAX_INTERVAL
+        and t.min() >= 0
+        and t.max() <= MAX_TRANSMISSION_RISK_LEVEL
+        and all(type(r) in (ReportType, int) and int(r) in _RT_VALUES for r in rts)
+    )
+
+
+def _non_int_field(key: DiagnosisKey) -> str | None:
+    for name in ("rolling_start_interval_number", "rolling_period", "transmission_risk_level"):
+        value = getattr(key, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return name
+    return None
+
+
+def _pack(keys: Sequence[DiagnosisKey], base: int) -> tuple[_Packed, list[int], list[RejectedKey]]:
+    """Pack well-formed keys; return (packed, their positions in ``keys``, refusals)."""
+    if keys and _fast_well_formed(keys):
+        good = list(range(len(keys)))
+        rejected: list[RejectedKey] = []
+    else:
+        good, rejected = [], []
+        for i, key in enumerate(keys):
+            if not isinstance(key, DiagnosisKey):
+                reason: str | None = f"not a DiagnosisKey but a {type(key).__name__}"
+            elif bad := _non_int_field(key):
+                reason = f"{bad} must be an int"
+            else:
+                try:
+                    reason = key.check()
+                except (TypeError, ValueError) as exc:  # e.g. a non-int field
+                    reason = f"malformed field ({type(exc).__name__})"
+            if reason is None:
+                good.append(i)
+            else:
+                rejected.append(RejectedKey(base + i, reason))
+    kept = [keys[i] for i in good]
+    packed = _Packed(
+        teks=b"".join(k.key_data for k in kept),
+        starts=np.array([k.rolling_start_interval_number for k in kept], dtype=np.int64),
+        periods=np.array([k.rolling_period for k in kept], dtype=np.int64),
+    )
+    return packed, good, rejected
+
+
+def _chunks(keys: Iterable[DiagnosisKey], size: int) -> Iterator[tuple[int, list[DiagnosisKey]]]:
+    chunk: list[DiagnosisKey] = []
+    base = 0
+    for key in keys:
+        chunk.append(key)
+        if len(chunk) == size:
+            yield base, chunk
+            base += size
+            chunk = []
+    if chunk:
+        yield base, chunk
+
+
+def _workers(workers: int | None) -> int:
+    if workers is not None:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_arguments(tolerance: int, chunk_size: int, workers: int | None) -> None:
+    for name, value, low, high in (
+        ("tolerance_intervals", tolerance, 0, 14 * TEK_ROLLING_PERIOD),
+        ("chunk_size", chunk_size, 1, _MAX_CHUNK_SIZE),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise MatchInputError(f"{name} must be an int in {low}..{high}, got {value!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise MatchInputError(f"workers must be None or an int >= 1, got {workers!r}")
+
+
+Raw = tuple[DiagnosisKey, int, int]
+
+
+def _run(
+    index: _SightingIndex,
+    keys: Iterable[DiagnosisKey],
+    tolerance: int,
+    chunk_size: int,
+    workers: int,
+) -> tuple[list[Raw], int, list[RejectedKey]]:
+    """Run all chunks, serially or in a pool; return raw matches, key count, refusals."""
+    stream = _chunks(keys, chunk_size)
+    head: list[tuple[int, list[DiagnosisKey]]] = []
+    seen = 0
+    for base, chunk in stream:
+        head.append((base, chunk))
+        seen += len(chunk)
+        if seen >= PARALLEL_MIN_KEYS:
+            break
+    parallel = (
+        workers > 1
+        and seen >= PARALLEL_MIN_KEYS
+        and len(index.sorted) > 0
+        and "fork" in multiprocessing.get_all_start_methods()
+    )
+
+    def everything() -> Iterator[tuple[int, list[DiagnosisKey]]]:
+        yield from head
+        yield from stream
+
+    raw: list[Raw] = []
+    rejected: list[RejectedKey] = []
+    total = 0
+    if not parallel:
+        for base, chunk in everything():
+            total += len(chunk)
+            packed, good, refused = _pack(chunk, base)
+            rejected += refused
+            raw += [(chunk[good[k]], s, j) for k, s, j in _match_packed(index, packed, tolerance)]
+        return raw, total, rejected
+    global _WORKER_INDEX
+    _WORKER_INDEX = index
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            flight: collections.deque[
+                tuple[list[DiagnosisKey], list[int], Future[list[tuple[int, int, int]]]]
+            ] = collections.deque()
+            for base, chunk in everything():
+                total += len(chunk)
+                packed, good, refused = _pack(chunk, base)
+                rejected += refused
+                flight.append((chunk, good, pool.submit(_worker_task, packed, tolerance)))
+                while len(flight) > 2 * workers:
+                    c, g, fut = flight.popleft()
+                    raw += [(c[g[k]], s, j) for k, s, j in fut.result()]
+            while flight:
+                c, g, fut = flight.popleft()
+                raw += [(c[g[k]], s, j) for k, s, j in fut.result()]
+    finally:
+        _WORKER_INDEX = None
+    return raw, total, rejected
+
+
+def _metadata(key: DiagnosisKey, sighting: Sighting, cache: dict[bytes, bytes]) -> Metadata | None:
+    key_aemk = cache.get(key.key_data)
+    if key_aemk is None:
+        key_aemk = cache[key.key_data] = aemk(key.key_data)
+    try:
+        return Metadata.from_bytes(decrypt_metadata(key_aemk, sighting.rpi, sighting.aem))
+    except InvalidMetadataError:
+        return None
+
+
+def _order(m: Match) -> tuple[object, ...]:
+    s, k = m.sighting, m.diagnosis_key
+    dsos = k.days_since_onset_of_symptoms
+    return (
+        s.unix_time,
+        s.rpi,
+        s.aem,
+        s.rssi,
+        s.rssi_correction,
+        int(s.calibration_confidence),
+        k.key_data,
+        k.rolling_start_interval_number,
+        k.rolling_period,
+        int(k.report_type),
+        k.transmission_risk_level,
+        -999 if dsos is None else dsos,
+    )
+
+
+def match(
+    diagnosis_keys: Iterable[DiagnosisKey],
+    sightings: Iterable[Sighting],
+    *,
+    tolerance_intervals: int = DEFAULT_TOLERANCE_INTERVALS,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    workers: int | None = None,
+) -> MatchResult:
+    """Find the sightings of the published ``diagnosis_keys`` (SPEC §8, MATCH-1 … MATCH-8).
+
+    A sighting matches a key when its identifier is one of the key's identifiers
+    (intervals ``[start, start + period)``) and its time falls in intervals
+    ``[start − tolerance, start + period + tolerance)``. Keys are consumed as a stream in
+    chunks of ``chunk_size``; ``workers`` processes share large inputs (``None``: one per
+    available core; ``1``: this process only). Malformed keys are refused one by one and
+    listed in ``MatchResult.rejected``. The matches are sorted by sighting time (then by
+    sighting and key fields); the same key given twice yields each match once.
+    """
+    _check_arguments(tolerance_intervals, chunk_size, workers)
+    seen = tuple(sightings)
+    for s in seen:
+        if not isinstance(s, Sighting):
+            raise MatchInputError(f"sightings must be Sighting values, got {type(s).__name__}")
+    index = _SightingIndex(seen)
+    raw, total, rejected = _run(
+        index, diagnosis_keys, tolerance_intervals, chunk_size, _workers(workers)
+    )
+    cache: dict[bytes, bytes] = {}
+    unique = {(key, s): j for key, s, j in raw}
+    found = [
+        Match(key, seen[s], j, _metadata(key, seen[s], cache)) for (key, s), j in unique.items()
+    ]
+    found.sort(key=_order)
+    return MatchResult(tuple(found), total, tuple(rejected))
