@@ -1,0 +1,121 @@
+"""Client reports: shard, seal to the two aggregators, and open (SPEC AGG-15, AGG-16).
+
+A report for one (metric, day) is two sealed boxes (X25519 + XSalsa20-Poly1305, pynacl
+``SealedBox``), one per aggregator. Inside each, after a version byte::
+
+    metric_id (1) ‖ day (4, big-endian) ‖ nonce (16) ‖ len(public) (2) ‖ public ‖ input share
+
+Metric and day are inside the box as well as beside it (for routing), and the
+aggregator refuses a box whose inner labels differ from the outer ones, so the server
+that relays the boxes cannot move a report to another day or metric. The key server
+sees only the two ciphertexts, the metric name and the day.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.exceptions import CryptoError as NaclCryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
+
+from .errors import EncodingError, VerificationError
+from .metrics import METRICS, context_for
+from .prio3 import NONCE_SIZE, InputShare
+
+__all__ = [
+    "PAYLOAD_VERSION",
+    "OpenedShare",
+    "SealedReport",
+    "make_report",
+    "open_share",
+]
+
+#: Version byte of the sealed payload.
+PAYLOAD_VERSION = 1
+_HEADER = struct.Struct(">BBI16sH")
+
+
+@dataclass(frozen=True)
+class SealedReport:
+    """What a device uploads for one metric and day."""
+
+    metric: str
+    day: int
+    leader_share: bytes
+    helper_share: bytes
+
+
+@dataclass(frozen=True)
+class OpenedShare:
+    """One aggregator's view of a report after opening its box."""
+
+    metric: str
+    day: int
+    nonce: bytes
+    public_share: list[bytes] | None
+    input_share: InputShare
+
+
+def _payload(metric_id: int, day: int, nonce: bytes, public: bytes, share: bytes) -> bytes:
+    return _HEADER.pack(PAYLOAD_VERSION, metric_id, day, nonce, len(public)) + public + share
+
+
+def make_report(
+    metric: str,
+    measurement: Any,
+    day: int,
+    leader_public_key: bytes,
+    helper_public_key: bytes,
+    rand: bytes | None = None,
+    nonce: bytes | None = None,
+) -> SealedReport:
+    """Shard ``measurement`` of ``metric`` for ``day`` and seal each share (device side)."""
+    spec = METRICS.get(metric)
+    if spec is None:
+        raise EncodingError(f"unknown metric {metric!r}")
+    if not 0 <= day < 2**32:
+        raise EncodingError("day out of range")
+    vdaf = spec.vdaf()
+    nonce = nonce if nonce is not None else os.urandom(NONCE_SIZE)
+    rand = rand if rand is not None else os.urandom(vdaf.rand_size)
+    public, shares = vdaf.shard(context_for(metric, day), measurement, nonce, rand)
+    public_bytes = vdaf.encode_public_share(public)
+    boxes = []
+    for share, key in zip(shares, (leader_public_key, helper_public_key), strict=True):
+        payload = _payload(spec.metric_id, day, nonce, public_bytes, vdaf.encode_input_share(share))
+        boxes.append(SealedBox(PublicKey(key)).encrypt(payload))
+    return SealedReport(metric, day, boxes[0], boxes[1])
+
+
+def open_share(
+    private_key: bytes, agg_id: int, metric: str, day: int, sealed: bytes
+) -> OpenedShare:
+    """Open this aggregator's box and parse it; VerificationError if anything is off.
+
+    The error is deliberately opaque (wrong key, tampering, wrong labels, bad lengths).
+    """
+    spec = METRICS.get(metric)
+    if spec is None:
+        raise VerificationError
+    try:
+        payload = SealedBox(PrivateKey(private_key)).decrypt(sealed)
+    except (NaclCryptoError, ValueError, TypeError):
+        raise VerificationError from None
+    if len(payload) < _HEADER.size:
+        raise VerificationError
+    version, metric_id, inner_day, nonce, public_len = _HEADER.unpack_from(payload)
+    if version != PAYLOAD_VERSION or metric_id != spec.metric_id or inner_day != day:
+        raise VerificationError
+    rest = payload[_HEADER.size :]
+    vdaf = spec.vdaf()
+    try:
+        public = vdaf.decode_public_share(rest[:public_len])
+        share = vdaf.decode_input_share(agg_id, rest[public_len:])
+    except EncodingError:
+        raise VerificationError from None
+    if len(rest) < public_len:
+        raise VerificationError
+    return OpenedShare(metric, day, nonce, public, share)

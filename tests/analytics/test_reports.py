@@ -1,0 +1,106 @@
+"""Device reports: metric encoding, sealing to two aggregators, opening (SPEC AGG-10, 15, 16)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from nacl.public import PrivateKey
+
+from phe_trace.analytics.errors import EncodingError, VerificationError
+from phe_trace.analytics.metrics import (
+    DAYS_BUCKETS,
+    METRICS,
+    DailyObservation,
+    context_for,
+    encode_daily,
+)
+from phe_trace.analytics.reports import make_report, open_share
+
+LEADER, HELPER = PrivateKey.generate(), PrivateKey.generate()
+VK = bytes(32)
+
+
+def _keys() -> tuple[bytes, bytes]:
+    return bytes(LEADER.public_key), bytes(HELPER.public_key)
+
+
+def test_encode_daily() -> None:
+    quiet = encode_daily(DailyObservation(False, None, None, False))
+    assert quiet == {
+        "notified": 0,
+        "risk_level": 0,
+        "days_to_notification": DAYS_BUCKETS - 1,
+        "reported_positive": 0,
+    }
+    exposed = encode_daily(DailyObservation(True, 5, 3, True))
+    assert exposed == {
+        "notified": 1,
+        "risk_level": 5,
+        "days_to_notification": 3,
+        "reported_positive": 1,
+    }
+    with pytest.raises(EncodingError):
+        encode_daily(DailyObservation(True, 2, None, False))
+    with pytest.raises(EncodingError):
+        encode_daily(DailyObservation(False, 8, None, False))
+
+
+@pytest.mark.parametrize(
+    "metric,value",
+    [("notified", 1), ("risk_level", 6), ("days_to_notification", 13), ("reported_positive", 0)],
+)
+def test_report_round_trip(metric: str, value: Any) -> None:
+    report = make_report(metric, value, 20000, *_keys())
+    opened = [
+        open_share(bytes(k), i, metric, 20000, box)
+        for i, (k, box) in enumerate([(LEADER, report.leader_share), (HELPER, report.helper_share)])
+    ]
+    vdaf = METRICS[metric].vdaf()
+    ctx = context_for(metric, 20000)
+    inits = [
+        vdaf.prep_init(VK, ctx, i, o.nonce, o.public_share, o.input_share)
+        for i, o in enumerate(opened)
+    ]
+    msg = vdaf.prep_shares_to_prep(ctx, [p for _, p in inits])
+    outs = [vdaf.prep_next(s, msg) for s, _ in inits]
+    result = vdaf.unshard([vdaf.aggregate([o]) for o in outs], 1)
+    expected = (
+        value
+        if METRICS[metric].length == 1
+        else [int(b == value) for b in range(METRICS[metric].length)]
+    )
+    assert result == expected
+
+
+def test_opening_fails_opaquely() -> None:
+    report = make_report("notified", 1, 20000, *_keys())
+    cases = [
+        (bytes(HELPER), 0, "notified", 20000, report.leader_share),  # wrong key
+        (bytes(LEADER), 0, "notified", 20001, report.leader_share),  # moved to another day
+        (bytes(LEADER), 0, "reported_positive", 20000, report.leader_share),  # other metric
+        (bytes(LEADER), 0, "notified", 20000, report.leader_share[:-1] + b"\0"),  # tampered
+        (bytes(LEADER), 1, "notified", 20000, report.leader_share),  # leader box as helper
+        (bytes(LEADER), 0, "nope", 20000, report.leader_share),
+    ]
+    for key, agg_id, metric, day, box in cases:
+        with pytest.raises(VerificationError) as info:
+            open_share(key, agg_id, metric, day, box)
+        assert str(info.value) == "report rejected"
+
+
+def test_proof_is_bound_to_metric_and_day() -> None:
+    """A share proved for one day does not verify under another day's context."""
+    report = make_report("notified", 1, 20000, *_keys())
+    opened = [
+        open_share(bytes(LEADER), 0, "notified", 20000, report.leader_share),
+        open_share(bytes(HELPER), 1, "notified", 20000, report.helper_share),
+    ]
+    vdaf = METRICS["notified"].vdaf()
+    ctx = context_for("notified", 20001)
+    inits = [
+        vdaf.prep_init(VK, ctx, i, o.nonce, o.public_share, o.input_share)
+        for i, o in enumerate(opened)
+    ]
+    with pytest.raises(VerificationError):
+        vdaf.prep_shares_to_prep(ctx, [p for _, p in inits])
