@@ -1,0 +1,180 @@
+"""``phe-trace server …`` — run the key server, export, manage health authorities and keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from phe_trace.errors import PheTraceError
+
+app = typer.Typer(help="The diagnosis-key server of a health authority.", no_args_is_help=True)
+ha_app = typer.Typer(
+    help="Health authorities whose certificates are accepted.", no_args_is_help=True
+)
+key_app = typer.Typer(help="Export signing keys.", no_args_is_help=True)
+app.add_typer(ha_app, name="health-authority")
+app.add_typer(key_app, name="signing-key")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: $PHE_TRACE_DATA_DIR)."),
+]
+
+
+class CliError(PheTraceError):
+    """Raised for invalid command-line input."""
+
+    code = "cli_error"
+
+
+def _settings(data_dir: Path | None, **extra: Any) -> Any:
+    from phe_trace.server.settings import load_settings
+
+    overrides = dict(extra)
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return load_settings(**overrides)
+
+
+def _parse_now(value: str | None) -> float:
+    if value is None:
+        return dt.datetime.now(dt.UTC).timestamp()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"--now {value!r} is neither unix seconds nor ISO 8601") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+@app.command()
+def run(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    data_dir: DataDir = None,
+    role: Annotated[str, typer.Option(help="all | keyserver | verification")] = "all",
+) -> None:
+    """Serve the key server (and the verification service when installed)."""
+    import uvicorn
+
+    from phe_trace.hosting import ROLES, create_app
+
+    if role not in ROLES:
+        raise CliError(f"--role must be one of {', '.join(ROLES)}")
+    settings = _settings(data_dir)
+    application = create_app(settings, role=role, background_export=True)
+    # access_log=False: client addresses are never written anywhere.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def export(
+    data_dir: DataDir = None,
+    now: Annotated[str | None, typer.Option(help="Export time: unix seconds or ISO 8601.")] = None,
+) -> None:
+    """Write and sign every due export batch now (or at --now), then apply retention."""
+    from phe_trace.server import ServerContext, run_export
+
+    ctx = ServerContext.open(_settings(data_dir))
+    try:
+        report = run_export(ctx, _parse_now(now))
+    finally:
+        ctx.close()
+    typer.echo(
+        f"batches: {report.batches_written} written ({report.batches_planned} planned), "
+        f"files: {len(report.files_written)}, keys: {report.keys_exported}, "
+        f"padding: {report.padding_keys}, deleted files: {report.files_deleted}"
+    )
+    for name in report.files_written:
+        typer.echo(name)
+
+
+@ha_app.command("add")
+def ha_add(
+    issuer: Annotated[str, typer.Option(help="iss of the authority's certificates.")],
+    audience: Annotated[str, typer.Option(help="aud the certificates must carry.")],
+    name: Annotated[str, typer.Option(help="Human-readable name.")],
+    public_key: Annotated[
+        list[Path] | None, typer.Option("--public-key", help="PEM public key file (repeatable).")
+    ] = None,
+    key_version: Annotated[
+        list[str] | None, typer.Option("--key-version", help="kid of each --public-key, in order.")
+    ] = None,
+    jwks_url: Annotated[str | None, typer.Option(help="JWKS URL to fetch keys from.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Register (or update) a health authority."""
+    from phe_trace.server import ServerContext, register_health_authority
+
+    files, versions = public_key or [], key_version or []
+    if len(files) != len(versions):
+        raise CliError("give one --key-version per --public-key")
+    try:
+        keys = {v: f.read_text("ascii") for v, f in zip(versions, files, strict=True)}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read public key: {exc}") from None
+    ctx = ServerContext.open(_settings(data_dir))
+    try:
+        ha = register_health_authority(
+            ctx.engine,
+            issuer=issuer,
+            audience=audience,
+            name=name,
+            public_keys=keys,
+            jwks_url=jwks_url,
+        )
+    finally:
+        ctx.close()
+    typer.echo(f"health authority {ha.id}: {ha.issuer} ({len(ha.keys)} PEM keys)")
+
+
+@ha_app.command("list")
+def ha_list(data_dir: DataDir = None) -> None:
+    """List registered health authorities."""
+    from phe_trace.server import ServerContext, list_health_authorities
+
+    ctx = ServerContext.open(_settings(data_dir))
+    try:
+        for ha in list_health_authorities(ctx.engine):
+            versions = ",".join(k.version for k in ha.keys) or "-"
+            typer.echo(
+                f"{ha.id}\t{ha.issuer}\taud={ha.audience}\tname={ha.name}\t"
+                f"keys={versions}\tjwks={ha.jwks_uri or '-'}"
+            )
+    finally:
+        ctx.close()
+
+
+@key_app.command("rotate")
+def key_rotate(
+    data_dir: DataDir = None,
+    retire_previous: Annotated[
+        bool,
+        typer.Option(help="Stop signing with older keys (only once devices know the new key)."),
+    ] = False,
+) -> None:
+    """Add a new export signing key version; exports are signed by every active key."""
+    from phe_trace.server.signing import load_signing_keys, rotate_signing_key
+
+    settings = _settings(data_dir)
+    version = rotate_signing_key(settings.signing_key_dir, retire_previous=retire_previous)
+    active = [
+        k.version for k in load_signing_keys(settings.signing_key_dir, settings.signing_key_id)
+    ]
+    typer.echo(f"new signing key {version}; active: {', '.join(active)}")

@@ -1,0 +1,67 @@
+"""One process, several roles: the key server and (when installed) the verification service.
+
+Layer 3 (``DESIGN.md``): composes roles that otherwise meet only on the wire. Roles:
+
+- ``keyserver`` — :func:`phe_trace.server.create_app` (publish, exports, ops);
+- ``verification`` — the health authority's verification service and portal
+  (``phe_trace.verification``: device API under ``/api/``, portal under ``/portal/``,
+  JWKS at ``/.well-known/jwks.json``), mounted by :func:`_mount_verification`;
+- ``all`` — both; when the verification package is not importable, the key server alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal
+
+from fastapi import FastAPI
+
+from phe_trace.server import create_app as create_keyserver_app
+from phe_trace.server.context import Clock
+from phe_trace.server.errors import ConfigError
+from phe_trace.server.settings import ServerSettings
+
+__all__ = ["ROLES", "Role", "create_app", "verification_available"]
+
+Role = Literal["all", "keyserver", "verification"]
+#: The roles ``phe-trace server run --role`` accepts.
+ROLES: tuple[Role, ...] = ("all", "keyserver", "verification")
+
+
+def verification_available() -> bool:
+    """Whether the verification service package is installed in this build."""
+    return importlib.util.find_spec("phe_trace.verification") is not None
+
+
+def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | None) -> bool:
+    """Mount the verification service into ``app``; ``False`` if it is not available.
+
+    The verification service registers itself here: it mounts its routes (``/api/``,
+    ``/portal/``, ``/.well-known/jwks.json``) and registers itself as a health authority
+    of the key server with :func:`phe_trace.server.register_health_authority`
+    (``app.state.keyserver.engine``).
+    """
+    if not verification_available():
+        return False
+    return False
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    role: Role = "all",
+    clock: Clock | None = None,
+    background_export: bool = False,
+) -> FastAPI:
+    """The ASGI app serving ``role`` in this process."""
+    if role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}")
+    if role == "verification":
+        app = FastAPI(title="phe-trace verification service")
+        if not _mount_verification(app, settings, clock):
+            raise ConfigError("the verification service is not available in this build")
+        return app
+    app = create_keyserver_app(settings, clock=clock, background_export=background_export)
+    if role == "all":
+        _mount_verification(app, settings, clock)
+    return app

@@ -1,0 +1,96 @@
+"""Everything a running key server holds: settings, clock, database, keys, store, metrics.
+
+Built by :meth:`ServerContext.open` from settings — never at import time. The app, the
+export worker and the CLI share one context per process; the city simulator builds one
+with its own clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from .authorities import HealthAuthorityDirectory
+from .chaff import LatencyTracker
+from .exportstore import DirectoryExportStore, ExportStore
+from .metrics import ServerMetrics
+from .revision import RevisionKeyRing
+from .settings import ServerSettings
+from .signing import ensure_signing_key
+from .storage import create_engine_for, migrate
+from .storage.queries import count_exposures
+from .validation import PublishRules
+
+__all__ = ["Clock", "ServerContext", "system_clock"]
+
+#: A clock returns the current unix time in seconds.
+Clock = Callable[[], float]
+
+
+def system_clock() -> float:
+    """The real time (the default clock)."""
+    return time.time()
+
+
+@dataclass
+class ServerContext:
+    """The key server's process-wide state."""
+
+    settings: ServerSettings
+    engine: Engine
+    clock: Clock
+    directory: HealthAuthorityDirectory
+    revision: RevisionKeyRing
+    store: ExportStore
+    metrics: ServerMetrics
+    rules: PublishRules
+    latency: LatencyTracker
+
+    @classmethod
+    def open(
+        cls,
+        settings: ServerSettings,
+        *,
+        clock: Clock | None = None,
+        store: ExportStore | None = None,
+        engine: Engine | None = None,
+    ) -> ServerContext:
+        """Create directories, migrate the database, create missing keys (idempotent)."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = engine or create_engine_for(settings.effective_database_url)
+        migrate(engine)
+        ensure_signing_key(settings.signing_key_dir)
+        revision = RevisionKeyRing.from_settings_or_file(
+            settings.revision_token_keys,
+            settings.data_dir / "revision-token.keys",
+            settings.revision_token_aad,
+        )
+
+        def stored() -> float:
+            with engine.connect() as conn:
+                return float(count_exposures(conn))
+
+        return cls(
+            settings=settings,
+            engine=engine,
+            clock=clock or system_clock,
+            directory=HealthAuthorityDirectory(
+                engine, jwks_cache_seconds=settings.jwks_cache_seconds
+            ),
+            revision=revision,
+            store=store or DirectoryExportStore(settings.effective_export_dir),
+            metrics=ServerMetrics(keys_stored=stored),
+            rules=PublishRules.from_settings(settings),
+            latency=LatencyTracker(),
+        )
+
+    def now(self) -> float:
+        """The context's current time (unix seconds)."""
+        return self.clock()
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()

@@ -1,0 +1,20 @@
+"""FastAPI dependency aliases of the key server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .context import ServerContext
+
+__all__ = ["ContextDep", "get_context"]
+
+
+def get_context(request: Request) -> ServerContext:
+    """The :class:`ServerContext` of the app serving ``request``."""
+    ctx: ServerContext = request.app.state.keyserver
+    return ctx
+
+
+ContextDep = Annotated[ServerContext, Depends(get_context)]

@@ -1,0 +1,375 @@
+"""The export worker: plan batches, lease one, write and sign its files, update the index.
+
+``protocol_spec/SPEC.md`` §11 (PUB-25 … PUB-33), file format §12. Call
+:func:`run_export` with a context and ``now`` (unix seconds) — the city simulator
+passes its simulated clock, ``phe-trace server export --now`` passes the option, and
+``server run`` calls it periodically.
+
+Guarantees: two workers never write the same batch (a lease row, taken with one
+conditional UPDATE); a file name once written is never rewritten (the store refuses);
+padding keys are persisted with their batch, so a rebuild after a crash carries the
+same keys; a batch larger than ``export_max_records`` is split into ``batch_num`` of
+``batch_size`` files.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from phe_trace.protocol import export
+from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
+
+from .context import ServerContext
+from .logs import log_event
+from .planner import BatchWindow, plan_batches
+from .signing import load_signing_keys
+from .storage import queries
+from .storage.tables import export_batches, export_files
+from .validation import TRANSMISSION_RISK_BACKFILL
+
+__all__ = ["ExportReport", "rewrite_index", "run_export", "run_retention"]
+
+STATUS_OPEN = "open"
+STATUS_COMPLETE = "complete"
+
+
+@dataclass
+class ExportReport:
+    """What one :func:`run_export` call did."""
+
+    batches_planned: int = 0
+    batches_written: int = 0
+    files_written: list[str] = field(default_factory=list)
+    keys_exported: int = 0
+    padding_keys: int = 0
+    files_deleted: int = 0
+    keys_deleted: int = 0
+
+
+def run_export(ctx: ServerContext, now: float, *, worker_id: str | None = None) -> ExportReport:
+    """Plan, write and sign every due batch at ``now``, then apply retention."""
+    report = ExportReport()
+    worker = worker_id or secrets.token_hex(8)
+    stamp = int(now)
+    report.batches_planned = _create_batches(ctx, stamp)
+    while (batch := _lease_next(ctx, stamp, worker)) is not None:
+        _write_batch(ctx, batch, stamp, worker, report)
+    retention = run_retention(ctx, now)
+    report.files_deleted, report.keys_deleted = retention.files_deleted, retention.keys_deleted
+    if report.batches_written or report.files_deleted:
+        rewrite_index(ctx, ctx.settings.region)
+    return report
+
+
+def _create_batches(ctx: ServerContext, now: int) -> int:
+    s = ctx.settings
+    with ctx.engine.connect() as conn:
+        windows = plan_batches(
+            now=now,
+            period=s.export_period_seconds,
+            min_window_age=s.export_min_window_age_seconds,
+            last_end=queries.last_batch_end(conn, s.region),
+            earliest_key=queries.earliest_exposure(conn, s.region),
+            oldest_start=now - s.retention_days * 86400,
+        )
+    created = 0
+    for window in windows:
+        try:
+            with ctx.engine.begin() as conn:
+                conn.execute(
+                    export_batches.insert().values(
+                        region=s.region,
+                        start_timestamp=window.start,
+                        end_timestamp=window.end,
+                        status=STATUS_OPEN,
+                        created_at=now,
+                    )
+                )
+            created += 1
+        except IntegrityError:
+            continue  # another worker planned the same window
+    return created
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    id: int
+    window: BatchWindow
+
+
+def _lease_next(ctx: ServerContext, now: int, worker: str) -> _Batch | None:
+    b = export_batches.c
+    with ctx.engine.connect() as conn:
+        candidates = conn.execute(
+            sa.select(b.id, b.start_timestamp, b.end_timestamp)
+            .where(b.region == ctx.settings.region, b.status == STATUS_OPEN)
+            .where(sa.or_(b.lease_expires_at.is_(None), b.lease_expires_at < now))
+            .order_by(b.start_timestamp)
+        ).all()
+    for row in candidates:
+        with ctx.engine.begin() as conn:
+            taken = conn.execute(
+                export_batches.update()
+                .where(b.id == row.id, b.status == STATUS_OPEN)
+                .where(sa.or_(b.lease_expires_at.is_(None), b.lease_expires_at < now))
+                .values(
+                    lease_owner=worker, lease_expires_at=now + ctx.settings.export_lease_seconds
+                )
+            ).rowcount
+        if taken == 1:
+            return _Batch(row.id, BatchWindow(row.start_timestamp, row.end_timestamp))
+    return None
+
+
+def _effective(row: Any, end: int) -> DiagnosisKey:
+    revised = row.revised_at is not None and row.revised_at < end
+    return DiagnosisKey(
+        key_data=bytes(row.key_data),
+        rolling_start_interval_number=row.rolling_start_interval_number,
+        rolling_period=row.rolling_period,
+        transmission_risk_level=(
+            row.revised_transmission_risk_level if revised else row.transmission_risk_level
+        ),
+        report_type=ReportType(row.revised_report_type if revised else row.report_type),
+        days_since_onset_of_symptoms=(
+            row.revised_days_since_onset_of_symptoms
+            if revised
+            else row.days_since_onset_of_symptoms
+        ),
+    )
+
+
+def _collect(
+    conn: Connection, region: str, window: BatchWindow
+) -> tuple[list[DiagnosisKey], list[DiagnosisKey]]:
+    keys = [
+        key
+        for row in queries.exposures_created_in(conn, region, window.start, window.end)
+        if (key := _effective(row, window.end)).report_type != ReportType.REVOKED
+    ]
+    revised = [
+        _effective(row, window.end)
+        for row in queries.exposures_revised_in(conn, region, window.start, window.end)
+    ]
+    return keys, revised
+
+
+def _random_padding(
+    count: int, real: Sequence[DiagnosisKey], window: BatchWindow
+) -> list[DiagnosisKey]:
+    """Random keys shaped like real ones (metadata cloned from a random real key)."""
+    day_start = window.start // 600 - (window.start // 600) % 144
+    padding = []
+    for _ in range(count):
+        if real:
+            model = real[secrets.randbelow(len(real))]
+            start, period = model.rolling_start_interval_number, model.rolling_period
+            risk, rtype = model.transmission_risk_level, model.report_type
+            dsos = model.days_since_onset_of_symptoms
+        else:
+            start, period = day_start - 144 * (1 + secrets.randbelow(13)), 144
+            rtype = ReportType.CONFIRMED_TEST
+            risk, dsos = TRANSMISSION_RISK_BACKFILL[rtype], secrets.randbelow(15) - 4
+        padding.append(DiagnosisKey(secrets.token_bytes(16), start, period, risk, rtype, dsos))
+    return padding
+
+
+def _padding(ctx: ServerContext, batch: _Batch, real: Sequence[DiagnosisKey]) -> list[DiagnosisKey]:
+    s = ctx.settings
+    with ctx.engine.begin() as conn:
+        stored = queries.padding_rows(conn, batch.id)
+        if stored:
+            return [
+                DiagnosisKey(
+                    bytes(r.key_data),
+                    r.rolling_start_interval_number,
+                    r.rolling_period,
+                    r.transmission_risk_level,
+                    ReportType(r.report_type),
+                    r.days_since_onset_of_symptoms,
+                )
+                for r in stored
+            ]
+        target = s.export_min_records + secrets.randbelow(s.export_padding_range + 1)
+        if len(real) >= target or s.export_min_records == 0:
+            return []
+        padding = _random_padding(target - len(real), real, batch.window)
+        queries.insert_padding(
+            conn,
+            (
+                {
+                    "batch_id": batch.id,
+                    "key_data": k.key_data,
+                    "rolling_start_interval_number": k.rolling_start_interval_number,
+                    "rolling_period": k.rolling_period,
+                    "transmission_risk_level": k.transmission_risk_level,
+                    "report_type": int(k.report_type),
+                    "days_since_onset_of_symptoms": k.days_since_onset_of_symptoms,
+                }
+                for k in padding
+            ),
+        )
+    return padding
+
+
+def _split(
+    keys: Sequence[DiagnosisKey], revised: Sequence[DiagnosisKey], limit: int
+) -> list[tuple[tuple[DiagnosisKey, ...], tuple[DiagnosisKey, ...]]]:
+    ordered = sorted(keys, key=lambda k: k.key_data)
+    entries: list[tuple[bool, DiagnosisKey]] = [(False, k) for k in ordered]
+    entries += [(True, k) for k in sorted(revised, key=lambda k: k.key_data)]
+    parts = []
+    for i in range(0, max(len(entries), 1), limit):
+        chunk = entries[i : i + limit]
+        parts.append(
+            (
+                tuple(k for is_rev, k in chunk if not is_rev),
+                tuple(k for is_rev, k in chunk if is_rev),
+            )
+        )
+    return parts
+
+
+def _write_batch(
+    ctx: ServerContext, batch: _Batch, now: int, worker: str, report: ExportReport
+) -> None:
+    started = time.perf_counter()
+    s = ctx.settings
+    with ctx.engine.connect() as conn:
+        keys, revised = _collect(conn, s.region, batch.window)
+    padding = _padding(ctx, batch, keys)
+    signers = [
+        export.EcdsaSigner(k.private_key, export.SignatureInfo(k.key_id, k.version))
+        for k in load_signing_keys(s.signing_key_dir, s.signing_key_id)
+    ]
+    parts = _split([*keys, *padding], revised, s.export_max_records)
+    names = []
+    for number, (part_keys, part_revised) in enumerate(parts, start=1):
+        content = export.TemporaryExposureKeyExport(
+            start_timestamp=batch.window.start,
+            end_timestamp=batch.window.end,
+            region=s.region,
+            keys=part_keys,
+            revised_keys=part_revised,
+            batch_num=number,
+            batch_size=len(parts),
+        )
+        name = export.export_file_name(s.region, batch.window.start, batch.window.end, number)
+        if ctx.store.create(name, export.build_export_zip(content, signers)):
+            report.files_written.append(name)
+        names.append((name, number, len(part_keys) + len(part_revised)))
+    _complete(ctx, batch, names, len(parts), now, worker)
+    elapsed = time.perf_counter() - started
+    ctx.metrics.export_seconds.observe(elapsed)
+    ctx.metrics.export_files.inc(len(names))
+    report.batches_written += 1
+    report.keys_exported += len(keys) + len(revised)
+    report.padding_keys += len(padding)
+    log_event(
+        "export_batch",
+        start=batch.window.start,
+        end=batch.window.end,
+        files=len(names),
+        keys=len(keys) + len(padding),
+        seconds=round(elapsed, 3),
+    )
+
+
+def _complete(
+    ctx: ServerContext,
+    batch: _Batch,
+    names: Iterable[tuple[str, int, int]],
+    size: int,
+    now: int,
+    worker: str,
+) -> None:
+    b = export_batches.c
+    with ctx.engine.begin() as conn:
+        known = set(
+            conn.execute(
+                sa.select(export_files.c.name).where(export_files.c.batch_id == batch.id)
+            ).scalars()
+        )
+        for name, number, count in names:
+            if name not in known:
+                conn.execute(
+                    export_files.insert().values(
+                        batch_id=batch.id,
+                        region=ctx.settings.region,
+                        name=name,
+                        batch_num=number,
+                        batch_size=size,
+                        key_count=count,
+                        end_timestamp=batch.window.end,
+                        created_at=now,
+                    )
+                )
+        done = conn.execute(
+            export_batches.update()
+            .where(b.id == batch.id, b.lease_owner == worker)
+            .values(status=STATUS_COMPLETE, lease_owner=None, lease_expires_at=None)
+        ).rowcount
+        if done != 1:
+            log_event("export_lease_lost", logging.WARNING, batch=batch.id)
+
+
+def rewrite_index(ctx: ServerContext, region: str) -> list[str]:
+    """Rewrite ``region/index.txt`` from the recorded files, oldest first (PUB-31)."""
+    with ctx.engine.connect() as conn:
+        names = [row.name for row in queries.completed_files(conn, region)]
+    ctx.store.replace(export.index_file_name(region), export.format_index(names))
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What :func:`run_retention` deleted."""
+
+    keys_deleted: int
+    certificates_deleted: int
+    files_deleted: int
+
+
+def run_retention(ctx: ServerContext, now: float) -> RetentionReport:
+    """Delete keys, certificate markers and export files past retention (PUB-32)."""
+    cutoff = int(now) - ctx.settings.retention_days * 86400
+    from .storage.tables import export_padding, exposures, used_certificates
+
+    with ctx.engine.begin() as conn:
+        keys = conn.execute(exposures.delete().where(exposures.c.created_at < cutoff)).rowcount
+        certs = conn.execute(
+            used_certificates.delete().where(used_certificates.c.expires_at < int(now))
+        ).rowcount
+        old = (
+            conn.execute(
+                sa.select(export_batches.c.id).where(export_batches.c.end_timestamp < cutoff)
+            )
+            .scalars()
+            .all()
+        )
+        names = (
+            conn.execute(sa.select(export_files.c.name).where(export_files.c.batch_id.in_(old)))
+            .scalars()
+            .all()
+            if old
+            else []
+        )
+        if old:
+            conn.execute(export_files.delete().where(export_files.c.batch_id.in_(old)))
+            conn.execute(export_padding.delete().where(export_padding.c.batch_id.in_(old)))
+            conn.execute(export_batches.delete().where(export_batches.c.id.in_(old)))
+    for name in names:
+        ctx.store.delete(name)
+    if names:
+        rewrite_index(ctx, ctx.settings.region)
+        log_event("retention", keys=keys, files=len(names))
+    return RetentionReport(keys, certs, len(names))

@@ -1,0 +1,110 @@
+"""Where export files live: an interface, and a directory implementation (S3 can follow).
+
+Objects are named ``<region>/<file>`` (``index.txt`` or ``*.zip``). Zip objects are
+written once and never rewritten (PUB-33); only ``index.txt`` is replaced, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from .errors import ExportStoreError
+
+__all__ = ["DirectoryExportStore", "ExportStore", "check_object_name"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}/[A-Za-z0-9_.-]{1,200}$")
+
+
+def check_object_name(name: str) -> str:
+    """``name`` if it is ``region/file`` with safe characters, else raise."""
+    if not _NAME.match(name) or ".." in name:
+        raise ExportStoreError("export object name is invalid")
+    return name
+
+
+class ExportStore(Protocol):
+    """Storage of export objects, by name."""
+
+    def create(self, name: str, data: bytes) -> bool:
+        """Write a new immutable object; ``False`` (and no write) if it exists."""
+        ...
+
+    def replace(self, name: str, data: bytes) -> None:
+        """Write or atomically replace a mutable object (``index.txt``)."""
+        ...
+
+    def read(self, name: str) -> bytes:
+        """The object's bytes; :class:`ExportStoreError` if missing."""
+        ...
+
+    def exists(self, name: str) -> bool:
+        """Whether the object exists."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove the object if present."""
+        ...
+
+    def path_of(self, name: str) -> Path | None:
+        """A local file path for serving the object, if the store has one."""
+        ...
+
+
+class DirectoryExportStore:
+    """An :class:`ExportStore` in a local directory (served by the server or a web server)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, name: str) -> Path:
+        return self.root / check_object_name(name)
+
+    def create(self, name: str, data: bytes) -> bool:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, path)  # atomic create-if-absent: never replaces
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.unlink(tmp)
+
+    def replace(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise ExportStoreError(f"export object {name} does not exist") from None
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).is_file()
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    def path_of(self, name: str) -> Path | None:
+        path = self._path(name)
+        return path if path.is_file() else None

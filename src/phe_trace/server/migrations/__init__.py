@@ -1,0 +1,1 @@
+"""Alembic migrations of the key server (version table ``alembic_version_keyserver``)."""

@@ -1,0 +1,1 @@
+"""HTTP routers of the key server, one per file, composed in ``phe_trace.server.app``."""

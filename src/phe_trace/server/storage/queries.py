@@ -1,0 +1,123 @@
+"""The key server's queries: every SQL statement the domain modules need, and no rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from .tables import export_batches, export_files, export_padding, exposures, used_certificates
+
+__all__ = [
+    "count_exposures",
+    "existing_exposures",
+    "insert_exposures",
+    "mark_certificate_used",
+    "revise_exposure",
+]
+
+
+def mark_certificate_used(conn: Connection, digest: bytes, expires_at: int) -> None:
+    """Record a certificate as used; raises IntegrityError if it was used before."""
+    conn.execute(used_certificates.insert().values(digest=digest, expires_at=expires_at))
+
+
+def certificate_used(conn: Connection, digest: bytes) -> bool:
+    """Whether the certificate marker exists."""
+    query = sa.select(used_certificates.c.digest).where(used_certificates.c.digest == digest)
+    return conn.execute(query).first() is not None
+
+
+def existing_exposures(conn: Connection, keys: Sequence[bytes]) -> dict[bytes, Row[Any]]:
+    """Stored rows of ``keys``, by key."""
+    if not keys:
+        return {}
+    rows = conn.execute(sa.select(exposures).where(exposures.c.key_data.in_(list(keys)))).all()
+    return {bytes(r.key_data): r for r in rows}
+
+
+def insert_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new exposures (one executemany)."""
+    if rows:
+        conn.execute(exposures.insert(), list(rows))
+
+
+def revise_exposure(conn: Connection, key_data: bytes, values: dict[str, Any]) -> bool:
+    """Set the revised_* columns of an unrevised key; ``False`` if it was revised meanwhile."""
+    result = conn.execute(
+        exposures.update()
+        .where(exposures.c.key_data == key_data, exposures.c.revised_at.is_(None))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def count_exposures(conn: Connection) -> int:
+    """Number of stored keys."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(exposures)).scalar_one())
+
+
+def exposures_created_in(conn: Connection, region: str, start: int, end: int) -> Iterator[Row[Any]]:
+    """Keys of ``region`` with created_at in [start, end), streamed."""
+    query = (
+        sa.select(exposures)
+        .where(
+            exposures.c.region == region,
+            exposures.c.created_at >= start,
+            exposures.c.created_at < end,
+        )
+        .execution_options(yield_per=50_000)
+    )
+    return iter(conn.execute(query))
+
+
+def exposures_revised_in(conn: Connection, region: str, start: int, end: int) -> Iterator[Row[Any]]:
+    """Keys of ``region`` revised in [start, end) that were created before ``start``."""
+    query = sa.select(exposures).where(
+        exposures.c.region == region,
+        exposures.c.revised_at >= start,
+        exposures.c.revised_at < end,
+        exposures.c.created_at < start,
+    )
+    return iter(conn.execute(query))
+
+
+def earliest_exposure(conn: Connection, region: str) -> int | None:
+    """Smallest created_at of ``region``'s keys."""
+    query = sa.select(sa.func.min(exposures.c.created_at)).where(exposures.c.region == region)
+    value = conn.execute(query).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def last_batch_end(conn: Connection, region: str) -> int | None:
+    """End of the newest batch of ``region``."""
+    query = sa.select(sa.func.max(export_batches.c.end_timestamp)).where(
+        export_batches.c.region == region
+    )
+    value = conn.execute(query).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def padding_rows(conn: Connection, batch_id: int) -> list[Row[Any]]:
+    """Persisted padding keys of a batch."""
+    query = sa.select(export_padding).where(export_padding.c.batch_id == batch_id)
+    return list(conn.execute(query))
+
+
+def insert_padding(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
+    """Persist padding keys."""
+    rows = list(rows)
+    if rows:
+        conn.execute(export_padding.insert(), rows)
+
+
+def completed_files(conn: Connection, region: str) -> list[Row[Any]]:
+    """Export files of ``region`` oldest first."""
+    query = (
+        sa.select(export_files)
+        .where(export_files.c.region == region)
+        .order_by(export_files.c.end_timestamp, export_files.c.name)
+    )
+    return list(conn.execute(query))
