@@ -266,3 +266,33 @@ def test_signature_list_round_trip_and_field_numbers() -> None:
     assert data == _bytes(1, inner)
     assert export.decode_signature_list(data) == (sig,)
     assert export.decode_signature_list(b"") == ()
+
+
+@st.composite
+def any_keys(draw: st.DrawFn) -> DiagnosisKey:
+    """Keys with every field drawn from well beyond its legal range."""
+    return DiagnosisKey(
+        key_data=draw(st.binary(min_size=14, max_size=18)),
+        rolling_start_interval_number=draw(st.integers(-5, 2**33)),
+        rolling_period=draw(st.integers(-2, 150)),
+        transmission_risk_level=draw(st.integers(-2, 10)),
+        report_type=draw(st.one_of(st.sampled_from(ReportType), st.integers(-1, 7))),  # type: ignore[arg-type]
+        days_since_onset_of_symptoms=draw(st.one_of(st.none(), st.integers(-(2**32), 2**32))),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_keys())
+def test_writer_accepts_exactly_the_exportable_keys(key: DiagnosisKey) -> None:
+    """EXP-3: a key is written iff it passes DiagnosisKey.check and fits int32/sint32."""
+    fits = key.rolling_start_interval_number <= _INT32_MAX and (
+        key.days_since_onset_of_symptoms is None
+        or -(2**31) <= key.days_since_onset_of_symptoms <= _INT32_MAX
+    )
+    exportable = key.check() is None and fits
+    content = export.TemporaryExposureKeyExport(0, 1, "DE", keys=(key,))
+    if exportable:
+        assert export.encode_export_bin(content) == _ref_export_bin(content)
+    else:
+        with pytest.raises(export.ExportFormatError):
+            export.encode_export_bin(content)

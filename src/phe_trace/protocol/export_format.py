@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
 
-from phe_trace.crypto import TEK_ROLLING_PERIOD
+from phe_trace.crypto import KEY_LENGTH, TEK_ROLLING_PERIOD
 
 from . import export_pb2 as pb
-from .diagnosis_key import DiagnosisKey, ReportType
+from .diagnosis_key import MAX_TRANSMISSION_RISK_LEVEL, DiagnosisKey, ReportType
 from .errors import ExportFormatError, ExportTruncatedError
 
 __all__ = [
@@ -52,6 +52,8 @@ ECDSA_P256_SHA512_OID = "1.2.840.10045.4.3.4"
 
 _INT32_MAX = 2**31 - 1
 _UINT64_MAX = 2**64 - 1
+_REPORT_TYPES = frozenset(ReportType)
+_REPORT_TYPE_BY_VALUE = {int(t): t for t in ReportType}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +129,32 @@ def _fill_key(message: pb.TemporaryExposureKey, key: DiagnosisKey) -> None:
         message.days_since_onset_of_symptoms = key.days_since_onset_of_symptoms
 
 
+def _exportable(key: DiagnosisKey) -> bool:
+    """Fast path of :func:`_key_problem` (same verdict): the writer's hot loop."""
+    data, start, onset = (
+        key.key_data,
+        key.rolling_start_interval_number,
+        key.days_since_onset_of_symptoms,
+    )
+    return (
+        type(data) is bytes
+        and len(data) == KEY_LENGTH
+        and 0 <= start <= _INT32_MAX
+        and 1 <= key.rolling_period <= TEK_ROLLING_PERIOD
+        and 0 <= key.transmission_risk_level <= MAX_TRANSMISSION_RISK_LEVEL
+        and key.report_type in _REPORT_TYPES
+        and (onset is None or -(2**31) <= onset <= _INT32_MAX)
+    )
+
+
 def _add_keys(field: Iterable[DiagnosisKey], target: object, what: str) -> None:
     ordered = sorted(field, key=lambda k: k.key_data)
+    add = target.add  # type: ignore[attr-defined]
     for index, key in enumerate(ordered):
-        problem = _key_problem(key)
-        if problem is not None:
+        if not _exportable(key):
+            problem = _key_problem(key) or "a field is out of range"
             raise ExportFormatError(f"{what}[{index}] cannot be exported: {problem}")
-        _fill_key(target.add(), key)  # type: ignore[attr-defined]
+        _fill_key(add(), key)
 
 
 def _check_header_fields(export: TemporaryExposureKeyExport) -> None:
@@ -261,17 +282,16 @@ def _signature_info(message: pb.SignatureInfo) -> SignatureInfo:
 
 
 def _diagnosis_key(message: pb.TemporaryExposureKey) -> DiagnosisKey:
+    onset: int | None = message.days_since_onset_of_symptoms
+    if onset == 0 and not message.HasField("days_since_onset_of_symptoms"):
+        onset = None
     return DiagnosisKey(
-        key_data=message.key_data,
-        rolling_start_interval_number=message.rolling_start_interval_number,
-        rolling_period=message.rolling_period,
-        transmission_risk_level=message.transmission_risk_level,
-        report_type=ReportType(message.report_type),
-        days_since_onset_of_symptoms=(
-            message.days_since_onset_of_symptoms
-            if message.HasField("days_since_onset_of_symptoms")
-            else None
-        ),
+        message.key_data,
+        message.rolling_start_interval_number,
+        message.rolling_period,
+        message.transmission_risk_level,
+        _REPORT_TYPE_BY_VALUE.get(message.report_type, ReportType.UNKNOWN),
+        onset,
     )
 
 
