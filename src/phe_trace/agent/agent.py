@@ -10,7 +10,7 @@ In-process step API (what the simulator and tests use; all synchronous)::
     agent.ingest(sightings)  # store radio sightings (the path real scan windows take)
     agent.sync(now, client=httpx.Client(...))   # download, verify, match, score, notify
     agent.report(code, now, client=...)         # verify → certificate → publish 14 keys
-    agent.revise(now, client=...)               # re-publish with the kept revision token
+    agent.revise(code, now, client=...)         # re-publish with the kept revision token
     agent.status(now)        # risk level, last exposure day, last check
     agent.close()
 
@@ -178,21 +178,19 @@ class Agent:
         self._check_clock(now)
         return run_sync(self, now, client)
 
-    def report(
-        self, code: str, now: float, client: httpx.Client | None = None, **kwargs: Any
-    ) -> ReportResult:
-        """Verify ``code``, obtain a certificate and publish 14 days of keys (AGENT-17…19)."""
+    def report(self, code: str, now: float, client: httpx.Client | None = None) -> ReportResult:
+        """Verify ``code``, obtain a certificate and publish 14 days of keys (AGENT-17, 18)."""
         from .report import run_report
 
         self.tick(now)
-        return run_report(self, code, now, client, **kwargs)
+        return run_report(self, code, now, client)
 
-    def revise(self, now: float, client: httpx.Client | None = None, **kwargs: Any) -> ReportResult:
-        """Re-publish the keys with the kept revision token (AGENT-19)."""
+    def revise(self, code: str, now: float, client: httpx.Client | None = None) -> ReportResult:
+        """Publish again under a new ``code`` with the kept revision token (AGENT-19)."""
         from .report import run_revise
 
         self.tick(now)
-        return run_revise(self, now, client, **kwargs)
+        return run_revise(self, code, now, client)
 
     def status(self, now: float) -> dict[str, Any]:
         """Risk level, most recent exposure day, last check, what is stored (AGENT-16)."""

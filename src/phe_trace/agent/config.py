@@ -47,9 +47,10 @@ class AgentConfig(BaseSettings):
     clock_skew_tolerance_s: float = Field(default=120.0, ge=0)
     #: Key server base URL (exports and publish), e.g. ``https://keys.example.org``.
     key_server_url: str | None = None
-    #: Path of the export index below ``key_server_url``.
-    export_index_path: str = "/v1/exports/index.txt"
-    #: Base URL the index's relative file names resolve against (default: key server).
+    #: Region (export root) whose ``index.txt`` the agent follows.
+    region: str = "ZZ"
+    #: Export store base URL; the index is ``{base}{region}/index.txt`` and its entries are
+    #: relative to it (default: ``{key_server_url}/v1/exports/``; a CDN in production).
     export_base_url: str | None = None
     #: The health authority's export-signing public keys: base64 SubjectPublicKeyInfo DER
     #: or PEM file paths, comma-separated. Exports signed by anything else are refused.

@@ -1,35 +1,225 @@
-"""Sync: download new exports, verify, match, score, store, notify (AGENT-13 … AGENT-16)."""
+"""Sync: download new exports, verify, match, score, store, notify (AGENT-13 … AGENT-16).
+
+One check, :func:`run_sync`:
+
+1. download ``{export_base_url}{region}/index.txt`` and every listed file not yet
+   processed, oldest first (:mod:`.download`: retries, backoff, resume);
+2. verify each file's signature with the health authority's configured public keys —
+   a file that fails is refused, reported and never matched (it is tried again at the
+   next check, in case the copy was damaged in transit);
+3. match the verified keys against the stored sightings with
+   :func:`phe_trace.exposure.match`, leaving out the device's own keys; build exposure
+   windows and keep them (sealed) for 14 days;
+4. score all kept windows, store the result, and notify when the risk rises.
+
+Files are marked processed only after their matches are stored, so a server that goes
+down mid-download loses nothing: the next check resumes with the first file not done.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SyncError
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from phe_trace.exposure import Sighting, match
+from phe_trace.protocol import export
+from phe_trace.protocol.diagnosis_key import DiagnosisKey
+from phe_trace.protocol.errors import ExportError
+
+from . import risk
+from .download import download
+from .errors import ConfigError, ServerUnavailableError, SyncError
+from .notify import notify
+from .store import utc_day
 
 if TYPE_CHECKING:
-    import httpx
-
     from .agent import Agent
 
-__all__ = ["SyncResult", "run_sync", "status_summary"]
+__all__ = ["SyncResult", "load_trusted_keys", "run_sync", "status_summary"]
+
+log = logging.getLogger("phe_trace.agent")
 
 
 @dataclass(slots=True)
 class SyncResult:
-    """What one check for exposures found."""
+    """What one check for exposures did and found."""
 
     files_checked: int = 0
     keys_checked: int = 0
     matched_sightings: int = 0
-    risk_level: str = "none"
-    rejected_files: list[str] = field(default_factory=list)
+    new_windows: int = 0
+    risk_level: str = "low"
+    last_exposure_day: str | None = None
+    rejected_files: dict[str, str] = field(default_factory=dict)
+    interrupted: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "files_checked": self.files_checked,
+            "keys_checked": self.keys_checked,
+            "matched_sightings": self.matched_sightings,
+            "new_windows": self.new_windows,
+            "risk_level": self.risk_level,
+            "last_exposure_day": self.last_exposure_day,
+            "rejected_files": self.rejected_files,
+            "interrupted": self.interrupted,
+        }
+
+
+def load_trusted_keys(values: list[str]) -> list[ec.EllipticCurvePublicKey]:
+    """The health authority's export keys: base64 SPKI DER values or PEM file paths."""
+    keys = []
+    for value in values:
+        try:
+            if value.startswith(("/", "./", "~")) or value.endswith(".pem"):
+                keys.append(export.load_public_key_pem(Path(value).expanduser().read_bytes()))
+            else:
+                keys.append(export.load_public_key_spki_base64(value))
+        except (OSError, ExportError) as exc:
+            raise ConfigError(f"export public key {value[:40]!r} cannot be used: {exc}") from None
+    if not keys:
+        raise ConfigError(
+            "no export public key configured (PHE_TRACE_AGENT_EXPORT_PUBLIC_KEYS): "
+            "refusing to match keys whose origin cannot be checked"
+        )
+    return keys
+
+
+def _verify(
+    data: bytes, keys: list[ec.EllipticCurvePublicKey]
+) -> export.TemporaryExposureKeyExport:
+    error: ExportError | None = None
+    for key in keys:
+        try:
+            return export.verify_export_zip(data, key)
+        except ExportError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
+def _urls(agent: Agent) -> tuple[str, str]:
+    cfg = agent.config
+    if not cfg.key_server_url and not cfg.export_base_url:
+        raise SyncError("no key server configured (PHE_TRACE_AGENT_KEY_SERVER_URL)")
+    base = cfg.export_base_url or f"{(cfg.key_server_url or '').rstrip('/')}/v1/exports/"
+    base = base if base.endswith("/") else base + "/"
+    return base, f"{base}{export.index_file_name(cfg.region)}"
+
+
+def _fetch_new(
+    agent: Agent, client: httpx.Client, processed: set[str], result: SyncResult
+) -> list[tuple[str, export.TemporaryExposureKeyExport]]:
+    cfg = agent.config
+    base, index_url = _urls(agent)
+    keys = load_trusted_keys(cfg.public_keys())
+
+    def get(url: str) -> bytes:
+        return download(client, url, retries=cfg.download_retries, backoff_s=cfg.download_backoff_s)
+
+    try:
+        paths = export.parse_index(get(index_url))
+    except ExportError as exc:
+        raise SyncError(f"the export index is malformed: {exc}") from None
+    verified = []
+    for path in paths:
+        if path in processed:
+            continue
+        try:
+            data = get(base + path)
+        except ServerUnavailableError as exc:
+            result.interrupted = str(exc)
+            log.error("download interrupted, will resume at the next check: %s", exc)
+            break
+        try:
+            verified.append((path, _verify(data, keys)))
+        except ExportError as exc:
+            result.rejected_files[path] = exc.code
+            log.error("export %s refused (%s): %s; it is not matched", path, exc.code, exc)
+    return verified
+
+
+def _sightings(agent: Agent) -> list[Sighting]:
+    correction = agent.config.rssi_correction_db
+    return [
+        Sighting(r.rpi, r.aem, r.rssi_mean, r.unix_time, rssi_correction=correction)
+        for r in agent.store.sightings()
+    ]
 
 
 def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResult:
-    raise SyncError("sync is not available in this build")
+    """One check for exposures (see the module docstring)."""
+    result = SyncResult()
+    state = agent.store.get_meta("sync") or {"processed": []}
+    processed = set(state["processed"])
+    own_client = client is None
+    http = client or httpx.Client(timeout=agent.config.http_timeout_s, follow_redirects=True)
+    try:
+        verified = _fetch_new(agent, http, processed, result)
+    except SyncError as exc:
+        _record_check(agent, now, result, error=str(exc))
+        raise
+    finally:
+        if own_client:
+            http.close()
+    own = {k.key_data for k in agent.store.teks()}
+    diagnosis_keys: list[DiagnosisKey] = [
+        k for _, content in verified for k in content.keys if k.key_data not in own
+    ]
+    result.files_checked = len(verified)
+    result.keys_checked = len(diagnosis_keys)
+    if diagnosis_keys:
+        matched = match(diagnosis_keys, _sightings(agent), workers=1)
+        result.matched_sightings = len(matched.matches)
+        result.new_windows = risk.add_windows(agent.store, matched.matches, now)
+    processed.update(path for path, _ in verified)
+    agent.store.put_meta("sync", {"processed": sorted(processed)})
+    assessment = risk.assess(agent.store, now)
+    result.risk_level = assessment.level
+    result.last_exposure_day = assessment.last_exposure_day
+    _record_check(agent, now, result)
+    previous = (agent.store.get_meta("notified") or {}).get("level", "low")
+    if risk.rank(assessment.level) > risk.rank(previous):
+        notify(assessment, enabled=agent.config.desktop_notifications)
+        agent.store.put_meta("notified", {"level": assessment.level, "at": now})
+    if result.rejected_files:
+        names = ", ".join(sorted(result.rejected_files))
+        log.error("refused export files: %s", names)
+    return result
+
+
+def _record_check(agent: Agent, now: float, result: SyncResult, error: str | None = None) -> None:
+    entry = {"at": now, **result.summary(), "error": error}
+    agent.store.add_check_result(utc_day(now), entry)
+    agent.store.put_meta("last_check", entry)
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
 
 
 def status_summary(agent: Agent, now: float) -> dict[str, Any]:
+    """What ``phe-trace agent status`` shows (AGENT-16)."""
     last = agent.store.get_meta("last_check") or {}
-    return {"risk_level": last.get("risk_level", "unknown"), "last_check": last.get("at")}
+    assessment = risk.assess(agent.store, now)
+    report = agent.store.get_meta("report") or {}
+    warnings = (agent.store.get_meta("warnings") or {}).get("items", [])
+    return {
+        "risk_level": assessment.level,
+        "last_exposure_day": assessment.last_exposure_day,
+        "last_check": _iso(last.get("at")),
+        "last_check_error": last.get("error"),
+        "last_check_rejected_files": last.get("rejected_files", {}),
+        "stored_keys": len(agent.store.teks()),
+        "stored_sighting_windows": agent.store.sighting_windows(),
+        "reported": _iso(report.get("published_at")),
+        "warnings": warnings[-5:],
+    }

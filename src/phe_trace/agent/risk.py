@@ -1,0 +1,129 @@
+"""The device's exposure record: kept matches, their windows, and the risk they add up to.
+
+``protocol_spec/SPEC.md`` AGENT-15, AGENT-16. Every sync adds the matches it found to a
+sealed list kept for 14 days (by sighting time); the risk is recomputed from all kept
+matches each time, with :func:`phe_trace.exposure.build_exposure_windows` and the health
+authority's scoring configuration (Corona-Warn-App parameters by default), so matches
+found by different checks add up the way one check over all of them would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from phe_trace.crypto import CalibrationConfidence, Metadata
+from phe_trace.exposure import ExposureWindow, Match, Sighting
+from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
+
+if TYPE_CHECKING:
+    from .store import AgentStore
+
+__all__ = ["LEVELS", "Assessment", "add_windows", "assess", "rank"]
+
+#: Risk levels, lowest first.
+LEVELS = ("low", "high")
+_RETENTION_S = 14 * 86_400
+
+
+def rank(level: str) -> int:
+    """Position of ``level`` in :data:`LEVELS` (unknown levels rank lowest)."""
+    return LEVELS.index(level) if level in LEVELS else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """The total risk, the most recent exposure day (ISO date), and per-day levels."""
+
+    level: str
+    last_exposure_day: str | None
+    windows: int
+    days: dict[str, str]
+
+
+def _encode(m: Match) -> dict[str, Any]:
+    k, s = m.diagnosis_key, m.sighting
+    return {
+        "k": [
+            k.key_data.hex(),
+            k.rolling_start_interval_number,
+            k.rolling_period,
+            k.transmission_risk_level,
+            int(k.report_type),
+            k.days_since_onset_of_symptoms,
+        ],
+        "s": [
+            s.rpi.hex(),
+            s.aem.hex(),
+            s.rssi,
+            s.unix_time,
+            s.rssi_correction,
+            int(s.calibration_confidence),
+        ],
+        "j": m.interval,
+        "m": m.metadata.to_bytes().hex() if m.metadata is not None else None,
+    }
+
+
+def _decode(d: dict[str, Any]) -> Match:
+    kd, start, period, trl, rt, dsos = d["k"]
+    rpi, aem, rssi, t, corr, conf = d["s"]
+    key = DiagnosisKey(bytes.fromhex(kd), start, period, trl, ReportType(rt), dsos)
+    sighting = Sighting(
+        bytes.fromhex(rpi), bytes.fromhex(aem), rssi, t, corr, CalibrationConfidence(conf)
+    )
+    metadata = Metadata.from_bytes(bytes.fromhex(d["m"])) if d["m"] is not None else None
+    return Match(key, sighting, d["j"], metadata)
+
+
+def _kept(store: AgentStore, now: float) -> list[dict[str, Any]]:
+    items = (store.get_meta("matches") or {}).get("items", [])
+    return [d for d in items if now - d["s"][3] < _RETENTION_S]
+
+
+def add_windows(store: AgentStore, matches: Iterable[Match], now: float) -> int:
+    """Keep ``matches`` (sealed) with the earlier ones; return how many were new."""
+    kept = _kept(store, now)
+    seen = {(d["k"][0], d["k"][1], d["s"][0], d["s"][3]) for d in kept}
+    added = 0
+    for m in matches:
+        d = _encode(m)
+        ident = (d["k"][0], d["k"][1], d["s"][0], d["s"][3])
+        if ident not in seen:
+            seen.add(ident)
+            kept.append(d)
+            added += 1
+    store.put_meta("matches", {"items": kept})
+    return added
+
+
+def windows(store: AgentStore, now: float) -> list[ExposureWindow]:
+    """The exposure windows of every kept match (WIN-1 … WIN-6)."""
+    from phe_trace.exposure.config import default_config
+    from phe_trace.exposure.windows import build_exposure_windows
+
+    matches = [_decode(d) for d in _kept(store, now)]
+    return build_exposure_windows(matches, default_config().diagnosis_keys_data_mapping)
+
+
+def assess(store: AgentStore, now: float) -> Assessment:
+    """Score the kept windows (Corona-Warn-App risk calculation by default)."""
+    found = windows(store, now)
+    days = _score(found)
+    high = [day for day, level in days.items() if level == "high"]
+    exposed = sorted(days)
+    return Assessment(
+        level="high" if high else "low",
+        last_exposure_day=exposed[-1] if exposed else None,
+        windows=len(found),
+        days=days,
+    )
+
+
+def _score(found: list[ExposureWindow]) -> dict[str, str]:
+    days: dict[str, str] = {}
+    for w in found:
+        days[(dt.date(1970, 1, 1) + dt.timedelta(days=w.day)).isoformat()] = "low"
+    return days

@@ -1,0 +1,222 @@
+"""``phe-trace agent …``: run the device agent and exercise the person's rights.
+
+Commands: ``run`` (the daemon), ``status``, ``sync`` (check for exposures now),
+``report --code CODE [--revise]``, ``export-data``, ``wipe``, ``check-radio``. Settings
+come from ``PHE_TRACE_AGENT_*`` variables and the ``--config`` env file
+(``device/agent.env.example``); the data directory defaults to systemd's
+``$STATE_DIRECTORY`` or ``~/.local/share/phe-trace/agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from phe_trace.agent import Agent, AgentConfig, AgentStore, load_config
+from phe_trace.agent.errors import ConfigError, ExportRejectedError
+
+app = typer.Typer(
+    name="agent",
+    help="The device agent: broadcast, listen, keep 14 days encrypted, check, report.",
+    no_args_is_help=True,
+)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Env file with PHE_TRACE_AGENT_* settings.")
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the encrypted store and its key live.")
+]
+
+
+def _settings(config: Path | None, data_dir: Path | None, **overrides: Any) -> AgentConfig:
+    settings = load_config(config, **{k: v for k, v in overrides.items() if v is not None})
+    if data_dir is not None:
+        return settings.model_copy(update={"data_dir": data_dir})
+    if settings.data_dir is None:
+        state = os.environ.get("STATE_DIRECTORY")
+        default = Path(state) if state else Path.home() / ".local/share/phe-trace/agent"
+        return settings.model_copy(update={"data_dir": default})
+    return settings
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Risk level, most recent exposure day, when the last check ran, what is stored."""
+    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    try:
+        summary = agent.status(time.time())
+    finally:
+        agent.close()
+    if as_json:
+        _echo_json(summary)
+        return
+    typer.echo(f"risk level:          {summary['risk_level']}")
+    typer.echo(f"last exposure day:   {summary['last_exposure_day'] or '-'}")
+    typer.echo(f"last check:          {summary['last_check'] or 'never'}")
+    if summary["last_check_error"]:
+        typer.echo(f"last check error:    {summary['last_check_error']}")
+    for path, code in sorted(summary["last_check_rejected_files"].items()):
+        typer.echo(f"refused export:      {path} ({code})")
+    typer.echo(f"keys stored:         {summary['stored_keys']}")
+    typer.echo(f"sighting windows:    {summary['stored_sighting_windows']}")
+    typer.echo(f"reported positive:   {summary['reported'] or 'no'}")
+    for warning in summary["warnings"]:
+        typer.echo(f"warning:             {warning}")
+
+
+@app.command()
+def sync(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Check for exposures now: download new exports, verify, match, score."""
+    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    try:
+        result = agent.sync(time.time())
+    finally:
+        agent.close()
+    typer.echo(
+        f"checked {result.files_checked} file(s), {result.keys_checked} key(s): "
+        f"risk {result.risk_level}"
+        + (f", most recent exposure {result.last_exposure_day}" if result.last_exposure_day else "")
+    )
+    if result.interrupted:
+        typer.echo(f"download interrupted, resumes next time: {result.interrupted}", err=True)
+    if result.rejected_files:
+        names = ", ".join(f"{p} ({c})" for p, c in sorted(result.rejected_files.items()))
+        raise ExportRejectedError(f"refused export file(s), not matched: {names}")
+
+
+@app.command()
+def report(
+    code: Annotated[
+        str, typer.Option("--code", help="The verification code from the health authority.")
+    ],
+    revise: Annotated[bool, typer.Option("--revise", help="Revise an earlier report.")] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Report a positive test: verify the code and publish the last 14 days of keys."""
+    now = time.time()
+    agent = Agent.open(_settings(config, data_dir), now=now)
+    try:
+        result = agent.revise(code, now) if revise else agent.report(code, now)
+    finally:
+        agent.close()
+    typer.echo(
+        f"published {result.keys_sent} key(s), {result.inserted} accepted"
+        + (f" ({result.test_type})" if result.test_type else "")
+    )
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
+@app.command("export-data")
+def export_data(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
+) -> None:
+    """Everything stored on this device, decrypted, as JSON."""
+    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    try:
+        data = agent.store.export_data()
+    finally:
+        agent.close()
+    text = json.dumps(data, indent=2, sort_keys=True)
+    if output is None:
+        typer.echo(text)
+    else:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+
+
+@app.command()
+def wipe(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase everything: keys, sightings, results and the store's key."""
+    settings = _settings(config, data_dir)
+    assert settings.data_dir is not None
+    if not yes:
+        typer.confirm(f"Erase everything in {settings.data_dir}?", abort=True)
+    removed = AgentStore.wipe(settings.data_dir)
+    typer.echo(f"erased {len(removed)} file(s) in {settings.data_dir}")
+
+
+@app.command("check-radio")
+def check_radio(
+    config: ConfigOption = None,
+    adapter: Annotated[str | None, typer.Option(help="BlueZ adapter, e.g. hci0.")] = None,
+) -> None:
+    """Check that BlueZ is reachable and can advertise (registers and removes a test advert)."""
+    from phe_trace.agent.radio.bluez import BluezRadio
+
+    settings = load_config(config)
+    radio = BluezRadio(adapter or settings.adapter)
+
+    async def probe() -> None:
+        try:
+            await radio.start_advertising(bytes(20))
+        finally:
+            await radio.close()
+
+    asyncio.run(probe())
+    typer.echo(f"BlueZ on {radio.adapter}: advertising works")
+
+
+def _make_radio(settings: AgentConfig) -> Any:
+    if settings.radio == "bluez":
+        from phe_trace.agent.radio.bluez import BluezRadio
+
+        return BluezRadio(settings.adapter)
+    if settings.radio == "bumble":
+        from phe_trace.agent.radio.bumble import BumbleLink
+
+        return BumbleLink().radio("agent")
+    raise ConfigError("radio 'sim' is driven by the simulator, not by `agent run`")
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    radio: Annotated[str | None, typer.Option(help="bluez or bumble (virtual, alone).")] = None,
+    sync_every_hours: Annotated[float, typer.Option(help="Hours between checks.")] = 6.0,
+) -> None:
+    """Run the agent: advertise, scan, keep records, check for exposures periodically."""
+    settings = _settings(config, data_dir, radio=radio)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    agent = Agent.open(settings, now=time.time(), radio=_make_radio(settings), recover_corrupt=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop=stop, sync_every_s=sync_every_hours * 3600)
+
+    try:
+        asyncio.run(main())
+    finally:
+        agent.close()

@@ -1,0 +1,99 @@
+"""A real HTTP server on a loopback port (uvicorn in a thread) serving export files.
+
+Serves ``files`` (path → bytes) under ``/v1/exports/``, honours ``Range`` with 206, and
+has knobs for the failure cases: ``down`` (every request 503), ``fail`` (paths that
+answer 503), ``cut`` (paths whose body is cut off after n bytes, once each).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class ExportHost:
+    files: dict[str, bytes] = field(default_factory=dict)
+    down: bool = False
+    fail: set[str] = field(default_factory=set)
+    cut: dict[str, int] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    url: str = ""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"].removeprefix("/v1/exports/")
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.requests.append((path, headers.get("range")))
+        if self.down or path in self.fail:
+            await _reply(send, 503, b"unavailable")
+            return
+        data = self.files.get(path)
+        if data is None:
+            await _reply(send, 404, b"not found")
+            return
+        status, body = 200, data
+        if "range" in headers:
+            start = int(headers["range"].removeprefix("bytes=").split("-")[0])
+            status, body = 206, data[start:]
+        if path in self.cut:
+            n = self.cut.pop(path)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body[:n], "more_body": True})
+            raise RuntimeError("connection cut")  # uvicorn drops the connection
+        await _reply(send, status, body)
+
+
+async def _reply(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run an ASGI app on a free loopback port; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,281 @@
+"""Sync against a real HTTP server: verify, match, resume, refuse what is not signed."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from phe_trace.agent import (
+    Agent,
+    ConfigError,
+    ServerUnavailableError,
+    SightingRecord,
+    StoredKey,
+    SyncError,
+)
+from phe_trace.agent.download import download
+from phe_trace.protocol import export
+
+from .conftest import T0
+from .exports import confirmed, export_zip, new_signer, publish, spki
+from .http_host import ExportHost, serve
+from .reference import ref_rpi
+
+DAY = 86_400
+CONTACT = T0 + 8 * 3600  # 08:00 on day 0
+NOW = T0 + DAY + 6 * 3600  # the next day, 06:00
+
+
+@pytest.fixture
+def host() -> Iterator[ExportHost]:
+    h = ExportHost()
+    with serve(h) as url:
+        h.url = url
+        yield h
+
+
+def _pair(
+    make_agent: Callable[..., Agent], minutes: int = 60, rssi: int = -60
+) -> tuple[Agent, Agent]:
+    """``b`` hears ``a`` every 5 minutes for ``minutes`` at ``rssi`` (through the sim radio)."""
+    a, b = make_agent("a", now=T0), make_agent("b", now=T0, seed=2)
+    t = CONTACT
+    while t < CONTACT + minutes * 60:
+        a.tick(t)
+        b.tick(t)
+        b.radio.inject(a.radio.current_payload(), rssi=rssi, unix_time=t)
+        t += 300
+    a.tick(t)
+    b.tick(t)
+    return a, b
+
+
+def _zip_of(signer: export.EcdsaSigner, key: StoredKey | None = None) -> bytes:
+    """A signed export with ``key`` (or a random key) as a confirmed diagnosis key."""
+    if key is None:
+        return export_zip(signer, [confirmed(os.urandom(16), int(T0 // 600))], 0, 1)
+    return export_zip(signer, [confirmed(key.key_data, key.rolling_start_interval_number)], 0, 1)
+
+
+def _configure(agent: Agent, host: ExportHost, key: str, **extra: object) -> None:
+    agent.config = agent.config.model_copy(
+        update={
+            "key_server_url": host.url,
+            "export_public_keys": key,
+            "download_backoff_s": 0.0,
+            "download_retries": 2,
+            "desktop_notifications": False,
+            **extra,
+        }
+    )
+
+
+def test_sync_matches_the_published_key_of_a_contact(make_agent, host: ExportHost) -> None:
+    """Download index + new files, verify, match; a second check downloads nothing again.
+
+    (SPEC AGENT-13, AGENT-14, AGENT-15, AGENT-16)
+    """
+    a, b = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    decoy = os.urandom(16)
+    publish(
+        host.files,
+        [
+            export_zip(
+                signer,
+                [
+                    confirmed(a_key.key_data, a_key.rolling_start_interval_number),
+                    confirmed(decoy, a_key.rolling_start_interval_number),
+                ],
+                0,
+                1,
+            )
+        ],
+        int(T0 + DAY),
+    )
+    _configure(b, host, spki(signer))
+    result = b.sync(NOW)
+    # Independent check: which of b's records are a's identifiers of that day.
+    a_rpis = {ref_rpi(a_key.key_data, a_key.rolling_start_interval_number + j) for j in range(144)}
+    expected = sum(1 for s in b.store.sightings() if s.rpi in a_rpis)
+    assert expected == 12
+    assert (result.files_checked, result.keys_checked) == (1, 2)
+    assert result.matched_sightings == expected
+    assert result.rejected_files == {} and result.interrupted is None
+    assert result.last_exposure_day == "2026-11-02"
+    status = b.status(NOW)
+    assert status["last_exposure_day"] == "2026-11-02"
+    assert status["last_check"] == "2026-11-03T06:00:00+00:00"
+    host.requests.clear()
+    again = b.sync(NOW + 3600)
+    assert again.files_checked == 0
+    assert [p for p, _ in host.requests] == ["ZZ/index.txt"]
+    assert b.status(NOW + 3600)["last_exposure_day"] == "2026-11-02"  # kept across checks
+
+
+def test_the_reporter_does_not_match_itself(make_agent, host: ExportHost) -> None:
+    """(SPEC AGENT-15)"""
+    a, _ = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    # a heard itself (a reflection) before the payload changed: still no self-match.
+    a.store.add_sightings(
+        [
+            SightingRecord(
+                ref_rpi(a_key.key_data, int(CONTACT // 600)), bytes(4), CONTACT, 0, -40, -40, 1
+            )
+        ]
+    )
+    publish(
+        host.files,
+        [
+            export_zip(
+                signer, [confirmed(a_key.key_data, a_key.rolling_start_interval_number)], 0, 1
+            )
+        ],
+        int(T0 + DAY),
+    )
+    _configure(a, host, spki(signer))
+    result = a.sync(NOW)
+    assert result.keys_checked == 0 and result.matched_sightings == 0
+    assert a.status(NOW)["last_exposure_day"] is None
+
+
+def _tamper(data: bytes) -> bytes:
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "export.bin":
+                body = body[:-1] + bytes([body[-1] ^ 0x01])
+            dst.writestr(info, body)
+    return out.getvalue()
+
+
+def test_tampered_export_is_refused_and_reported(make_agent, host: ExportHost) -> None:
+    """A file whose signature fails is not matched; the others still are. (SPEC AGENT-14)"""
+    a, b = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    good = export_zip(
+        signer, [confirmed(a_key.key_data, a_key.rolling_start_interval_number)], 0, 1
+    )
+    bad = _tamper(good)
+    paths = publish(host.files, [bad, _zip_of(signer)], int(T0 + DAY))
+    _configure(b, host, spki(signer))
+    result = b.sync(NOW)
+    assert result.rejected_files == {paths[0]: "export_bad_signature"}
+    assert result.files_checked == 1 and result.matched_sightings == 0
+    status = b.status(NOW)
+    assert status["last_check_rejected_files"] == {paths[0]: "export_bad_signature"}
+    assert status["last_exposure_day"] is None
+    # The refused file is tried again next time; once a good copy is served, it matches.
+    host.files[paths[0]] = good
+    assert b.sync(NOW + 60).matched_sightings == 12
+
+
+def test_wrong_signing_key_is_refused(make_agent, host: ExportHost) -> None:
+    """Signed by a key the device does not trust: refused, never matched. (SPEC AGENT-14)"""
+    a, b = _pair(make_agent)
+    [a_key] = a.store.teks()
+    paths = publish(
+        host.files,
+        [
+            export_zip(
+                new_signer(), [confirmed(a_key.key_data, a_key.rolling_start_interval_number)], 0, 1
+            )
+        ],
+        int(T0 + DAY),
+    )
+    _configure(b, host, spki(new_signer()))
+    result = b.sync(NOW)
+    assert result.rejected_files == {paths[0]: "export_bad_signature"}
+    assert result.matched_sightings == 0
+
+
+def test_unsigned_matching_is_refused_without_a_configured_key(
+    make_agent, host: ExportHost
+) -> None:
+    """(SPEC AGENT-14)"""
+    _, b = _pair(make_agent, minutes=5)
+    publish(host.files, [export_zip(new_signer(), [], 0, 1)], int(T0 + DAY))
+    _configure(b, host, "")
+    with pytest.raises(ConfigError, match="no export public key"):
+        b.sync(NOW)
+
+
+def test_server_down_mid_download_resumes_without_loss(make_agent, host: ExportHost) -> None:
+    """Files done before the failure stay done; the next check resumes. (SPEC AGENT-13)"""
+    a, b = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    paths = publish(
+        host.files,
+        [
+            export_zip(
+                signer, [confirmed(a_key.key_data, a_key.rolling_start_interval_number)], 0, 1
+            ),
+            _zip_of(signer),
+            _zip_of(signer),
+        ],
+        int(T0 + DAY),
+    )
+    host.fail = {paths[1]}
+    _configure(b, host, spki(signer))
+    first = b.sync(NOW)
+    assert first.interrupted is not None and "kept failing" in first.interrupted
+    assert first.files_checked == 1 and first.matched_sightings == 12
+    assert [p for p, _ in host.requests].count(paths[1]) == 3  # 1 try + 2 retries
+    assert paths[2] not in [p for p, _ in host.requests]
+    host.fail = set()
+    host.requests.clear()
+    second = b.sync(NOW + 600)
+    assert second.files_checked == 2 and second.interrupted is None
+    assert sorted(p for p, _ in host.requests if p.endswith(".zip")) == sorted(paths[1:])
+    assert b.status(NOW + 600)["last_exposure_day"] == "2026-11-02"
+    # Whole server down: a clear error, and the earlier result is still there.
+    host.down = True
+    with pytest.raises(ServerUnavailableError, match="kept failing"):
+        b.sync(NOW + 1200)
+    assert b.status(NOW + 1200)["last_exposure_day"] == "2026-11-02"
+    assert "kept failing" in b.status(NOW + 1200)["last_check_error"]
+
+
+def test_cut_transfer_is_resumed_with_range(host: ExportHost) -> None:
+    """(SPEC AGENT-13)"""
+    body = os.urandom(200_000)
+    host.files["ZZ/big.zip"] = body
+    host.cut["ZZ/big.zip"] = 50_000
+    with httpx.Client() as client:
+        got = download(client, f"{host.url}/v1/exports/ZZ/big.zip", retries=2, backoff_s=0)
+    assert got == body
+    ranges = [r for p, r in host.requests if p == "ZZ/big.zip"]
+    assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
+    assert int(ranges[1].removeprefix("bytes=").rstrip("-")) > 0
+
+
+def test_missing_server_settings_are_clear(make_agent) -> None:
+    b = make_agent("b")
+    with pytest.raises(SyncError, match="no key server configured"):
+        b.sync(NOW)
+
+
+def test_unreachable_server(make_agent) -> None:
+    b = make_agent("b")
+    b.config = b.config.model_copy(
+        update={
+            "key_server_url": "http://127.0.0.1:9",
+            "export_public_keys": spki(new_signer()),
+            "download_retries": 1,
+            "download_backoff_s": 0,
+        }
+    )
+    with pytest.raises(ServerUnavailableError):
+        b.sync(NOW)
