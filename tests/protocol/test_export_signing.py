@@ -331,3 +331,17 @@ def test_public_surface_is_pinned() -> None:
     }
     assert required <= set(export.__all__)
     assert all(hasattr(export, name) for name in export.__all__)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_compressions_without_output_bound_are_refused(method: int) -> None:
+    """EXP-9: only stored and deflated members are read (bzip2/LZMA bombs inflate unbounded)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        archive.writestr("export.bin", b"EK Export v1    ")
+    with pytest.raises(export.ExportFormatError):
+        export.unpack_export_zip(buffer.getvalue())
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("export.bin", b"EK Export v1    ")
+    assert export.unpack_export_zip(stored.getvalue()).export_bin == b"EK Export v1    "

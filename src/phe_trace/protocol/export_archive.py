@@ -3,8 +3,9 @@
 ``protocol_spec/SPEC.md`` §12 (EXP-8, EXP-9). The reference server writes both members
 deflated, in that order, with zero DOS dates (shown as 1980-00-00); phe-trace does the
 same, so the same two members always give the same zip bytes. The reader caps the
-uncompressed size of every member (a zip bomb must not exhaust memory), refuses
-duplicate member names and turns every zip failure into an ``ExportFormatError``.
+uncompressed size of every member (a zip bomb must not exhaust memory), accepts only
+stored and deflated members, refuses duplicate member names and turns every zip
+failure into an ``ExportFormatError``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ _MAX_MEMBERS = 16
 #: The DOS date of every member: all zero fields, as the reference writes (1980-00-00).
 _ZIP_DATE_TIME = (1980, 0, 0, 0, 0, 0)
 _ZIP_MAGIC = b"PK\x03\x04"
+#: Compression methods a member may use: stored and deflate (the reference writes deflate).
+_COMPRESSIONS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 _READ_CHUNK = 64 * 1024
 
 
@@ -66,6 +69,9 @@ def pack_export_zip(export_bin: bytes, export_sig: bytes) -> bytes:
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_member_size: int) -> bytes:
+    if info.compress_type not in _COMPRESSIONS:
+        # bzip2 and LZMA decompress without an output bound per call: refuse them
+        raise ExportFormatError(f"{info.filename} uses zip compression {info.compress_type}")
     if info.file_size > max_member_size:
         raise ExportTooLargeError(
             f"{info.filename} is {info.file_size} bytes, over the {max_member_size}-byte limit"
