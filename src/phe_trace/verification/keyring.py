@@ -36,8 +36,9 @@ def load_secret(settings: VerificationSettings) -> bytes:
     """The server secret: from the settings, else from ``secret_file`` (created if absent)."""
     if settings.secret is not None:
         return settings.secret.get_secret_value().encode("utf-8")
-    path: Path = settings.secret_file
+    path: Path = settings.effective_secret_file
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         data = path.read_bytes()

@@ -27,6 +27,13 @@ from .signing import SigningKeys, make_certificate
 __all__ = ["VerificationService"]
 
 
+def _prepare_url(settings: VerificationSettings) -> str:
+    url = settings.effective_database_url
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return url
+
+
 class VerificationService:
     """Everything the verification service does, storage included."""
 
@@ -40,7 +47,7 @@ class VerificationService:
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self.engine = engine or make_engine(settings.database_url)
+        self.engine = engine or make_engine(_prepare_url(settings))
         if run_migrations:
             migrate(self.engine)
         self.keyring = Keyring.from_secret(load_secret(settings))

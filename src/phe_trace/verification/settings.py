@@ -25,16 +25,20 @@ class VerificationSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    #: SQLAlchemy URL of the database (SQLite file or PostgreSQL); may be shared with the
-    #: key server — the service's tables are prefixed ``vf_`` and its Alembic version table
-    #: is ``alembic_version_verification``.
-    database_url: str = "sqlite:///phe-trace-verification.sqlite3"
+    #: Directory for the default SQLite file and secret file (the key server's default too).
+    data_dir: Path = Path("phe-trace-data")
+    #: SQLAlchemy URL of the database (SQLite file or PostgreSQL); default
+    #: ``sqlite:///<data_dir>/verification.sqlite3``. It may be the key server's database:
+    #: the service's tables are prefixed ``vf_`` and its Alembic version table is
+    #: ``alembic_version_verification``.
+    database_url: str | None = None
     #: Server secret (≥ 32 characters) keying the hashes of codes, tokens and API keys, the
-    #: CSRF tokens and the sealing of the signing keys. When unset, ``secret_file`` is read
+    #: CSRF tokens and the sealing of the signing keys. When unset, the secret file is read
     #: (and created with 32 random bytes, mode 0600, on first start).
     secret: SecretStr | None = None
-    #: File holding the server secret when ``secret`` is unset.
-    secret_file: Path = Path("phe-trace-verification.secret")
+    #: File holding the server secret when ``secret`` is unset; default
+    #: ``<data_dir>/verification-secret``.
+    secret_file: Path | None = None
     #: ``iss`` of every certificate; the key server looks the health authority up by it.
     issuer: str = Field(default="phe-trace-verification", min_length=1)
     #: ``aud`` of every certificate; must equal the audience the key server is configured with.
@@ -92,3 +96,15 @@ class VerificationSettings(BaseSettings):
         if raw.lower() in _PLACEHOLDERS or len(set(raw)) < 8:
             raise ValueError("secret looks like a placeholder; generate a random one")
         return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """``database_url``, or the SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'verification.sqlite3'}"
+
+    @property
+    def effective_secret_file(self) -> Path:
+        """``secret_file``, or ``<data_dir>/verification-secret``."""
+        return self.secret_file or self.data_dir / "verification-secret"

@@ -1,0 +1,148 @@
+"""``phe-trace server admin``: set up the verification service (realms, users, API keys).
+
+There is no default account and no default password: the first realm admin is created
+with ``phe-trace server admin create``, which reads the password from a hidden prompt
+(asked twice) or, with ``--password-stdin``, from the first line of standard input.
+Settings come from the ``PHE_TRACE_VERIFICATION_*`` environment, as for ``server run``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from phe_trace.verification import VerificationService, VerificationSettings
+from phe_trace.verification.errors import NotFoundError
+from phe_trace.verification.models import Realm
+
+app = typer.Typer(
+    name="admin",
+    help="Set up the verification service: realms, portal users, API keys, maintenance.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+_ACTOR = "cli"
+
+
+@contextmanager
+def _service() -> Iterator[VerificationService]:
+    service = VerificationService(VerificationSettings())
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def _realm(service: VerificationService, name: str, *, create: bool) -> Realm:
+    realm = service.accounts.realm_by_name(name)
+    if realm is None:
+        if not create:
+            raise NotFoundError(f"realm {name!r} does not exist")
+        realm = service.accounts.create_realm(name)
+        service.accounts.audit(realm.id, _ACTOR, "realm.create", name)
+        typer.echo(f"created realm {name} (daily quota {realm.daily_quota})")
+    return realm
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n")
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@app.command()
+def create(
+    username: Annotated[str, typer.Option(help="Sign-in name of the new account.")],
+    realm: Annotated[str, typer.Option(help="Realm (created if absent).")] = "default",
+    case_worker: Annotated[
+        bool, typer.Option("--case-worker", help="Create a case worker, not a realm admin.")
+    ] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a portal account (a realm admin unless --case-worker)."""
+    password = _read_password(password_stdin)
+    with _service() as service:
+        found = _realm(service, realm, create=True)
+        user = service.accounts.create_user(
+            found.id, username, password, is_admin=not case_worker, actor=_ACTOR
+        )
+    role = "realm admin" if user.is_admin else "case worker"
+    typer.echo(f"created {role} {user.username} in realm {realm}")
+
+
+@app.command("realm")
+def realm_cmd(
+    name: Annotated[str, typer.Argument(help="Realm name.")],
+    quota: Annotated[int | None, typer.Option(help="Daily code quota (UTC day).")] = None,
+) -> None:
+    """Create a realm, or change its daily quota of codes."""
+    with _service() as service:
+        found = _realm(service, name, create=True)
+        if quota is not None:
+            service.accounts.set_daily_quota(found.id, quota, _ACTOR)
+            typer.echo(f"realm {name}: daily quota {quota}")
+
+
+@app.command("realms")
+def realms_cmd() -> None:
+    """List realms with their daily quota."""
+    with _service() as service:
+        for r in service.accounts.list_realms():
+            typer.echo(f"{r.name}\tdaily quota {r.daily_quota}")
+
+
+@app.command("api-key")
+def api_key(
+    name: Annotated[str, typer.Option(help="Name of the app the key is for.")],
+    realm: Annotated[str, typer.Option(help="Realm of the app.")] = "default",
+) -> None:
+    """Create an app's API key for the device API; it is printed once, stored hashed."""
+    with _service() as service:
+        found = _realm(service, realm, create=False)
+        _, clear = service.accounts.create_api_key(found.id, name, _ACTOR)
+    typer.echo(clear)
+
+
+@app.command()
+def maintenance(
+    state: Annotated[str, typer.Argument(help="on or off")],
+) -> None:
+    """Switch maintenance mode: the device API and code issuance answer maintenance_mode."""
+    if state not in ("on", "off"):
+        raise typer.BadParameter("state must be 'on' or 'off'")
+    with _service() as service:
+        service.accounts.set_maintenance_mode(state == "on", _ACTOR)
+    typer.echo(f"maintenance mode {state}")
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Make a new certificate signing key; the old one stays in the JWKS until retired."""
+    with _service() as service:
+        kid = service.signing.rotate(service.clock.now())
+    typer.echo(f"new signing key {kid}")
+
+
+@app.command("retire-keys")
+def retire_keys() -> None:
+    """Remove inactive signing keys from the JWKS (after their certificates expired)."""
+    with _service() as service:
+        kids = service.signing.retire_inactive(service.clock.now())
+    typer.echo("retired " + (", ".join(kids) if kids else "nothing"))
+
+
+@app.command()
+def purge() -> None:
+    """Delete code status past retention and expired tokens."""
+    with _service() as service:
+        n_codes, n_tokens = service.codes.purge(service.clock.now())
+    typer.echo(f"deleted {n_codes} codes and {n_tokens} tokens")
