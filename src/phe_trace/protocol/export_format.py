@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError, Message
 
@@ -29,6 +30,9 @@ from phe_trace.crypto import KEY_LENGTH, TEK_ROLLING_PERIOD
 from . import export_pb2 as pb
 from .diagnosis_key import MAX_TRANSMISSION_RISK_LEVEL, DiagnosisKey, ReportType
 from .errors import ExportFormatError, ExportTruncatedError
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 __all__ = [
     "ECDSA_P256_SHA256_OID",
@@ -54,6 +58,7 @@ _INT32_MAX = 2**31 - 1
 _UINT64_MAX = 2**64 - 1
 _REPORT_TYPES = frozenset(ReportType)
 _REPORT_TYPE_BY_VALUE = {int(t): t for t in ReportType}
+_PB_REPORT_TYPE = pb.TemporaryExposureKey.ReportType.ValueType
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +129,7 @@ def _fill_key(message: pb.TemporaryExposureKey, key: DiagnosisKey) -> None:
     if key.rolling_period != TEK_ROLLING_PERIOD:
         message.rolling_period = key.rolling_period
     if key.report_type != ReportType.UNKNOWN:
-        message.report_type = int(key.report_type)  # type: ignore[assignment]
+        message.report_type = _PB_REPORT_TYPE(int(key.report_type))
     if key.days_since_onset_of_symptoms is not None:
         message.days_since_onset_of_symptoms = key.days_since_onset_of_symptoms
 
@@ -147,9 +152,13 @@ def _exportable(key: DiagnosisKey) -> bool:
     )
 
 
-def _add_keys(field: Iterable[DiagnosisKey], target: object, what: str) -> None:
+def _add_keys(
+    field: Iterable[DiagnosisKey],
+    target: RepeatedCompositeFieldContainer[pb.TemporaryExposureKey],
+    what: str,
+) -> None:
     ordered = sorted(field, key=lambda k: k.key_data)
-    add = target.add  # type: ignore[attr-defined]
+    add = target.add
     for index, key in enumerate(ordered):
         if not _exportable(key):
             problem = _key_problem(key) or "a field is out of range"
