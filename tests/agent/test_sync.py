@@ -279,3 +279,32 @@ def test_unreachable_server(make_agent) -> None:
     )
     with pytest.raises(ServerUnavailableError):
         b.sync(NOW)
+
+
+@pytest.mark.parametrize(
+    ("rssi", "minutes", "level", "normalized"),
+    [
+        # CWA by hand: a's key is CONFIRMED_TEST (offset 6) with onset today (HIGH, +2):
+        # TRL 8 → value 1.6. Sightings every 5 min: the first scan counts 120 s, each
+        # later one 300 s. tx power -25 dBm.
+        # -60 dBm → 35 dB → weight 0.8: 1.6 × 0.8 × (120 + 11 × 300) / 60 = 72.96 → 73.0
+        (-60, 60, "high", 73.0),
+        # -100 dBm → 75 dB → weight 0.1: 1.6 × 0.1 × 3420 / 60 = 9.12 → 9.1 (LOW)
+        (-100, 60, "low", 9.1),
+        # 10 minutes at 35 dB: 1.6 × 0.8 × (120 + 300) / 60 = 8.96 → 9.0 (LOW)
+        (-60, 10, "low", 9.0),
+    ],
+)
+def test_risk_follows_the_cwa_calculation(
+    make_agent, host: ExportHost, rssi: int, minutes: int, level: str, normalized: float
+) -> None:
+    """(SPEC AGENT-15, AGENT-16)"""
+    a, b = _pair(make_agent, minutes=minutes, rssi=rssi)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    publish(host.files, [_zip_of(signer, a_key)], int(T0 + DAY))
+    _configure(b, host, spki(signer))
+    result = b.sync(NOW)
+    assert result.risk_level == level
+    assert result.days == {"2026-11-02": (level, normalized)}
+    assert b.status(NOW)["risk_level"] == level

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phe_trace.crypto import Metadata, new_temporary_exposure_key
+from phe_trace.exposure import ExposureConfig, ExposureError, default_config, load_config
 from phe_trace.protocol.advertisement import SERVICE_DATA_LENGTH
 
 from .config import AgentConfig
-from .errors import StoreCorruptError
+from .errors import ConfigError, StoreCorruptError
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
 from .schedule import ActiveKey, RotationPlan, ScanPlan, tek_day
@@ -90,6 +91,18 @@ class Agent:
         self._last_now: float | None = state.get("last_now")
         self._purge_day: int | None = None
         self.warnings: list[str] = []
+        self._exposure_config: ExposureConfig | None = None
+
+    @property
+    def exposure_config(self) -> ExposureConfig:
+        """The scoring configuration (loaded once from ``config.exposure_config``)."""
+        if self._exposure_config is None:
+            path = self.config.exposure_config
+            try:
+                self._exposure_config = load_config(path) if path else default_config()
+            except (OSError, ExposureError) as exc:
+                raise ConfigError(f"exposure_config {path}: {exc}") from None
+        return self._exposure_config
 
     # -- construction ----------------------------------------------------------------------
 

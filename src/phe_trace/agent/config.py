@@ -67,6 +67,9 @@ class AgentConfig(BaseSettings):
     download_backoff_s: float = Field(default=0.5, ge=0)
     #: HTTP timeout, seconds.
     http_timeout_s: float = Field(default=30.0, gt=0)
+    #: The health authority's scoring configuration (TOML/JSON, ``phe_trace.exposure``
+    #: format); unset: the Corona-Warn-App production parameters.
+    exposure_config: Path | None = None
     #: Show a desktop notification with ``notify-send`` when it exists.
     desktop_notifications: bool = True
 

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from phe_trace.crypto import CalibrationConfidence, Metadata
-from phe_trace.exposure import ExposureWindow, Match, Sighting
+from phe_trace.exposure import (
+    ExposureConfig,
+    ExposureWindow,
+    Match,
+    RiskLevel,
+    Sighting,
+    build_exposure_windows,
+    cwa_risk,
+    default_config,
+)
 from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 
 if TYPE_CHECKING:
@@ -40,7 +49,8 @@ class Assessment:
     level: str
     last_exposure_day: str | None
     windows: int
-    days: dict[str, str]
+    #: ISO day → (risk level, the day's normalized time) for days with a risk level.
+    days: dict[str, tuple[str, float]]
 
 
 def _encode(m: Match) -> dict[str, Any]:
@@ -99,31 +109,37 @@ def add_windows(store: AgentStore, matches: Iterable[Match], now: float) -> int:
     return added
 
 
-def windows(store: AgentStore, now: float) -> list[ExposureWindow]:
+def windows(
+    store: AgentStore, now: float, config: ExposureConfig | None = None
+) -> list[ExposureWindow]:
     """The exposure windows of every kept match (WIN-1 … WIN-6)."""
-    from phe_trace.exposure.config import default_config
-    from phe_trace.exposure.windows import build_exposure_windows
-
+    config = config or default_config()
     matches = [_decode(d) for d in _kept(store, now)]
-    return build_exposure_windows(matches, default_config().diagnosis_keys_data_mapping)
+    return build_exposure_windows(matches, config.diagnosis_keys_data_mapping)
 
 
-def assess(store: AgentStore, now: float) -> Assessment:
-    """Score the kept windows (Corona-Warn-App risk calculation by default)."""
-    found = windows(store, now)
-    days = _score(found)
-    high = [day for day, level in days.items() if level == "high"]
-    exposed = sorted(days)
+def _iso_day(day: int | None) -> str | None:
+    return None if day is None else (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
+def assess(store: AgentStore, now: float, config: ExposureConfig | None = None) -> Assessment:
+    """Score the kept windows with the CWA risk calculation (RISK-5 … RISK-7)."""
+    config = config or default_config()
+    found = windows(store, now, config)
+    result = cwa_risk(found, config.risk_calculation)
+    high = result.total_risk_level == RiskLevel.HIGH
+    last = result.most_recent_date_with_high_risk if high else result.most_recent_date_with_low_risk
+    days = {
+        str(_iso_day(d.day)): (
+            "high" if d.risk_level == RiskLevel.HIGH else "low",
+            d.normalized_time,
+        )
+        for d in result.days
+        if d.risk_level is not None
+    }
     return Assessment(
         level="high" if high else "low",
-        last_exposure_day=exposed[-1] if exposed else None,
+        last_exposure_day=_iso_day(last),
         windows=len(found),
         days=days,
     )
-
-
-def _score(found: list[ExposureWindow]) -> dict[str, str]:
-    days: dict[str, str] = {}
-    for w in found:
-        days[(dt.date(1970, 1, 1) + dt.timedelta(days=w.day)).isoformat()] = "low"
-    return days

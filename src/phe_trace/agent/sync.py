@@ -58,6 +58,7 @@ class SyncResult:
     last_exposure_day: str | None = None
     rejected_files: dict[str, str] = field(default_factory=dict)
     interrupted: str | None = None
+    days: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -180,9 +181,10 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
         result.new_windows = risk.add_windows(agent.store, matched.matches, now)
     processed.update(path for path, _ in verified)
     agent.store.put_meta("sync", {"processed": sorted(processed)})
-    assessment = risk.assess(agent.store, now)
+    assessment = risk.assess(agent.store, now, agent.exposure_config)
     result.risk_level = assessment.level
     result.last_exposure_day = assessment.last_exposure_day
+    result.days = assessment.days
     _record_check(agent, now, result)
     previous = (agent.store.get_meta("notified") or {}).get("level", "low")
     if risk.rank(assessment.level) > risk.rank(previous):
@@ -209,7 +211,7 @@ def _iso(t: float | None) -> str | None:
 def status_summary(agent: Agent, now: float) -> dict[str, Any]:
     """What ``phe-trace agent status`` shows (AGENT-16)."""
     last = agent.store.get_meta("last_check") or {}
-    assessment = risk.assess(agent.store, now)
+    assessment = risk.assess(agent.store, now, agent.exposure_config)
     report = agent.store.get_meta("report") or {}
     warnings = (agent.store.get_meta("warnings") or {}).get("items", [])
     return {
