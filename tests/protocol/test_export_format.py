@@ -204,6 +204,16 @@ def test_writer_refuses_keys_it_cannot_export(key: DiagnosisKey) -> None:
     """EXP-3: a key that fails its checks or does not fit int32/sint32 is refused."""
     with pytest.raises(export.ExportFormatError):
         export.encode_export_bin(export.TemporaryExposureKeyExport(0, 1, "DE", keys=(key,)))
+    with pytest.raises(export.ExportFormatError):
+        export.encode_export_bin(export.TemporaryExposureKeyExport(0, 1, "DE", revised_keys=(key,)))
+
+
+def test_writer_refuses_non_bytes_key_data_among_valid_keys() -> None:
+    """EXP-3: key_data that is not bytes is refused as such, not as a sorting TypeError."""
+    bad = DiagnosisKey("k" * 16, 0)  # type: ignore[arg-type]
+    for keys in ((DiagnosisKey(bytes(16), 0), bad), (bad, DiagnosisKey(bytes(16), 0))):
+        with pytest.raises(export.ExportFormatError, match=r"keys\[[01]\]"):
+            export.encode_export_bin(export.TemporaryExposureKeyExport(0, 1, "DE", keys=keys))
 
 
 @pytest.mark.parametrize(

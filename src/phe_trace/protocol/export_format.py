@@ -142,7 +142,7 @@ def _exportable(key: DiagnosisKey) -> bool:
         key.days_since_onset_of_symptoms,
     )
     return (
-        type(data) is bytes
+        isinstance(data, bytes)
         and len(data) == KEY_LENGTH
         and 0 <= start <= _INT32_MAX
         and 1 <= key.rolling_period <= TEK_ROLLING_PERIOD
@@ -157,12 +157,13 @@ def _add_keys(
     target: RepeatedCompositeFieldContainer[pb.TemporaryExposureKey],
     what: str,
 ) -> None:
-    ordered = sorted(field, key=lambda k: k.key_data)
-    add = target.add
-    for index, key in enumerate(ordered):
+    keys = list(field)
+    for index, key in enumerate(keys):  # before sorting: key_data must be comparable bytes
         if not _exportable(key):
             problem = _key_problem(key) or "a field is out of range"
             raise ExportFormatError(f"{what}[{index}] cannot be exported: {problem}")
+    add = target.add
+    for key in sorted(keys, key=lambda k: k.key_data):
         _fill_key(add(), key)
 
 
