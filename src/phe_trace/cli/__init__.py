@@ -38,6 +38,7 @@ def _register_subcommands() -> None:
     """Attach each role's command group. Add one line per role module."""
     from .server import app as server_app; app.add_typer(server_app, name="server")  # noqa: E702, I001
     from .agent import app as agent_app; app.add_typer(agent_app, name="agent")  # noqa: E702, I001
+    from .aggregator import app as aggregator_app; app.add_typer(aggregator_app, name="aggregator")  # noqa: E702, I001
     from .demo import demo as demo_command; app.command("demo")(demo_command)  # noqa: E702, I001
 
 

@@ -1,0 +1,179 @@
+"""``create_app(aggregator)``: the HTTP face of one aggregator (leader or helper).
+
+Both roles: ``GET /v1/aggregator/config`` (role, X25519 public key, metrics).
+Helper: ``POST /v1/aggregator/prepare`` and ``POST /v1/aggregator/aggregate_share``
+(leader-only, bearer token). Leader: ``GET /v1/aggregates`` (the published noisy
+aggregates with ε) and ``POST /v1/aggregator/collect`` (bearer token; collect a day).
+Errors are JSON ``{"error", "code"}``; bad input is a 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from phe_trace import __version__
+from phe_trace.analytics.metrics import METRICS
+from phe_trace.analytics.prio3 import DRAFT_VERSION
+
+from .errors import AggregatorError, BatchTooSmall
+from .service import Aggregator
+
+__all__ = ["create_app"]
+
+MetricName = Literal["notified", "risk_level", "days_to_notification", "reported_positive"]
+
+
+class PrepareItem(BaseModel):
+    report_id: str = Field(max_length=64)
+    prep_share: str = Field(max_length=8192)
+
+
+class PrepareIn(BaseModel):
+    day: int = Field(ge=0, lt=2**32)
+    metric: MetricName
+    items: list[PrepareItem] = Field(max_length=5000)
+
+
+class AggregateShareIn(BaseModel):
+    day: int = Field(ge=0, lt=2**32)
+    metric: MetricName
+    report_ids: list[str] = Field(max_length=1_000_000)
+
+
+class CollectIn(BaseModel):
+    day: int = Field(ge=0, lt=2**32)
+
+
+def _b64(value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, "not base64") from None
+
+
+def create_app(aggregator: Aggregator) -> FastAPI:
+    """The app of ``aggregator``; a leader with ``collect_interval > 0`` collects by itself."""
+    agg = aggregator
+    settings = agg.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.role == "leader" and settings.collect_interval > 0:
+            task = asyncio.create_task(_collect_loop(agg))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title=f"phe-trace aggregator ({settings.role})", version=__version__, lifespan=lifespan
+    )
+
+    def peer(authorization: Annotated[str | None, Header()] = None) -> None:
+        expected = f"Bearer {settings.peer_token.get_secret_value()}"
+        if authorization is None or not hmac.compare_digest(authorization, expected):
+            raise HTTPException(401, "a valid peer token is required")
+
+    def role(name: str) -> Any:
+        def check() -> None:
+            if settings.role != name:
+                raise HTTPException(404, f"only the {name} serves this endpoint")
+
+        return Depends(check)
+
+    @app.get("/v1/aggregator/config")
+    def config() -> dict[str, Any]:
+        return {
+            "role": settings.role,
+            "public_key": agg.public_key().hex(),
+            "vdaf_draft_version": DRAFT_VERSION,
+            "min_batch_size": settings.min_batch_size,
+            "epsilon": settings.epsilon,
+            "metrics": {m.name: {"id": m.metric_id, "length": m.length} for m in METRICS.values()},
+        }
+
+    @app.post("/v1/aggregator/prepare", dependencies=[Depends(peer), role("helper")])
+    def prepare(body: PrepareIn) -> dict[str, Any]:
+        items = [(i.report_id, _b64(i.prep_share)) for i in body.items]
+        results = agg.handle_prepare(body.day, body.metric, items)
+        return {
+            "results": [
+                {
+                    "report_id": rid,
+                    "ok": ok,
+                    "prep_msg": base64.b64encode(msg).decode() if msg else "",
+                }
+                for rid, ok, msg in results
+            ]
+        }
+
+    @app.post("/v1/aggregator/aggregate_share", dependencies=[Depends(peer), role("helper")])
+    def aggregate_share(body: AggregateShareIn) -> dict[str, str]:
+        share = agg.handle_aggregate_share(body.day, body.metric, body.report_ids)
+        return {"agg_share": base64.b64encode(share).decode()}
+
+    @app.post("/v1/aggregator/collect", dependencies=[Depends(peer), role("leader")])
+    def collect(body: CollectIn) -> dict[str, Any]:
+        released, skipped = [], {}
+        for metric in METRICS:
+            try:
+                released.append(agg.collect(body.day, metric).to_json())
+            except BatchTooSmall as exc:
+                skipped[metric] = str(exc)
+        return {"released": released, "not_released": skipped}
+
+    @app.get("/v1/aggregates", dependencies=[role("leader")])
+    def aggregates(day: Annotated[int | None, Query(ge=0, lt=2**32)] = None) -> dict[str, Any]:
+        return {"aggregates": [r.to_json() for r in agg.releases(day)]}
+
+    _install_errors(app)
+    return app
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(AggregatorError)
+    async def aggregator_error(_r: Request, exc: AggregatorError) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "code": exc.code}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()})
+        return JSONResponse(
+            {"error": "request is malformed: " + ", ".join(fields)[:300], "code": "bad_request"},
+            status_code=400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            {"error": str(exc.detail), "code": codes.get(exc.status_code, "bad_request")},
+            status_code=exc.status_code,
+        )
+
+
+async def _collect_loop(agg: Aggregator) -> None:
+    """Collect every metric of yesterday, then sleep; failures are logged, not fatal."""
+    while True:
+        day = int(time.time() // 86400) - 1
+        for metric in METRICS:
+            with contextlib.suppress(AggregatorError):
+                await asyncio.to_thread(agg.collect, day, metric)
+        await asyncio.sleep(agg.settings.collect_interval)

@@ -1,0 +1,60 @@
+"""An aggregator's own database: its opened shares, outcomes and releases.
+
+Only this aggregator's share of each report is stored (never the peer's), with the
+server's random report id, day, metric and the report nonce (replay check). Releases
+hold what was published (leader) or that an aggregate share left (helper), so no
+(day, metric) is ever released twice.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+__all__ = ["ACCEPTED", "PENDING", "REJECTED", "create_engine_for", "releases", "shares"]
+
+PENDING, ACCEPTED, REJECTED = 0, 1, 2
+
+metadata = sa.MetaData()
+
+shares = sa.Table(
+    "aggregator_shares",
+    metadata,
+    sa.Column("report_id", sa.String(32), primary_key=True),
+    sa.Column("day", sa.Integer, nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("nonce", sa.LargeBinary(16), nullable=False),
+    sa.Column("public_share", sa.LargeBinary, nullable=False),
+    sa.Column("input_share", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False, default=PENDING),
+    sa.Column("out_share", sa.LargeBinary, nullable=True),
+    sa.UniqueConstraint("day", "metric", "nonce", name="uq_aggregator_nonce"),
+    sa.Index("ix_aggregator_day_metric_status", "day", "metric", "status"),
+)
+
+releases = sa.Table(
+    "aggregator_releases",
+    metadata,
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("metric", sa.String(32), primary_key=True),
+    sa.Column("report_count", sa.Integer, nullable=False),
+    sa.Column("epsilon", sa.Float, nullable=False),
+    sa.Column("values_json", sa.Text, nullable=True),
+)
+
+cursors = sa.Table(
+    "aggregator_fetch_cursors",
+    metadata,
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("metric", sa.String(32), primary_key=True),
+    sa.Column("after", sa.Integer, nullable=False),
+)
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine for ``url`` with the tables created (psycopg 3 for PostgreSQL)."""
+    if url.startswith("postgresql://"):
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = sa.create_engine(url)
+    metadata.create_all(engine, checkfirst=True)
+    return engine
