@@ -306,3 +306,16 @@ def test_writer_accepts_exactly_the_exportable_keys(key: DiagnosisKey) -> None:
     else:
         with pytest.raises(export.ExportFormatError):
             export.encode_export_bin(content)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        export.TEKSignature(export.SignatureInfo("\ud800", "v1"), 1, 1, b""),
+        export.TEKSignature(export.SignatureInfo("a", "v1"), 2**31, 1, b""),
+    ],
+)
+def test_signature_list_writer_refuses_unencodable_fields(signature: export.TEKSignature) -> None:
+    """EXP-7: text that is not UTF-8 or numbers beyond int32 are refused, not half-written."""
+    with pytest.raises(export.ExportFormatError):
+        export.encode_signature_list([signature])

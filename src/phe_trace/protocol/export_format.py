@@ -217,10 +217,13 @@ def encode_signature_list(signatures: Sequence[TEKSignature]) -> bytes:
     message = pb.TEKSignatureList()
     for signature in signatures:
         entry = message.signatures.add()
-        _fill_signature_info(entry.signature_info, signature.signature_info)
-        entry.batch_num = signature.batch_num
-        entry.batch_size = signature.batch_size
-        entry.signature = signature.signature
+        try:
+            _fill_signature_info(entry.signature_info, signature.signature_info)
+            entry.batch_num = signature.batch_num
+            entry.batch_size = signature.batch_size
+            entry.signature = signature.signature
+        except (ValueError, TypeError) as exc:
+            raise ExportFormatError("a signature field is out of range or not text") from exc
     return message.SerializeToString()
 
 
