@@ -1,0 +1,138 @@
+"""Storage: own migrations and version table, shared database, secrets only as hashes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from phe_trace.verification import ManualClock, VerificationService
+from phe_trace.verification.database import make_engine
+from phe_trace.verification.tables import VERSION_TABLE, metadata
+
+from .conftest import START, make_settings
+
+
+def _all_text(engine: sa.Engine) -> str:
+    """Every value of every vf_ table, as one string (bytes decoded leniently)."""
+    parts: list[str] = []
+    inspector = sa.inspect(engine)
+    with engine.connect() as conn:
+        for table in inspector.get_table_names():
+            if not table.startswith("vf_"):
+                continue
+            for row in conn.execute(sa.text(f'SELECT * FROM "{table}"')):
+                for value in row:
+                    if isinstance(value, bytes | memoryview):
+                        parts.append(bytes(value).hex())
+                        parts.append(bytes(value).decode("latin-1"))
+                    else:
+                        parts.append(str(value))
+    return "\n".join(parts)
+
+
+def test_migrations_build_the_declared_schema_beside_another_alembic(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The service shares a database: own vf_ tables and own Alembic version table (SPEC VER-10)."""
+    engine = make_engine(database_url)
+    with engine.begin() as conn:  # another component's Alembic state, which must survive
+        conn.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO alembic_version VALUES ('keyserver0001')"))
+        conn.execute(sa.text("CREATE TABLE other_table (id INTEGER PRIMARY KEY)"))
+    service = VerificationService(make_settings(tmp_path, database_url), engine=engine)
+    VerificationService(make_settings(tmp_path, database_url), engine=engine)  # idempotent
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == (
+            "keyserver0001"
+        )
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == (
+            "vf0001"
+        )
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "include_name": lambda name, type_, _: type_ != "table" or name.startswith("vf_")
+            },
+        )
+        assert compare_metadata(context, metadata) == []
+    service.close()
+
+
+def test_codes_tokens_keys_and_passwords_are_not_stored_in_clear(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Codes, tokens, API keys, passwords and signing keys appear nowhere in the database.
+
+    (SPEC VER-3, VER-9)
+    """
+    clock = ManualClock(START)
+    service = VerificationService(make_settings(tmp_path, database_url), clock=clock)
+    realm = service.accounts.create_realm("r")
+    password = "a-long-enough-password"
+    user = service.accounts.create_user(realm.id, "u", password, is_admin=True, actor="t")
+    _, api_key = service.accounts.create_api_key(realm.id, "app", "t")
+    issued = service.issue_code(user, "confirmed", START.date(), None)
+    other = service.issue_code(user, "likely", None, START.date() - timedelta(days=2))
+    token = service.verify(api_key, issued.code, None).token
+    _, private = service.signing.active()
+    private_numbers = format(private.private_numbers().private_value, "x")
+    dump = _all_text(service.engine)
+    for secret in (issued.code, issued.long_code, other.code, other.long_code, token, api_key):
+        assert secret not in dump
+    assert password not in dump and "$argon2id$" in dump
+    assert private_numbers not in dump
+    service.close()
+
+
+def test_purge_removes_old_code_status_and_expired_tokens(tmp_path: Path, sqlite_url: str) -> None:
+    """Code status is kept for the retention period only (SPEC VER-10)."""
+    clock = ManualClock(START)
+    service = VerificationService(make_settings(tmp_path, sqlite_url), clock=clock)
+    realm = service.accounts.create_realm("r")
+    user = service.accounts.create_user(realm.id, "u", "p" * 12 + "x1", is_admin=False, actor="t")
+    _, api_key = service.accounts.create_api_key(realm.id, "app", "t")
+    issued = service.issue_code(user, "confirmed", None, None)
+    service.verify(api_key, issued.code, None)
+    clock.advance(timedelta(days=2))
+    assert service.codes.purge(clock.now()) == (0, 1)
+    clock.advance(timedelta(days=service.settings.code_retention_days))
+    assert service.codes.purge(clock.now()) == (1, 0)
+    assert service.codes.list_recent(realm.id, clock.now()) == []
+    service.close()
+
+
+def test_signing_key_survives_restart_and_rotation_keeps_old_key_published(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The sealed signing key is reloaded; after rotation both keys are in the JWKS until retired.
+
+    (SPEC VER-8)
+    """
+    settings = make_settings(tmp_path, sqlite_url)
+    first = VerificationService(settings)
+    kid, key = first.signing.active()
+    first.close()
+    second = VerificationService(settings)
+    kid2, key2 = second.signing.active()
+    assert kid2 == kid and key2.private_numbers() == key.private_numbers()
+    new_kid = second.signing.rotate(second.clock.now())
+    assert [k["kid"] for k in second.signing.jwks()["keys"]] == [kid, new_kid]
+    assert second.signing.retire_inactive(second.clock.now()) == [kid]
+    assert [k["kid"] for k in second.signing.jwks()["keys"]] == [new_kid]
+    second.close()
+
+
+def test_wrong_secret_cannot_open_the_signing_key(tmp_path: Path, sqlite_url: str) -> None:
+    """The signing key is sealed with a key derived from the server secret (SPEC VER-9)."""
+    import pytest
+
+    from phe_trace.crypto import SealError
+
+    VerificationService(make_settings(tmp_path, sqlite_url)).close()
+    other = make_settings(tmp_path, sqlite_url, secret="z9y8x7w6v5u4t3s2r1q0p9o8n7m6l5k4j3i2h1g0")
+    with pytest.raises(SealError):
+        VerificationService(other).signing.active()
