@@ -114,18 +114,19 @@ class _LibCrypto:
         window = (ctypes.c_char * len(out)).from_buffer(out)
         try:
             pos = ctypes.addressof(window) + offset
-            blocks = self.blocks_address
+            address = {start: self.blocks_address(start) for start in set(starts)}
             ic, oc, sha = _IPAD.copy, _OPAD.copy, hashlib.sha256
-            for i, (start, count) in enumerate(zip(starts, counts, strict=True)):
+            x36, x5c, tail_in, tail_out = _X36, _X5C, _T1_INNER_TAIL, _T1_OUTER_TAIL
+            for i, start, count in zip(range(0, 16 * len(starts), 16), starts, counts, strict=True):
                 inner = ic()
-                inner.update(teks[16 * i : 16 * i + 16])
+                inner.update(teks[i : i + 16])
                 outer = oc()
                 outer.update(inner.digest())
                 prk = outer.digest()
-                okm = sha(prk.translate(_X5C) + _T1_OUTER_TAIL)
-                okm.update(sha(prk.translate(_X36) + _T1_INNER_TAIL).digest())
+                okm = sha(prk.translate(x5c) + tail_out)
+                okm.update(sha(prk.translate(x36) + tail_in).digest())
                 init(ctx, None, None, okm.digest(), None)
-                update(ctx, pos, out_len, blocks(start), 16 * count)
+                update(ctx, pos, out_len, address[start], 16 * count)
                 pos += 16 * count
         finally:
             del window

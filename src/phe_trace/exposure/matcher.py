@@ -128,10 +128,11 @@ def _match_packed(
     if not live.size:
         return out
     buf = bytearray(_BLOCK_KEYS * TEK_ROLLING_PERIOD * 16)
+    everything = live.size == len(starts)
     for b in range(0, live.size, _BLOCK_KEYS):
         keys = live[b : b + _BLOCK_KEYS]
-        if keys.size == len(starts):
-            teks = packed.teks
+        if everything:
+            teks = packed.teks[16 * b : 16 * (b + keys.size)]
         else:
             teks = b"".join(packed.teks[16 * k : 16 * k + 16] for k in keys.tolist())
         counts = periods[keys]
@@ -160,25 +161,25 @@ def _worker_task(packed: _Packed, tolerance: int) -> list[tuple[int, int, int]]:
 _RT_VALUES = frozenset(int(r) for r in ReportType)
 
 
-def _fast_well_formed(keys: Sequence[DiagnosisKey]) -> bool:
-    """True when every key in ``keys`` passes ``DiagnosisKey.check`` (vectorised)."""
+def _fast_pack(keys: Sequence[DiagnosisKey]) -> _Packed | None:
+    """The packed chunk when every key passes ``DiagnosisKey.check`` (vectorised), else None."""
     if set(map(type, keys)) != {DiagnosisKey}:
-        return False
+        return None
     datas = list(map(attrgetter("key_data"), keys))
     if set(map(type, datas)) != {bytes} or set(map(len, datas)) != {16}:
-        return False
+        return None
     fields = [
         list(map(attrgetter(name), keys))
         for name in ("rolling_start_interval_number", "rolling_period", "transmission_risk_level")
     ]
     if any(not set(map(type, f)) <= {int} for f in fields):
-        return False
+        return None
     try:
         s, p, t = (np.array(f, dtype=np.int64) for f in fields)
     except OverflowError:
-        return False
+        return None
     rts = set(map(attrgetter("report_type"), keys))
-    return bool(
+    ok = (
         s.min() >= 0
         and p.min() >= 1
         and p.max() <= TEK_ROLLING_PERIOD
@@ -187,6 +188,7 @@ def _fast_well_formed(keys: Sequence[DiagnosisKey]) -> bool:
         and t.max() <= MAX_TRANSMISSION_RISK_LEVEL
         and all(type(r) in (ReportType, int) and int(r) in _RT_VALUES for r in rts)
     )
+    return _Packed(b"".join(datas), s, p) if ok else None
 
 
 def _non_int_field(key: DiagnosisKey) -> str | None:
@@ -199,25 +201,25 @@ def _non_int_field(key: DiagnosisKey) -> str | None:
 
 def _pack(keys: Sequence[DiagnosisKey], base: int) -> tuple[_Packed, list[int], list[RejectedKey]]:
     """Pack well-formed keys; return (packed, their positions in ``keys``, refusals)."""
-    if keys and _fast_well_formed(keys):
-        good = list(range(len(keys)))
-        rejected: list[RejectedKey] = []
-    else:
-        good, rejected = [], []
-        for i, key in enumerate(keys):
-            if not isinstance(key, DiagnosisKey):
-                reason: str | None = f"not a DiagnosisKey but a {type(key).__name__}"
-            elif bad := _non_int_field(key):
-                reason = f"{bad} must be an int"
-            else:
-                try:
-                    reason = key.check()
-                except (TypeError, ValueError) as exc:  # e.g. a non-int field
-                    reason = f"malformed field ({type(exc).__name__})"
-            if reason is None:
-                good.append(i)
-            else:
-                rejected.append(RejectedKey(base + i, reason))
+    fast = _fast_pack(keys) if keys else None
+    if fast is not None:
+        return fast, list(range(len(keys))), []
+    good: list[int] = []
+    rejected: list[RejectedKey] = []
+    for i, key in enumerate(keys):
+        if not isinstance(key, DiagnosisKey):
+            reason: str | None = f"not a DiagnosisKey but a {type(key).__name__}"
+        elif bad := _non_int_field(key):
+            reason = f"{bad} must be an int"
+        else:
+            try:
+                reason = key.check()
+            except (TypeError, ValueError) as exc:  # e.g. a field of a foreign type
+                reason = f"malformed field ({type(exc).__name__})"
+        if reason is None:
+            good.append(i)
+        else:
+            rejected.append(RejectedKey(base + i, reason))
     kept = [keys[i] for i in good]
     packed = _Packed(
         teks=b"".join(k.key_data for k in kept),

@@ -1,0 +1,226 @@
+"""Benchmark of exposure matching: N diagnosis keys against 14 days of sightings.
+
+Workload (deterministic seed): N diagnosis keys (random TEKs, full 144-interval days,
+day-aligned starts over 14 consecutive days) and 100,000 sightings over the same 14
+days, of which 1% are true identifiers of published keys (seen inside their interval)
+and the rest random. Every run checks that exactly the true sightings match.
+
+Cases (one JSON line each):
+- ``match``: ``phe_trace.exposure.match`` end to end (index, derive, look up, decrypt
+  metadata of the matches), default workers (all cores), against the naive baseline
+  measured in the same run on a subset of keys: HKDF object + one AES call per
+  identifier + a set lookup;
+- ``match_1_worker``: the same in this process only (on a subset with ``--n`` ≥ 200k);
+- ``openssl_limit``: the keys/s the machine's AES-128-ECB and HMAC-SHA256 speed allow
+  (``openssl speed``, measured now, one process and ``-multi`` all cores), and ``match``'s
+  rate as a fraction of it;
+- with ``--profile``: ``component_*`` lines splitting one core's time per key into
+  packing, derivation (HKDF + AES through the batch path) and the table lookup.
+
+Usage: ``python benchmarks/matching.py [--n N] [--quick] [--profile]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit, openssl_speed
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from phe_trace import crypto
+from phe_trace.crypto import batch
+from phe_trace.exposure import Sighting, match
+from phe_trace.exposure import matcher as matcher_module
+from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
+
+FIRST_DAY_START = 2_642_976  # 2020-04-02 00:00 UTC, day-aligned
+DAYS = 14
+SEED = 20201125
+
+
+def workload(n: int, n_sightings: int) -> tuple[list[DiagnosisKey], list[Sighting], int]:
+    """Keys, sightings, and the number of sightings that must match."""
+    rng = random.Random(SEED)
+    blob = rng.randbytes(16 * n)
+    starts = [FIRST_DAY_START + 144 * d for d in range(DAYS)]
+    keys = [
+        DiagnosisKey(
+            blob[16 * i : 16 * i + 16], starts[i % DAYS], 144, 6, ReportType.CONFIRMED_TEST, 0
+        )
+        for i in range(n)
+    ]
+    n_true = max(1, n_sightings // 100)
+    metadata = crypto.Metadata(tx_power_dbm=-8, version_minor=1).to_bytes()
+    sightings = []
+    for i in range(n_true):
+        key = keys[rng.randrange(min(n, 10_000 + i))]
+        j = rng.randrange(144)
+        ids = crypto.rpis(crypto.rpik(key.key_data), key.rolling_start_interval_number)
+        aem = crypto.encrypt_metadata(crypto.aemk(key.key_data), ids[j], metadata)
+        t = (key.rolling_start_interval_number + j) * 600 + rng.randrange(600)
+        sightings.append(Sighting(ids[j], aem, -70 + rng.randrange(30), t))
+    for _ in range(n_sightings - n_true):
+        t = FIRST_DAY_START * 600 + rng.randrange(DAYS * 86_400)
+        sightings.append(Sighting(rng.randbytes(16), rng.randbytes(4), -80, t))
+    rng.shuffle(sightings)
+    return keys, sightings, n_true
+
+
+def naive(keys: list[DiagnosisKey], sightings: list[Sighting]) -> int:
+    """HKDF object per key, one AES call per identifier, a set lookup per identifier."""
+    seen = {s.rpi for s in sightings}
+    found = 0
+    for key in keys:
+        rpik = HKDF(hashes.SHA256(), 16, None, b"EN-RPIK").derive(key.key_data)
+        enc = Cipher(algorithms.AES(rpik), modes.ECB()).encryptor()
+        start = key.rolling_start_interval_number
+        for j in range(start, start + key.rolling_period):
+            if enc.update(b"EN-RPI" + bytes(6) + j.to_bytes(4, "little")) in seen:
+                found += 1
+    return found
+
+
+def timed(fn):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def profile(keys: list[DiagnosisKey], sightings: list[Sighting]) -> None:
+    """Split one core's per-key time into packing, derivation and lookup."""
+    index = matcher_module._SightingIndex(sightings)
+    n = len(keys)
+    chunks = [keys[i : i + 8192] for i in range(0, n, 8192)]
+    t_pack, packed = timed(lambda: [matcher_module._pack(c, 0)[0] for c in chunks])
+    buf = bytearray(1024 * 144 * 16)
+
+    def derive_only() -> None:
+        for p in packed:
+            for b in range(0, len(p.starts), 1024):
+                teks = p.teks[16 * b : 16 * (b + 1024)]
+                batch.rpis_into(
+                    buf, teks, p.starts[b : b + 1024].tolist(), p.periods[b : b + 1024].tolist()
+                )
+
+    t_derive, _ = timed(derive_only)
+    blocks = sum((len(p.starts) + 1023) // 1024 for p in packed)
+    t_lookup, _ = timed(lambda: [index.lookup(buf, len(buf)) for _ in range(blocks)])
+    t_all, _ = timed(lambda: [matcher_module._match_packed(index, p, 12) for p in packed])
+    for case, seconds in (
+        ("component_pack", t_pack),
+        ("component_derive", t_derive),
+        ("component_lookup", t_lookup),
+        ("component_match_packed_total", t_all),
+    ):
+        emit(
+            bench="matching",
+            case=case,
+            n=n,
+            seconds=round(seconds, 4),
+            rate=round(n / seconds),
+            unit="keys/s",
+            us_per_key=round(seconds / n * 1e6, 3),
+            backend=batch.backend(),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=1_000_000, help="diagnosis keys")
+    parser.add_argument("--sightings", type=int, default=100_000, help="sightings (14 days)")
+    parser.add_argument("--quick", action="store_true", help="small run (CI)")
+    parser.add_argument("--profile", action="store_true", help="also print per-component costs")
+    args = parser.parse_args()
+    n = 100_000 if args.quick else args.n
+    n_sightings = 20_000 if args.quick else args.sightings
+    n_naive = min(n, 2_000 if args.quick else 20_000)
+    keys, sightings, n_true = workload(n, n_sightings)
+
+    t_naive, found = timed(lambda: naive(keys[:n_naive], sightings))
+    if not 0 < found <= n_true:
+        raise SystemExit(f"naive baseline found {found} of {n_true} true sightings")
+    naive_rate = n_naive / t_naive
+    baseline = f"naive: HKDF + one AES call per identifier + set lookup ({n_naive} keys)"
+
+    t_match, result = timed(lambda: match(keys, sightings))
+    if len(result.matches) != n_true:
+        raise SystemExit(f"wrong match count {len(result.matches)}, expected {n_true}")
+    rate = n / t_match
+    emit(
+        bench="matching",
+        case="match",
+        n=n,
+        seconds=round(t_match, 3),
+        rate=round(rate),
+        unit="keys/s",
+        baseline=baseline,
+        baseline_rate=round(naive_rate),
+        ratio=round(rate / naive_rate, 1),
+        sightings=n_sightings,
+        matches=len(result.matches),
+        workers=len(os.sched_getaffinity(0)),
+        backend=batch.backend(),
+        naive_seconds_extrapolated=round(n / naive_rate, 1),
+    )
+
+    n_serial = min(n, 200_000)
+    t_serial, serial = timed(lambda: match(keys[:n_serial], sightings, workers=1))
+    emit(
+        bench="matching",
+        case="match_1_worker",
+        n=n_serial,
+        seconds=round(t_serial, 3),
+        rate=round(n_serial / t_serial),
+        unit="keys/s",
+        baseline=baseline,
+        baseline_rate=round(naive_rate),
+        ratio=round(n_serial / t_serial / naive_rate, 1),
+        matches=len(serial.matches),
+        backend=batch.backend(),
+    )
+
+    cores = len(os.sched_getaffinity(0))
+    aes = openssl_speed(["-evp", "aes-128-ecb", "-bytes", "2304"])
+    hmac = openssl_speed(["-hmac", "sha256", "-bytes", "32"])
+    aes_multi = openssl_speed(["-multi", str(cores), "-evp", "aes-128-ecb", "-bytes", "2304"])
+    hmac_multi = openssl_speed(["-multi", str(cores), "-hmac", "sha256", "-bytes", "32"])
+    if None in (aes, hmac, aes_multi, hmac_multi):
+        emit(bench="matching", case="openssl_limit", note="openssl command not available")
+    else:
+        assert aes and hmac and aes_multi and hmac_multi
+        # Per key: 144 AES blocks (2304 bytes) and HKDF = 2 HMAC-SHA256 calls on short input.
+        per_key_1 = 2304 / aes + 2 * (32 / hmac)
+        per_key_all = 2304 / aes_multi + 2 * (32 / hmac_multi)
+        limit = 1 / per_key_all
+        emit(
+            bench="matching",
+            case="openssl_limit",
+            n=n,
+            seconds=round(per_key_all * n, 4),
+            rate=round(limit),
+            unit="keys/s",
+            baseline="match (this run)",
+            baseline_rate=round(rate),
+            ratio=round(limit / rate, 2),
+            limit_keys_per_s_1_core=round(1 / per_key_1),
+            aes_128_ecb_2304B_MBps=round(aes / 1e6),
+            aes_128_ecb_2304B_MBps_multi=round(aes_multi / 1e6),
+            hmac_sha256_32B_ops_per_s=round(hmac / 32),
+            hmac_sha256_32B_ops_per_s_multi=round(hmac_multi / 32),
+            note="ratio = how many times faster the machine's AES+HMAC limit is than match",
+        )
+    if args.profile:
+        profile(keys[: min(n, 200_000)], sightings)
+
+
+if __name__ == "__main__":
+    main()

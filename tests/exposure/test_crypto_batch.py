@@ -1,0 +1,95 @@
+"""Batch identifier derivation is bit-exact (SPEC MATCH-8, KEY-2, KEY-5).
+
+(Tests of ``phe_trace.crypto.batch``: the matcher's derivation primitive.)
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phe_trace import crypto
+from phe_trace.crypto import IntervalRangeError, InvalidLengthError, batch
+from tests.vectors import load_vectors
+
+key_specs = st.lists(
+    st.tuples(
+        st.binary(min_size=16, max_size=16),
+        st.integers(0, crypto.MAX_INTERVAL - 143),
+        st.integers(1, 144),
+    ),
+    min_size=0,
+    max_size=12,
+)
+
+
+def _reference(specs: list[tuple[bytes, int, int]]) -> bytes:
+    return b"".join(
+        b"".join(crypto.rpis(crypto.rpik(tek), start, count)) for tek, start, count in specs
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(key_specs, st.booleans())
+def test_batch_equals_per_key_derivation(
+    specs: list[tuple[bytes, int, int]], portable: bool
+) -> None:
+    """MATCH-8: both paths equal crypto.rpis(crypto.rpik(tek)) key by key."""
+    teks = b"".join(t for t, _, _ in specs)
+    starts = [s for _, s, _ in specs]
+    counts = [c for _, _, c in specs]
+    assert batch.rpis_concat(teks, starts, counts, portable=portable) == _reference(specs)
+
+
+@given(key_specs, st.integers(0, 64))
+def test_rpis_into_writes_at_offset_only(specs: list[tuple[bytes, int, int]], offset: int) -> None:
+    """MATCH-8: rpis_into fills exactly [offset, offset + 16·Σcount) of the buffer."""
+    teks = b"".join(t for t, _, _ in specs)
+    need = 16 * sum(c for _, _, c in specs)
+    out = bytearray(b"\xaa" * (offset + need + 16))
+    written = batch.rpis_into(
+        out, teks, [s for _, s, _ in specs], [c for _, _, c in specs], offset=offset
+    )
+    assert written == need
+    assert out[:offset] == b"\xaa" * offset and out[offset + need :] == b"\xaa" * 16
+    assert bytes(out[offset : offset + need]) == _reference(specs)
+
+
+def test_official_gaen_vector_through_the_batch_path() -> None:
+    """MATCH-8, KEY-5: Google's v1.2 vector (144 RPIs of one TEK) through both paths."""
+    v = load_vectors("gaen_v1_2_key_schedule")
+    expected = b"".join(bytes.fromhex(c["rpi"]) for c in v["cases"])
+    tek = bytes.fromhex(v["tek"])
+    for portable in (False, True):
+        assert (
+            batch.rpis_concat(tek, [v["rolling_start_interval_number"]], [144], portable=portable)
+            == expected
+        )
+    assert batch.backend() in {"libcrypto", "cryptography"}
+
+
+@pytest.mark.parametrize(
+    ("teks", "starts", "counts", "error"),
+    [
+        (b"\x00" * 15, [0], [144], InvalidLengthError),
+        (b"\x00" * 16, [0], [0], IntervalRangeError),
+        (b"\x00" * 16, [0], [145], IntervalRangeError),
+        (b"\x00" * 16, [-1], [1], IntervalRangeError),
+        (b"\x00" * 16, [crypto.MAX_INTERVAL], [2], IntervalRangeError),
+        (b"\x00" * 16, [0, 1], [1], InvalidLengthError),
+        (b"\x00" * 32, [0, 1], [1], IntervalRangeError),
+    ],
+)
+def test_bad_batch_arguments(
+    teks: bytes, starts: list[int], counts: list[int], error: type[Exception]
+) -> None:
+    """MATCH-8: lengths and ranges are checked at the door."""
+    with pytest.raises(error):
+        batch.rpis_concat(teks, starts, counts)
+
+
+def test_output_buffer_too_small() -> None:
+    """MATCH-8: rpis_into refuses a buffer without room."""
+    with pytest.raises(InvalidLengthError, match="out"):
+        batch.rpis_into(bytearray(100), b"\x00" * 16, [0], [144])

@@ -1,0 +1,177 @@
+"""The matcher against hand-built cases (SPEC MATCH-1 … MATCH-7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from phe_trace import crypto
+from phe_trace.exposure import MatchInputError, RejectedKey, Sighting, SightingError, match
+from phe_trace.exposure import matcher as matcher_module
+from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
+
+from .support import DAY0, key, sighting_of
+
+
+def _pairs(result) -> set[tuple[bytes, int, bytes]]:  # type: ignore[no-untyped-def]
+    return {(m.diagnosis_key.key_data, m.interval, m.sighting.rpi) for m in result.matches}
+
+
+@pytest.mark.parametrize(("start", "period"), [(DAY0, 144), (DAY0 + 57, 89), (DAY0 + 3, 1)])
+def test_tolerance_is_exactly_twelve_intervals(start: int, period: int) -> None:
+    """MATCH-3: heard at start−12 or end−1+12 matches; at start−13 or end−1+13 it does not."""
+    k = key(1, start, period)
+    first, last = start, start + period - 1
+    inside = [
+        sighting_of(k, first, at_interval=first - 12, offset_seconds=0),
+        sighting_of(k, last, at_interval=last + 12, offset_seconds=599.9),
+    ]
+    outside = [
+        sighting_of(k, first, at_interval=first - 13, offset_seconds=599.9),
+        sighting_of(k, last, at_interval=last + 13, offset_seconds=0),
+    ]
+    result = match([k], inside + outside)
+    assert sorted(m.sighting.unix_time for m in result.matches) == sorted(
+        s.unix_time for s in inside
+    )
+    assert match([k], outside, tolerance_intervals=13).keys_checked == 1
+    assert len(match([k], outside, tolerance_intervals=13).matches) == 2
+    assert match([k], inside, tolerance_intervals=0).matches == ()
+
+
+def test_short_period_derives_only_its_own_intervals() -> None:
+    """MATCH-2: a key with rolling period 89 and an unaligned start matches only its intervals."""
+    k = key(2, DAY0 + 7, 89)
+    seen = [sighting_of(k, j) for j in (DAY0 + 6, DAY0 + 7, DAY0 + 95, DAY0 + 96)]
+    result = match([k], seen)
+    assert sorted(m.interval for m in result.matches) == [DAY0 + 7, DAY0 + 95]
+
+
+def test_overlapping_and_duplicate_keys() -> None:
+    """MATCH-5: overlapping keys each match their own identifiers; a duplicate counts once."""
+    a, b = key(3, DAY0, 144), key(4, DAY0 + 72, 144)
+    seen = [sighting_of(a, DAY0 + 100), sighting_of(b, DAY0 + 100), sighting_of(b, DAY0 + 200)]
+    result = match([a, b, a, b, a], seen)
+    assert _pairs(result) == {
+        (a.key_data, DAY0 + 100, seen[0].rpi),
+        (b.key_data, DAY0 + 100, seen[1].rpi),
+        (b.key_data, DAY0 + 200, seen[2].rpi),
+    }
+    assert len(result.matches) == 3
+    assert result.keys_checked == 5
+
+
+def test_same_identifier_seen_many_times_gives_one_match_per_sighting() -> None:
+    """MATCH-2: every sighting of a matched identifier is reported."""
+    k = key(5)
+    seen = [sighting_of(k, DAY0 + 10, offset_seconds=t) for t in (1, 100, 300)]
+    assert len(match([k], seen).matches) == 3
+
+
+def test_unpublished_identifiers_do_not_match() -> None:
+    """MATCH-2: sightings of keys that were not published match nothing."""
+    published, unpublished = key(6), key(7)
+    seen = [sighting_of(unpublished, DAY0 + j) for j in range(0, 144, 10)]
+    assert match([published], seen).matches == ()
+
+
+def test_revoked_keys_still_match_but_are_marked() -> None:
+    """MATCH-2: the matcher reports what it saw; REVOKED is dropped in windows (WIN-6)."""
+    k = key(8, report_type=ReportType.REVOKED)
+    [m] = match([k], [sighting_of(k, DAY0 + 1)]).matches
+    assert m.diagnosis_key.report_type == ReportType.REVOKED
+
+
+def test_metadata_is_decrypted_and_attached() -> None:
+    """MATCH-4: the AEM is decrypted with the key's AEMK; the TX power comes with the match."""
+    k = key(9)
+    [m] = match([k], [sighting_of(k, DAY0 + 3, tx_power=-17, rssi=-70)]).matches
+    assert m.metadata is not None and m.metadata.tx_power_dbm == -17
+    assert m.attenuation_db == 53
+    bad = sighting_of(k, DAY0 + 4, metadata=bytes([0x00, 0, 0, 0]))  # major version 0
+    [m] = match([k], [bad]).matches
+    assert m.metadata is None and m.attenuation_db is None
+
+
+def test_malformed_keys_are_refused_one_by_one() -> None:
+    """MATCH-6: bad keys are listed with position and reason; good keys still match."""
+    good = key(10)
+    bad = [
+        DiagnosisKey(b"\x01" * 15, DAY0),
+        DiagnosisKey(b"\x02" * 16, DAY0, 0),
+        DiagnosisKey(b"\x03" * 16, DAY0, 145),
+        DiagnosisKey(b"\x04" * 16, DAY0, 144, 9),
+        DiagnosisKey(b"\x05" * 16, -1),
+        DiagnosisKey(b"\x06" * 16, crypto.MAX_INTERVAL, 2),
+        "not a key",
+        DiagnosisKey(b"\x07" * 16, "2642976"),  # type: ignore[arg-type]
+    ]
+    keys = [bad[0], good, *bad[1:]]
+    result = match(keys, [sighting_of(good, DAY0 + 5)])  # type: ignore[arg-type]
+    assert len(result.matches) == 1 and result.keys_checked == len(keys)
+    assert [r.position for r in result.rejected] == [0, 2, 3, 4, 5, 6, 7, 8]
+    assert result.keys_rejected == 8
+    reasons = " ".join(r.reason for r in result.rejected)
+    for word in ("key_data", "rolling_period", "transmission_risk_level", "DiagnosisKey"):
+        assert word in reasons
+    assert all(isinstance(r, RejectedKey) for r in result.rejected)
+    assert b"\x01".hex() * 15 not in reasons
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"tolerance_intervals": -1}, "tolerance_intervals"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"workers": 0}, "workers"),
+        ({"tolerance_intervals": True}, "tolerance_intervals"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs: dict[str, int], word: str) -> None:
+    """MATCH-1: arguments out of range raise MatchInputError naming them."""
+    with pytest.raises(MatchInputError, match=word):
+        match([key(1)], [], **kwargs)
+    with pytest.raises(MatchInputError, match="Sighting"):
+        match([key(1)], ["x"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rpi", b"\x00" * 15),
+        ("aem", b"\x00" * 5),
+        ("rssi", 1000),
+        ("unix_time", -1.0),
+        ("unix_time", float("nan")),
+        ("rssi_correction", 1.5),
+    ],
+)
+def test_bad_sightings_are_refused(field: str, value: object) -> None:
+    """MATCH-1: a Sighting checks its fields at construction."""
+    fields: dict[str, object] = {
+        "rpi": b"\x00" * 16,
+        "aem": b"\x00" * 4,
+        "rssi": -50,
+        "unix_time": 1.0e9,
+    }
+    fields[field] = value
+    with pytest.raises(SightingError, match=field):
+        Sighting(**fields)  # type: ignore[arg-type]
+
+
+def test_process_pool_gives_the_same_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MATCH-7: the forked pool path, chunk by chunk, equals the in-process path."""
+    keys = [key(100 + i, DAY0 + 144 * (i % 3)) for i in range(60)]
+    seen = [
+        sighting_of(keys[i], keys[i].rolling_start_interval_number + i) for i in range(0, 60, 7)
+    ]
+    serial = match(keys, seen, workers=1)
+    monkeypatch.setattr(matcher_module, "PARALLEL_MIN_KEYS", 10)
+    parallel = match(keys, seen, workers=2, chunk_size=8)
+    assert len(serial.matches) == 9
+    assert parallel == serial
+
+
+def test_no_sightings_no_matches_but_keys_are_still_checked() -> None:
+    """MATCH-6: refusal does not depend on sightings."""
+    result = match([key(1), DiagnosisKey(b"x", DAY0)], [])
+    assert result.matches == () and result.keys_checked == 2 and result.keys_rejected == 1

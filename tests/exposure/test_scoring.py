@@ -1,0 +1,161 @@
+"""GAEN daily summaries and CWA risk on hand-worked examples (SPEC RISK-2 … RISK-8)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from phe_trace.crypto import CalibrationConfidence
+from phe_trace.exposure import (
+    DailySummariesConfig,
+    ExposureWindow,
+    Infectiousness,
+    RiskLevel,
+    ScanInstance,
+    build_exposure_windows,
+    cwa_risk,
+    daily_summaries,
+    default_config,
+    match,
+)
+from phe_trace.exposure.scoring import cwa_window_risk, window_score
+from phe_trace.protocol.diagnosis_key import ReportType
+
+from .support import DAY0, key, sighting_of
+
+DAY = 18_354  # 2020-04-02
+CONFIG = DailySummariesConfig(
+    attenuation_bucket_thresholds_db=(30, 50, 70),
+    attenuation_bucket_weights=(2.0, 1.0, 0.5, 0.0),
+    report_type_weights={ReportType.CONFIRMED_TEST: 1.0, ReportType.SELF_REPORT: 0.5},
+    infectiousness_weights={Infectiousness.STANDARD: 1.0, Infectiousness.HIGH: 2.0},
+    minimum_window_score=0.0,
+    days_since_exposure_threshold=0,
+)
+
+
+def window(
+    scans: list[tuple[int, int, int]],
+    *,
+    day: int = DAY,
+    report_type: ReportType = ReportType.CONFIRMED_TEST,
+    infectiousness: Infectiousness = Infectiousness.STANDARD,
+    confidence: CalibrationConfidence = CalibrationConfidence.LOWEST,
+) -> ExposureWindow:
+    return ExposureWindow(
+        day, report_type, infectiousness, confidence, tuple(ScanInstance(*s) for s in scans)
+    )
+
+
+def test_bucket_edges_use_typical_attenuation() -> None:
+    """RISK-2: a ≤ 30 immediate, ≤ 50 near, ≤ 70 medium, else other — by typical attenuation."""
+    w = window([(30, 99, 60), (31, 0, 60), (50, 0, 60), (51, 0, 60), (70, 0, 60), (71, 0, 60)])
+    duration, score = window_score(w, CONFIG)
+    assert duration == 60 * (2.0 + 1.0 + 1.0 + 0.5 + 0.5 + 0.0)
+    assert score == duration
+
+
+def test_window_score_weights_and_minimum() -> None:
+    """RISK-3: score = weighted duration × report-type weight × infectiousness weight."""
+    w = window(
+        [(20, 20, 300)], report_type=ReportType.SELF_REPORT, infectiousness=Infectiousness.HIGH
+    )
+    assert window_score(w, CONFIG) == (600.0, 600.0 * 0.5 * 2.0)
+    strict = dataclasses.replace(CONFIG, minimum_window_score=601.0)
+    assert daily_summaries([w], strict, today=DAY) == []
+    [summary] = daily_summaries([w], CONFIG, today=DAY)
+    assert summary.summary.score_sum == 600.0
+
+
+def test_daily_summaries_aggregate_per_day_and_report_type() -> None:
+    """RISK-4: per day, max score, score sum and weighted duration sum, overall and per type."""
+    ws = [
+        window([(20, 20, 120)]),  # 240
+        window([(40, 40, 300)]),  # 300
+        window([(60, 60, 300)], report_type=ReportType.SELF_REPORT),  # 150 dur, 75 score
+        window([(20, 20, 60)], day=DAY - 3),  # 120
+    ]
+    old, today = daily_summaries(ws, CONFIG, today=DAY)
+    assert (old.day, old.summary.score_sum) == (DAY - 3, 120.0)
+    assert today.summary.maximum_score == 300.0
+    assert today.summary.score_sum == 240.0 + 300.0 + 75.0
+    assert today.summary.weighted_duration_sum == 240.0 + 300.0 + 150.0
+    assert today.per_report_type[ReportType.SELF_REPORT].score_sum == 75.0
+    assert today.per_report_type[ReportType.CONFIRMED_TEST].maximum_score == 300.0
+    limited = dataclasses.replace(CONFIG, days_since_exposure_threshold=2)
+    assert [d.day for d in daily_summaries(ws, limited, today=DAY)] == [DAY]
+
+
+@pytest.mark.parametrize("report_type", [ReportType.REVOKED, ReportType.UNKNOWN])
+def test_revoked_and_unknown_never_score(report_type: ReportType) -> None:
+    """RISK-3, RISK-5: REVOKED (and an unmapped UNKNOWN) weigh nothing in either scorer."""
+    w = window([(20, 20, 300)] * 6, report_type=report_type, infectiousness=Infectiousness.HIGH)
+    assert daily_summaries([w], CONFIG, today=DAY) == []
+    assert cwa_window_risk(w, default_config().risk_calculation) is None
+    assert cwa_risk([w], default_config().risk_calculation).total_risk_level == RiskLevel.LOW
+
+
+def test_cwa_production_parameters_by_hand() -> None:
+    """RISK-5, RISK-8: 15 min at 50 dB from a confirmed HIGH key: TRL 8, TRV 1.6 → 19.2 → HIGH."""
+    params = default_config().risk_calculation
+    w = window([(50, 50, 300)] * 3, infectiousness=Infectiousness.HIGH)
+    r = cwa_window_risk(w, params)
+    assert r is not None
+    assert r.transmission_risk_level == 6 + 2
+    assert r.normalized_time == pytest.approx(1.6 * 900 * 0.8 / 60)
+    assert r.risk_level == RiskLevel.HIGH
+    # under 5 minutes at < 79 dB: dropped by the minutes-at-attenuation filter
+    assert (
+        cwa_window_risk(window([(50, 50, 240)], infectiousness=Infectiousness.HIGH), params) is None
+    )
+    # recursive + standard = TRL 1: dropped by the TRL filter
+    assert (
+        cwa_window_risk(window([(50, 50, 300)] * 3, report_type=ReportType.RECURSIVE), params)
+        is None
+    )
+    # self report + standard = TRL 3, TRV 0.6: 0.6 × 15 × 0.8 = 7.2 → LOW
+    low = cwa_window_risk(window([(50, 50, 300)] * 3, report_type=ReportType.SELF_REPORT), params)
+    assert low is not None and low.risk_level == RiskLevel.LOW
+
+
+def test_cwa_days_round_and_count_distinct_encounters() -> None:
+    """RISK-6, RISK-7: per-day sums rounded to 0.1; encounters distinct by (TRL, confidence)."""
+    params = default_config().risk_calculation
+    lows = [
+        window([(50, 50, 300)] * 3, report_type=ReportType.SELF_REPORT, confidence=c)
+        for c in (CalibrationConfidence.LOW, CalibrationConfidence.LOW, CalibrationConfidence.HIGH)
+    ]
+    result = cwa_risk(lows, params)
+    [day] = result.days
+    assert day.normalized_time == 21.6  # 3 × 7.2, above 13 → the day is HIGH
+    assert day.risk_level == RiskLevel.HIGH
+    assert day.minimum_distinct_encounters_with_low_risk == 2
+    assert result.total_risk_level == RiskLevel.HIGH
+    assert result.most_recent_date_with_high_risk == DAY
+    single = cwa_risk(lows[:1], params)
+    assert single.total_risk_level == RiskLevel.LOW and single.most_recent_date_with_low_risk == DAY
+
+
+def test_end_to_end_close_contact_is_high_risk() -> None:
+    """RISK-5 … RISK-8 with WIN and MATCH: 20 minutes at 1–2 m from a confirmed case."""
+    k = key(42, dsos=1)
+    seen = [
+        sighting_of(k, DAY0 + 60 + i // 2, offset_seconds=300 * (i % 2) + 5, rssi=-65, tx_power=-10)
+        for i in range(5)
+    ]
+    config = default_config()
+    windows = build_exposure_windows(match([k], seen).matches, config.diagnosis_keys_data_mapping)
+    assert sum(w.duration_seconds for w in windows) == 120 + 4 * 300
+    risk = cwa_risk(windows, config.risk_calculation)
+    assert risk.total_risk_level == RiskLevel.HIGH
+    stranger = key(43, dsos=1)
+    assert (
+        cwa_risk(
+            build_exposure_windows(
+                match([stranger], seen).matches, config.diagnosis_keys_data_mapping
+            ),
+            config.risk_calculation,
+        ).total_risk_level
+        == RiskLevel.LOW
+    )
