@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import RateLimitedError, VerificationError
 from .service import VerificationService
@@ -82,6 +83,9 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "unparsable_request"}
+
+
 def _padding() -> str:
     return base64.b64encode(secrets.token_bytes(1024 + secrets.randbelow(1024))).decode()
 
@@ -115,6 +119,11 @@ def create_device_api(service: VerificationService) -> FastAPI:
         if isinstance(exc, RateLimitedError):
             headers = {"Retry-After": str(max(exc.retry_after, 1))}
         return reply(exc.status, {"error": str(exc), "errorCode": exc.code}, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "unparsable_request")
+        return reply(exc.status_code, {"error": str(exc.detail), "errorCode": code})
 
     @app.exception_handler(RequestValidationError)
     async def _unparsable(_: Request, exc: RequestValidationError) -> JSONResponse:
