@@ -24,6 +24,7 @@ from phe_trace.protocol.publish import (
     PublishResponse,
 )
 
+from . import analytics_ingest
 from .context import Clock, ServerContext
 from .errors import ExportStoreError, PublishError, ServerError
 from .logs import configure_logging, log_event
@@ -129,6 +130,7 @@ def create_app(
     app.include_router(publish.router)
     app.include_router(exports.router)
     app.include_router(ops.router)
+    app.include_router(analytics_ingest.router)
     _install_error_handlers(app, ctx)
     app.add_middleware(KeyServerMiddleware, context=ctx)
     return app
