@@ -2,10 +2,11 @@
 
 ``protocol_spec/SPEC.md`` §8 (MATCH-1 … MATCH-8). Design, top-down:
 
-1. The sightings are indexed once (:class:`_SightingIndex`): a bool table addressed by
-   the low bits of each identifier's first 4 bytes (a prefilter with a false-positive
-   rate of at most 1/64), the sorted distinct identifiers (for the exact 16-byte check),
-   and each identifier's sightings.
+1. The sightings are indexed once (:class:`_SightingIndex`): sorted by identifier (read
+   as two uint64 words), plus a flag table addressed by the low bits of the first word —
+   a prefilter whose false-positive rate is about 1/64 (at most 4 MiB, so it stays in
+   cache); candidates are confirmed by binary search on the first word and a comparison
+   of the second.
 2. Keys stream in chunks. A chunk is packed into flat arrays (the 16-byte keys back to
    back, start and period as integer arrays) after a vectorised well-formedness check;
    malformed keys are refused one by one (MATCH-6).
@@ -64,44 +65,59 @@ PARALLEL_MIN_KEYS = 32_768
 #: Keys whose identifiers are derived into the buffer at once (2.3 MB: stays in cache).
 _BLOCK_KEYS = 1024
 _MAX_CHUNK_SIZE = 1 << 20
+#: Prefilter table: between 2^16 and 2^22 one-byte flags, about 64 per distinct sighting.
+_MIN_TABLE_BITS = 16
+_MAX_TABLE_BITS = 22
+_TABLE_SPARSITY = 64
 
 Int64Array = npt.NDArray[np.int64]
 
 
 class _SightingIndex:
-    """The sightings, indexed once for identifier lookup (MATCH-2)."""
+    """The sightings, indexed once for identifier lookup (MATCH-2, MATCH-7).
+
+    Identifiers are read as two little-endian uint64 words (``head``, ``tail``). The
+    sightings are sorted by (head, tail); ``table`` has one flag per value of the low
+    :attr:`bits` bits of the head (at most 4 MiB, so lookups stay in cache).
+    """
 
     def __init__(self, sightings: Sequence[Sighting]) -> None:
-        groups: dict[bytes, list[int]] = {}
-        for i, s in enumerate(sightings):
-            groups.setdefault(s.rpi, []).append(i)
-        self.groups = groups
-        self.intervals = [int(s.unix_time // INTERVAL_SECONDS) for s in sightings]
-        self.min_interval = min(self.intervals, default=0)
-        self.max_interval = max(self.intervals, default=-1)
-        distinct = np.array(sorted(groups), dtype="S16") if groups else np.zeros(0, "S16")
-        self.sorted = distinct
-        bits = 16
-        while (1 << bits) < 64 * len(distinct) and bits < 26:
+        n = len(sightings)
+        words = np.frombuffer(b"".join(s.rpi for s in sightings), dtype="<u8").reshape(n, 2)
+        times = np.array([s.unix_time for s in sightings], dtype=np.float64)
+        intervals = (times // INTERVAL_SECONDS).astype(np.int64)
+        order = np.lexsort((words[:, 1], words[:, 0]))
+        self.head = np.ascontiguousarray(words[order, 0])
+        self.tail = np.ascontiguousarray(words[order, 1])
+        self.sighting = order
+        self.intervals = intervals[order]
+        self.min_interval = int(intervals.min()) if n else 0
+        self.max_interval = int(intervals.max()) if n else -1
+        bits = _MIN_TABLE_BITS
+        while (1 << bits) < _TABLE_SPARSITY * n and bits < _MAX_TABLE_BITS:
             bits += 1
-        self.mask = np.uint32((1 << bits) - 1)
+        self.mask = np.uint64((1 << bits) - 1)
         self.table = np.zeros(1 << bits, dtype=np.bool_)
-        if len(distinct):
-            heads = np.frombuffer(distinct.tobytes(), dtype="<u4").reshape(-1, 4)[:, 0]
-            self.table[heads & self.mask] = True
+        self.table[self.head & self.mask] = True
 
-    def lookup(self, buf: bytearray, nbytes: int) -> npt.NDArray[np.intp]:
-        """Positions (in identifiers) of the identifiers in ``buf[:nbytes]`` that were seen."""
-        if not len(self.sorted):
-            return np.zeros(0, dtype=np.intp)
-        words = np.frombuffer(buf, dtype="<u4", count=nbytes // 4).reshape(-1, 4)
-        candidates = np.flatnonzero(self.table[words[:, 0] & self.mask])
+    def __len__(self) -> int:
+        return len(self.head)
+
+    def lookup(self, buf: bytearray, nbytes: int) -> tuple[list[int], list[int], list[int]]:
+        """Seen identifiers in ``buf[:nbytes]``: (their positions, first and end sorted rows).
+
+        Rows ``first .. end-1`` of the sorted sightings share the identifier's head; the
+        caller compares their tails.
+        """
+        words = np.frombuffer(buf, dtype="<u8", count=nbytes // 8).reshape(-1, 2)
+        candidates = np.flatnonzero(self.table[(words[:, 0] & self.mask).astype(np.intp)])
         if not candidates.size:
-            return candidates
-        ids = np.frombuffer(buf, dtype="S16", count=nbytes // 16)[candidates]
-        pos = np.minimum(np.searchsorted(self.sorted, ids), len(self.sorted) - 1)
-        confirmed: npt.NDArray[np.intp] = candidates[self.sorted[pos] == ids]
-        return confirmed
+            return [], [], []
+        heads = words[candidates, 0]
+        first = np.searchsorted(self.head, heads, side="left")
+        end = np.searchsorted(self.head, heads, side="right")
+        hit = end > first
+        return candidates[hit].tolist(), first[hit].tolist(), end[hit].tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +153,20 @@ def _match_packed(
             teks = b"".join(packed.teks[16 * k : 16 * k + 16] for k in keys.tolist())
         counts = periods[keys]
         nbytes = rpis_into(buf, teks, starts[keys].tolist(), counts.tolist())
-        found = index.lookup(buf, nbytes)
-        if not found.size:
+        found, firsts, ends = index.lookup(buf, nbytes)
+        if not found:
             continue
         offsets = np.concatenate(([0], np.cumsum(counts)))
         owners = np.searchsorted(offsets, found, side="right") - 1
-        for pos, owner in zip(found.tolist(), owners.tolist(), strict=True):
+        tails = np.frombuffer(buf, dtype="<u8", count=nbytes // 8)[1::2]
+        for pos, owner, first, end in zip(found, owners.tolist(), firsts, ends, strict=True):
             k = int(keys[owner])
             interval = int(starts[k]) + pos - int(offsets[owner])
-            rpi = bytes(buf[16 * pos : 16 * pos + 16])
             k_lo, k_hi = int(lo[k]), int(hi[k])
-            for s in index.groups.get(rpi, ()):
-                if k_lo <= index.intervals[s] < k_hi:
-                    out.append((k, s, interval))
+            tail = tails[pos]
+            for row in range(first, end):
+                if index.tail[row] == tail and k_lo <= index.intervals[row] < k_hi:
+                    out.append((k, int(index.sighting[row]), interval))
     return out
 
 
@@ -286,7 +303,7 @@ def _run(
     parallel = (
         workers > 1
         and seen >= PARALLEL_MIN_KEYS
-        and len(index.sorted) > 0
+        and len(index) > 0
         and "fork" in multiprocessing.get_all_start_methods()
     )
 
