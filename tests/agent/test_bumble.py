@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 from pathlib import Path
 
 import pytest
 
-from phe_trace.agent import Agent, AgentConfig, RadioStateError
+from phe_trace.agent import RadioStateError
 from phe_trace.agent.radio.base import Radio
 from phe_trace.agent.radio.bumble import BumbleLink
 
 from .conftest import T0
 from .reference import ref_rpi
-
-FAST = (20, 30)  # advertising interval for tests, ms: short scan windows still hear peers
+from .scenario import FAST, run_bumble_day
 
 
 async def test_bumble_radio_delivers_payload_rssi_and_rotated_address() -> None:
@@ -52,40 +49,6 @@ async def test_bumble_radio_delivers_payload_rssi_and_rotated_address() -> None:
     finally:
         for r in (tx, rx, far):
             await r.close()
-
-
-def _config(tmp_path: Path, name: str) -> AgentConfig:
-    return AgentConfig(
-        data_dir=tmp_path / name,
-        radio="bumble",
-        scan_period_s=3600,
-        scan_jitter_s=0,
-        scan_duration_s=0.12,
-    )
-
-
-async def run_bumble_day(
-    tmp_path: Path, positions: dict[str, tuple[float, float]], hours: int = 24
-) -> dict[str, Agent]:
-    """Run agents on one link for ``hours`` simulated hours, a step every 5 minutes."""
-    link = BumbleLink()
-    agents = {
-        name: Agent.open(
-            _config(tmp_path, name),
-            now=T0,
-            radio=link.radio(name, pos, interval_ms=FAST),
-            rng=random.Random(k),
-        )
-        for k, (name, pos) in enumerate(positions.items())
-    }
-    now = T0
-    while now < T0 + hours * 3600:
-        await asyncio.gather(*(a.step(now) for a in agents.values()))
-        now += 300
-    for a in agents.values():
-        assert a.radio is not None
-        await a.radio.close()
-    return agents
 
 
 async def test_three_agents_record_each_other_across_rotations(tmp_path: Path) -> None:

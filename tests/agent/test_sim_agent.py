@@ -133,3 +133,52 @@ def test_settings_errors_are_reported_together() -> None:
     with pytest.raises(ConfigError):
         load_config(scan_period_s=10, scan_jitter_s=20)
     assert AgentConfig().retention_days == 14
+
+
+def test_keys_to_publish_are_the_last_14_days_with_today(make_agent) -> None:
+    """(SPEC AGENT-3, AGENT-17)"""
+    from phe_trace.agent.report import keys_to_publish
+
+    agent = make_agent()
+    for day in range(20):
+        agent.tick(T0 + day * 86400 + 600)
+    now = T0 + 19 * 86400 + 3600
+    keys = keys_to_publish(agent, now)
+    starts = [k.rolling_start_interval_number for k in keys]
+    today = int(T0 // 600) + 19 * 144
+    assert starts == [today - 144 * j for j in range(13, -1, -1)]
+    assert all(k.rolling_period == 144 for k in keys)
+
+
+def test_scan_windows_follow_the_duty_cycle(make_agent) -> None:
+    """A window every scan_period_s minus up to scan_jitter_s, each scan_duration_s long.
+
+    (SPEC AGENT-5)
+    """
+    import asyncio
+
+    class CountingRadio(SimRadio):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scans: list[tuple[float, float]] = []
+
+        async def scan(self, duration_s: float, now: float) -> list:  # type: ignore[override]
+            self.scans.append((now, duration_s))
+            return await super().scan(duration_s, now)
+
+    agent = make_agent(scan_period_s=300, scan_jitter_s=60, scan_duration_s=4)
+    radio = CountingRadio()
+    agent.radio = radio
+
+    async def run() -> None:
+        t = T0
+        while t < T0 + 6 * 3600:
+            await agent.step(t)
+            t += 10
+
+    asyncio.run(run())
+    times = [t for t, _ in radio.scans]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(240 <= g <= 300 + 10 for g in gaps), (min(gaps), max(gaps))
+    assert max(gaps) - min(gaps) > 10  # jittered, not a fixed period
+    assert {d for _, d in radio.scans} == {4}

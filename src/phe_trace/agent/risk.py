@@ -93,9 +93,20 @@ def _kept(store: AgentStore, now: float) -> list[dict[str, Any]]:
     return [d for d in items if now - d["s"][3] < _RETENTION_S]
 
 
-def add_windows(store: AgentStore, matches: Iterable[Match], now: float) -> int:
-    """Keep ``matches`` (sealed) with the earlier ones; return how many were new."""
-    kept = _kept(store, now)
+def add_windows(
+    store: AgentStore,
+    matches: Iterable[Match],
+    now: float,
+    superseded: Iterable[tuple[bytes, int]] = (),
+) -> int:
+    """Keep ``matches`` (sealed) with the earlier ones; return how many were new.
+
+    Earlier matches of a key in ``superseded`` (key data, rolling start) are replaced:
+    this check matched the key's latest published version (e.g. a revised report type,
+    or REVOKED) against every kept sighting.
+    """
+    replaced = {(k.hex(), start) for k, start in superseded}
+    kept = [d for d in _kept(store, now) if (d["k"][0], d["k"][1]) not in replaced]
     seen = {(d["k"][0], d["k"][1], d["s"][0], d["s"][3]) for d in kept}
     added = 0
     for m in matches:

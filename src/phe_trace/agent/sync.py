@@ -146,6 +146,24 @@ def _fetch_new(
     return verified
 
 
+def _ident(key: DiagnosisKey) -> tuple[bytes, int]:
+    return key.key_data, key.rolling_start_interval_number
+
+
+def _current_keys(
+    verified: list[tuple[str, export.TemporaryExposureKeyExport]], own: set[bytes]
+) -> list[DiagnosisKey]:
+    """The latest version of every key: a revised key (new report type, or REVOKED)
+    replaces what an earlier file — or an earlier check — said about the same key.
+    The device's own keys are left out: a reporter never matches itself (AGENT-15)."""
+    latest: dict[tuple[bytes, int], DiagnosisKey] = {}
+    for _, content in verified:
+        for key in (*content.keys, *content.revised_keys):
+            if key.key_data not in own:
+                latest[_ident(key)] = key
+    return list(latest.values())
+
+
 def _sightings(agent: Agent) -> list[Sighting]:
     correction = agent.config.rssi_correction_db
     return [
@@ -169,16 +187,15 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
     finally:
         if own_client:
             http.close()
-    own = {k.key_data for k in agent.store.teks()}
-    diagnosis_keys: list[DiagnosisKey] = [
-        k for _, content in verified for k in content.keys if k.key_data not in own
-    ]
+    diagnosis_keys = _current_keys(verified, own={k.key_data for k in agent.store.teks()})
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
     if diagnosis_keys:
         matched = match(diagnosis_keys, _sightings(agent), workers=1)
         result.matched_sightings = len(matched.matches)
-        result.new_windows = risk.add_windows(agent.store, matched.matches, now)
+        result.new_windows = risk.add_windows(
+            agent.store, matched.matches, now, superseded={_ident(k) for k in diagnosis_keys}
+        )
     processed.update(path for path, _ in verified)
     agent.store.put_meta("sync", {"processed": sorted(processed)})
     assessment = risk.assess(agent.store, now, agent.exposure_config)
