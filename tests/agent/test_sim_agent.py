@@ -61,7 +61,10 @@ def test_rotation_every_10_to_20_minutes_and_at_midnight(make_agent) -> None:
 
 
 def test_injected_sightings_are_stored_per_identifier_per_window(make_agent) -> None:
-    """Another agent's payload injected into the listener is stored, aggregated. (SPEC AGENT-6)"""
+    """Another agent's payload injected into the listener is stored, aggregated.
+
+    (SPEC AGENT-6, AGENT-12)
+    """
     a, b = make_agent("a"), make_agent("b", seed=2)
     a.tick(T0)
     b.tick(T0)
