@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from nacl.exceptions import CryptoError as NaclCryptoError
@@ -90,6 +91,12 @@ def make_report(
     return SealedReport(metric, day, boxes[0], boxes[1])
 
 
+@lru_cache(maxsize=8)
+def _opener(private_key: bytes) -> SealedBox[PrivateKey]:
+    """A SealedBox for ``private_key`` (deriving its public key once, not per report)."""
+    return SealedBox(PrivateKey(private_key))
+
+
 def open_share(
     private_key: bytes, agg_id: int, metric: str, day: int, sealed: bytes
 ) -> OpenedShare:
@@ -101,7 +108,7 @@ def open_share(
     if spec is None:
         raise VerificationError
     try:
-        payload = SealedBox(PrivateKey(private_key)).decrypt(sealed)
+        payload = _opener(private_key).decrypt(sealed)
     except (NaclCryptoError, ValueError, TypeError):
         raise VerificationError from None
     if len(payload) < _HEADER.size:

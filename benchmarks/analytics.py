@@ -1,0 +1,168 @@
+"""Benchmark: Prio3 aggregate statistics for the histogram metric (SPEC AGG-9).
+
+Cases (one JSON line each):
+
+* ``device_shard_seal`` — reports sharded (Prio3Histogram, 15 buckets) and sealed to
+  both aggregators per second on one core; baseline: plain one-hot summation of the
+  same values (what the total would cost without any privacy).
+* ``pair_open_prepare_aggregate`` — reports opened (sealed box), prepared by BOTH
+  aggregators (batched), combined, finished and aggregated, per second for the pair in
+  one process; baseline: the naive per-report path (scalar XOF, one report at a time),
+  measured on a subset in the same run.
+* ``day_of_100k_devices`` — the time the pair needs for 100,000 reports at the measured
+  batched rate (``seconds`` is projected unless ``--n 100000``); target ≤ 60 s.
+
+Usage: ``python benchmarks/analytics.py [--n N] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from _common import emit
+from nacl.public import PrivateKey
+
+from phe_trace.analytics.batch import (
+    prep_init_batch,
+    prep_shares_to_prep_batch,
+)
+from phe_trace.analytics.metrics import METRICS, context_for
+from phe_trace.analytics.reports import make_report, open_share
+
+BENCH = "analytics"
+METRIC = "days_to_notification"
+DAY = 20000
+TARGET_DEVICES = 100_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=10_000, help="reports in the batch")
+    parser.add_argument("--quick", action="store_true", help="small run (1,000 reports)")
+    args = parser.parse_args()
+    n = 1000 if args.quick else args.n
+    naive_n = min(n, 300)
+    leader, helper = PrivateKey.generate(), PrivateKey.generate()
+    keys = (bytes(leader.public_key), bytes(helper.public_key))
+    vdaf = METRICS[METRIC].vdaf()
+    length = METRICS[METRIC].length
+    values = [i * 7 % length for i in range(n)]
+
+    start = time.perf_counter()
+    reports = [make_report(METRIC, v, DAY, *keys) for v in values]
+    shard_s = time.perf_counter() - start
+    start = time.perf_counter()
+    totals = [0] * length
+    for v in values:
+        onehot = [0] * length
+        onehot[v] = 1
+        totals = [a + b for a, b in zip(totals, onehot, strict=True)]
+    plain_s = time.perf_counter() - start
+    emit(
+        bench=BENCH,
+        case="device_shard_seal",
+        n=n,
+        seconds=round(shard_s, 4),
+        rate=round(n / shard_s, 1),
+        unit="reports/s",
+        baseline="plain_onehot_sum",
+        baseline_rate=round(n / plain_s, 1),
+        ratio=round(plain_s / shard_s, 6),
+    )
+
+    ctx = context_for(METRIC, DAY)
+    verify_key = os.urandom(32)
+
+    def pair(batch: list[object], batched: bool) -> list[int]:
+        opened = [
+            [
+                open_share(bytes(k), i, METRIC, DAY, box)
+                for r in batch
+                for box in [(r.leader_share, r.helper_share)[i]]
+            ]  # type: ignore[attr-defined]
+            for i, k in enumerate((leader, helper))
+        ]
+        if batched:
+            inits = [
+                prep_init_batch(
+                    vdaf,
+                    verify_key,
+                    ctx,
+                    i,
+                    [o.nonce for o in opened[i]],
+                    [o.public_share for o in opened[i]],
+                    [o.input_share for o in opened[i]],
+                )
+                for i in range(2)
+            ]
+            msgs = prep_shares_to_prep_batch(
+                vdaf, ctx, [[a[1], b[1]] for a, b in zip(inits[0], inits[1], strict=True)]
+            )
+            outs = [
+                [vdaf.prep_next(inits[i][j][0], msgs[j][1]) for j in range(len(batch))]
+                for i in range(2)
+            ]
+        else:
+            outs = [[], []]
+            for j in range(len(batch)):
+                states = []
+                shares = []
+                for i in range(2):
+                    o = opened[i][j]
+                    s, p = vdaf.prep_init(
+                        verify_key, ctx, i, o.nonce, o.public_share, o.input_share
+                    )
+                    states.append(s)
+                    shares.append(p)
+                msg = vdaf.prep_shares_to_prep(ctx, shares)
+                for i in range(2):
+                    outs[i].append(vdaf.prep_next(states[i], msg))
+        result: list[int] = vdaf.unshard([vdaf.aggregate(o) for o in outs], len(batch))
+        return result
+
+    start = time.perf_counter()
+    naive_result = pair(reports[:naive_n], batched=False)
+    naive_s = time.perf_counter() - start
+    start = time.perf_counter()
+    result = pair(reports, batched=True)
+    batch_s = time.perf_counter() - start
+    expected = [values.count(b) for b in range(length)]
+    assert result == expected, "aggregate differs from the plain sum"
+    assert naive_result == [values[:naive_n].count(b) for b in range(length)]
+    rate = n / batch_s
+    emit(
+        bench=BENCH,
+        case="pair_open_prepare_aggregate",
+        n=n,
+        seconds=round(batch_s, 4),
+        rate=round(rate, 1),
+        unit="reports/s",
+        baseline=f"naive_per_report_path(n={naive_n})",
+        baseline_rate=round(naive_n / naive_s, 1),
+        ratio=round(rate / (naive_n / naive_s), 3),
+    )
+    day_s = batch_s if n == TARGET_DEVICES else TARGET_DEVICES / rate
+    emit(
+        bench=BENCH,
+        case="day_of_100k_devices",
+        n=TARGET_DEVICES,
+        seconds=round(day_s, 2),
+        rate=round(rate, 1),
+        unit="reports/s",
+        baseline="target_60s",
+        baseline_rate=round(TARGET_DEVICES / 60, 1),
+        ratio=round(60 / day_s, 3),
+        projected=n != TARGET_DEVICES,
+        target_met=day_s <= 60,
+    )
+
+
+if __name__ == "__main__":
+    main()
