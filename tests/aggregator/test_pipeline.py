@@ -9,7 +9,9 @@ aggregates and releases with noise. Expected values are the devices' plain count
 from __future__ import annotations
 
 import base64
+import math
 import os
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,6 +125,7 @@ def _truth(pop: list[DailyObservation], metric: str) -> list[int]:
 
 
 def test_released_aggregates_match_the_devices(world: World) -> None:
+    """AGG-21, AGG-24: prepared over HTTP, released within the noise, published once."""
     pop = _population(60)
     world.upload(pop)
     bound = 8 * noise_std(1.0)  # 8 σ of the two-draw noise
@@ -186,6 +189,7 @@ def test_dishonest_and_replayed_reports_are_excluded(world: World) -> None:
 
 
 def test_helper_answers_only_the_leader_and_once(world: World) -> None:
+    """AGG-22: peer token required; the aggregate share leaves once, for accepted ids only."""
     world.upload(_population(40))
     body: dict[str, Any] = {"day": TODAY, "metric": "notified", "items": []}
     url = f"{world.helper_url}/v1/aggregator/prepare"
@@ -229,8 +233,33 @@ def test_ingest_stores_only_day_metric_and_boxes(world: World) -> None:
 
 
 def test_settings_report_every_problem() -> None:
+    """AGG-19: every settings problem is named at once."""
     with pytest.raises(AggregatorConfigError) as info:
         AggregatorSettings(role="leader", peer_token="changeme").check()  # type: ignore[arg-type]
     message = str(info.value)
     for name in ("private_key", "verify_key", "peer_token", "helper_url"):
         assert name in message
+
+
+def test_each_aggregate_share_carries_its_own_noise(world: World) -> None:
+    """AGG-23: an aggregate share leaves its aggregator with a discrete-Laplace draw added.
+
+    Known answer: the draw's variance is 2α/(1−α)² with α = e^(−ε) (ε = 1).
+    """
+    world.upload(_population(40))
+    world.leader.collect(TODAY, "risk_level")
+    from phe_trace.aggregator.storage import ACCEPTED
+
+    rows = world.helper._load(TODAY, "risk_level", None, ACCEPTED)
+    vdaf = METRICS["risk_level"].vdaf()
+    exact = vdaf.aggregate([vdaf.field.decode_vec(bytes(r.out_share)) for r in rows])
+    q = vdaf.field.modulus
+    diffs = []
+    for _ in range(60):
+        noisy = world.helper._noisy_agg_share(vdaf, rows)
+        diffs += [((n - e) % q + q // 2) % q - q // 2 for n, e in zip(noisy, exact, strict=True)]
+    alpha = math.exp(-1.0)
+    expected = 2 * alpha / (1 - alpha) ** 2
+    assert abs(statistics.fmean(diffs)) < 0.4
+    assert 0.7 < statistics.pvariance(diffs) / expected < 1.3
+    assert any(d != 0 for d in diffs)

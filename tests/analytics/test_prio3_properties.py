@@ -174,6 +174,7 @@ def test_aggregators_with_different_verify_keys_reject() -> None:
 
 
 def test_wrong_lengths_refused() -> None:
+    """AGG-3, AGG-6: ragged lengths and elements not below the modulus are refused."""
     vdaf = prio3_histogram(8, 3)
     nonce, public, shares = _shard(vdaf, 0)
     leader = vdaf.encode_input_share(shares[0])

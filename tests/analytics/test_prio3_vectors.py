@@ -27,7 +27,7 @@ NAMES = ["prio3_count", "prio3_sum", "prio3_histogram", "prio3_histogram_3shares
 
 @pytest.mark.parametrize("name", NAMES)
 def test_published_vector(name: str) -> None:
-    """AGG-1 … AGG-7: shard, prep_init, prep_shares_to_prep, prep_next, aggregate, unshard."""
+    """AGG-1, AGG-2, AGG-3, AGG-4, AGG-5: shard, prep, aggregate and unshard, byte for byte."""
     v = load_vectors(name)
     assert v["provenance"]["kind"] == "spec"
     vdaf = _instance(name.replace("_3shares", ""), v)

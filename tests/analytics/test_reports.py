@@ -74,6 +74,7 @@ def test_report_round_trip(metric: str, value: Any) -> None:
 
 
 def test_opening_fails_opaquely() -> None:
+    """AGG-16: wrong key, moved day or metric, tampering: one opaque error."""
     report = make_report("notified", 1, 20000, *_keys())
     cases = [
         (bytes(HELPER), 0, "notified", 20000, report.leader_share),  # wrong key
@@ -90,7 +91,7 @@ def test_opening_fails_opaquely() -> None:
 
 
 def test_proof_is_bound_to_metric_and_day() -> None:
-    """A share proved for one day does not verify under another day's context."""
+    """AGG-7: a share proved for one day does not verify under another day's context."""
     report = make_report("notified", 1, 20000, *_keys())
     opened = [
         open_share(bytes(LEADER), 0, "notified", 20000, report.leader_share),
