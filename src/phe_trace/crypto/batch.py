@@ -1,36 +1,44 @@
 """Batch derivation of Rolling Proximity Identifiers: many keys, one contiguous buffer.
 
 The matching hot path derives all identifiers of hundreds of thousands of keys
-(``protocol_spec/SPEC.md`` §3 KEY-2, KEY-5, and §8 MATCH-2). The arithmetic is cheap — about
+(``protocol_spec/SPEC.md`` §3 KEY-2, KEY-5, and §8 MATCH-8). The arithmetic is cheap — about
 0.5 µs per key of SHA-256 and AES on this kind of machine — but a naive Python path pays
 several microseconds per key for creating cipher and HKDF objects. This module removes
 that overhead and nothing else; its output is bit-identical to
-``b"".join(rpis_bytes(rpik(tek), start, count) for ...)``:
+``b"".join(rpis_bytes(rpik(tek), start, count) for ...)``.
 
-* **HKDF** with the empty salt is ``PRK = HMAC(0x00×32, TEK)``, ``OKM = HMAC(PRK, info ‖ 1)``.
-  The HMAC key of the first step is constant, so the SHA-256 states after its inner and
-  outer pad blocks are computed once and copied per key (``hashlib``'s ``copy()``); the
-  second step XORs the PRK with the pads by ``bytes.translate``.
-* **AES-128-ECB** runs through the system's OpenSSL ``libcrypto`` (via :mod:`ctypes`)
-  with one reused ``EVP_CIPHER_CTX``: per key only the key is set
-  (``EVP_EncryptInit_ex`` with a new key) and one ``EVP_EncryptUpdate`` encrypts all the
-  key's PaddedData blocks straight into the caller's buffer. If ``libcrypto`` cannot be
-  loaded or fails its known-answer self-test at load time, the same loop uses the
-  ``cryptography`` package's cipher objects instead (slower, identical output).
+HKDF with the empty salt is ``PRK = HMAC(0x00×32, TEK)``, ``OKM = HMAC(PRK, info ‖ 1)``:
+six SHA-256 compressions per key once the two pad blocks of the constant zero key are
+precomputed. Two paths compute it:
+
+* **libcrypto** (default): the system's OpenSSL ``libcrypto`` through :mod:`ctypes`. Keys
+  are processed 1,024 at a time in stages — one ``SHA256_Transform`` per key and stage on
+  per-key states held in numpy arrays (padding and pad XORs are numpy operations between
+  stages), then per key one ``EVP_EncryptInit_ex`` with the new AES key on a reused EVP
+  context and one ``EVP_EncryptUpdate`` over all its PaddedData blocks, written straight
+  into the caller's buffer. The calls are driven by ``map``, so no Python bytecode runs
+  per key and per stage.
+* **portable** (fallback, used when ``libcrypto`` cannot be loaded or fails its
+  known-answer self-test at import): ``hashlib`` with copied midstates for HKDF and one
+  ``cryptography`` cipher object per key.
 
 :func:`backend` says which path is in use.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import hashlib
 import os
 import threading
 from collections.abc import Sequence
+from itertools import accumulate, repeat
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .errors import IntervalRangeError, InvalidLengthError
@@ -60,30 +68,37 @@ def _padded_day(start: int) -> bytes:
     )
 
 
-class _LibCrypto:
-    """AES-128-ECB through one reused OpenSSL EVP context per process and thread."""
+def _sha256_pad(used: int, total: int) -> bytes:
+    """SHA-256 padding after ``used`` bytes of the last block of a ``total``-byte message."""
+    return b"\x80" + bytes(55 - used) + (8 * total).to_bytes(8, "big")
 
-    def __init__(self, lib: ctypes.CDLL) -> None:
-        vp = ctypes.c_void_p
-        lib.EVP_CIPHER_CTX_new.restype = vp
-        lib.EVP_CIPHER_CTX_new.argtypes = []
-        lib.EVP_aes_128_ecb.restype = vp
-        lib.EVP_aes_128_ecb.argtypes = []
-        lib.EVP_EncryptInit_ex.argtypes = [vp, vp, vp, vp, vp]
-        lib.EVP_EncryptInit_ex.restype = ctypes.c_int
-        lib.EVP_EncryptUpdate.argtypes = [vp, vp, vp, vp, ctypes.c_int]
-        lib.EVP_EncryptUpdate.restype = ctypes.c_int
-        lib.EVP_CIPHER_CTX_set_padding.argtypes = [vp, ctypes.c_int]
-        lib.EVP_CIPHER_CTX_set_padding.restype = ctypes.c_int
-        self._lib = lib
-        self._local = threading.local()
-        self._blocks: dict[int, Any] = {}
 
-    def context(self) -> int:
-        """This thread's EVP context (created on first use, again after a fork)."""
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            lib = self._lib
+#: SHA-256 initial state (FIPS 180-4 §5.3.3).
+_SHA256_H0 = (
+    0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A,
+    0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19,
+)  # fmt: skip
+#: Words of OpenSSL's SHA256_CTX (h[8], Nl, Nh, data[16], num, md_len); 112 bytes.
+_SHA_CTX_WORDS = 28
+#: Keys processed per stage by the libcrypto path (its work arrays are this long).
+_STAGE_KEYS = 1024
+
+U32Array = npt.NDArray[np.uint32]
+U8Array = npt.NDArray[np.uint8]
+
+
+class _Workspace:
+    """Per-thread arrays of the staged derivation, and one EVP context per key slot."""
+
+    def __init__(self, lib: ctypes.CDLL, slots: int) -> None:
+        self.pid = os.getpid()
+        self.state: U32Array = np.zeros((slots, _SHA_CTX_WORDS), dtype=np.uint32)
+        self.block: U8Array = np.zeros((slots, 64), dtype=np.uint8)
+        self.info: U8Array = np.zeros((slots, 64), dtype=np.uint8)
+        self.info[:] = np.frombuffer(RPIK_INFO + b"\x01" + _sha256_pad(8, 72), dtype=np.uint8)
+        self.out_len = ctypes.c_int()
+        self.ciphers: list[int] = []
+        for _ in range(slots):
             ctx = lib.EVP_CIPHER_CTX_new()
             if (
                 not ctx
@@ -91,8 +106,55 @@ class _LibCrypto:
             ):
                 raise OSError("libcrypto: cannot initialise an AES-128-ECB context")
             lib.EVP_CIPHER_CTX_set_padding(ctx, 0)
-            local.ctx, local.out_len, local.pid = ctx, ctypes.c_int(), os.getpid()
-        return int(local.ctx)
+            self.ciphers.append(int(ctx))
+
+
+class _LibCrypto:
+    """HKDF and AES-128-ECB through OpenSSL ``libcrypto``, one stage for many keys at once.
+
+    HKDF-SHA256 is computed as its six SHA-256 compressions (the two pad blocks of the
+    zero-key HMAC are precomputed): each stage runs one ``SHA256_Transform`` per key over
+    per-key states and blocks laid out in numpy arrays, the padding and XORs between
+    stages are numpy operations. AES then runs with one EVP context per key slot
+    (``EVP_EncryptInit_ex`` with a new key, one ``EVP_EncryptUpdate`` over the PaddedData
+    blocks), straight into the caller's buffer. Calls are made through ``map`` so no Python
+    bytecode runs per key.
+    """
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        vp = ctypes.c_void_p
+        for name, argtypes, restype in (
+            ("EVP_CIPHER_CTX_new", [], vp),
+            ("EVP_aes_128_ecb", [], vp),
+            ("EVP_EncryptInit_ex", [vp, vp, vp, vp, vp], ctypes.c_int),
+            ("EVP_EncryptUpdate", [vp, vp, vp, vp, ctypes.c_int], ctypes.c_int),
+            ("EVP_CIPHER_CTX_set_padding", [vp, ctypes.c_int], ctypes.c_int),
+            ("SHA256_Transform", [vp, vp], None),
+        ):
+            function = getattr(lib, name)
+            function.argtypes, function.restype = argtypes, restype
+        self._lib = lib
+        self._local = threading.local()
+        self._blocks: dict[int, Any] = {}
+        self._h0 = np.array(_SHA256_H0, dtype=np.uint32)
+        self._mid_inner = self._compress(self._h0, b"\x36" * 64)
+        self._mid_outer = self._compress(self._h0, b"\x5c" * 64)
+        self._pad80 = np.frombuffer(_sha256_pad(16, 80), dtype=np.uint8)
+        self._pad96 = np.frombuffer(_sha256_pad(32, 96), dtype=np.uint8)
+
+    def _compress(self, h: U32Array, block: bytes) -> U32Array:
+        state = np.zeros(_SHA_CTX_WORDS, dtype=np.uint32)
+        state[:8] = h
+        data = ctypes.create_string_buffer(block, 64)
+        self._lib.SHA256_Transform(state.ctypes.data, ctypes.addressof(data))
+        return state[:8].copy()
+
+    def workspace(self) -> _Workspace:
+        """This thread's workspace (created on first use, again after a fork)."""
+        ws: _Workspace | None = getattr(self._local, "ws", None)
+        if ws is None or ws.pid != os.getpid():
+            ws = self._local.ws = _Workspace(self._lib, _STAGE_KEYS)
+        return ws
 
     def blocks_address(self, start: int) -> int:
         """Address of the 144 PaddedData blocks from ``start`` (cached, bounded)."""
@@ -104,30 +166,77 @@ class _LibCrypto:
             self._blocks[start] = buf
         return ctypes.addressof(buf)
 
+    def _hkdf(self, ws: _Workspace, teks: bytes) -> U8Array:
+        """RPIK of each 16-byte key in ``teks`` (n ≤ slots): an (n, 32) array, first 16 used."""
+        n = len(teks) // KEY_LENGTH
+        state, block = ws.state[:n], ws.block[:n]
+        transform = self._lib.SHA256_Transform
+        states = range(
+            ws.state.ctypes.data, ws.state.ctypes.data + 4 * _SHA_CTX_WORDS * n, 4 * _SHA_CTX_WORDS
+        )
+        blocks = range(ws.block.ctypes.data, ws.block.ctypes.data + 64 * n, 64)
+        infos = range(ws.info.ctypes.data, ws.info.ctypes.data + 64 * n, 64)
+
+        def run(data: range) -> None:
+            collections.deque(map(transform, states, data), maxlen=0)
+
+        def digest() -> U8Array:
+            return state[:, :8].astype(">u4").view(np.uint8)
+
+        state[:, :8] = self._mid_inner  # PRK = HMAC(0^32, TEK): inner hash
+        block[:, :16] = np.frombuffer(teks, dtype=np.uint8).reshape(n, 16)
+        block[:, 16:] = self._pad80
+        run(blocks)
+        inner = digest()
+        state[:, :8] = self._mid_outer  # outer hash
+        block[:, :32] = inner
+        block[:, 32:] = self._pad96
+        run(blocks)
+        prk = digest()
+        state[:, :8] = self._h0  # OKM = HMAC(PRK, info ‖ 1): inner hash
+        block[:, :32] = prk ^ 0x36
+        block[:, 32:] = 0x36
+        run(blocks)
+        run(infos)
+        inner = digest()
+        state[:, :8] = self._h0  # outer hash
+        block[:, :32] = prk ^ 0x5C
+        block[:, 32:] = 0x5C
+        run(blocks)
+        block[:, :32] = inner
+        block[:, 32:] = self._pad96
+        run(blocks)
+        return digest()
+
     def derive(
         self, out: bytearray, offset: int, teks: bytes, starts: list[int], counts: list[int]
     ) -> int:
+        ws = self.workspace()
         lib = self._lib
-        init, update = lib.EVP_EncryptInit_ex, lib.EVP_EncryptUpdate
-        ctx = self.context()
-        out_len = ctypes.addressof(self._local.out_len)
         window = (ctypes.c_char * len(out)).from_buffer(out)
         try:
             pos = ctypes.addressof(window) + offset
             address = {start: self.blocks_address(start) for start in set(starts)}
-            ic, oc, sha = _IPAD.copy, _OPAD.copy, hashlib.sha256
-            x36, x5c, tail_in, tail_out = _X36, _X5C, _T1_INNER_TAIL, _T1_OUTER_TAIL
-            for i, start, count in zip(range(0, 16 * len(starts), 16), starts, counts, strict=True):
-                inner = ic()
-                inner.update(teks[i : i + 16])
-                outer = oc()
-                outer.update(inner.digest())
-                prk = outer.digest()
-                okm = sha(prk.translate(x5c) + tail_out)
-                okm.update(sha(prk.translate(x36) + tail_in).digest())
-                init(ctx, None, None, okm.digest(), None)
-                update(ctx, pos, out_len, address[start], 16 * count)
-                pos += 16 * count
+            out_len = repeat(ctypes.addressof(ws.out_len))
+            for b in range(0, len(starts), _STAGE_KEYS):
+                part_starts, part_counts = starts[b : b + _STAGE_KEYS], counts[b : b + _STAGE_KEYS]
+                n = len(part_starts)
+                keys = np.ascontiguousarray(self._hkdf(ws, teks[16 * b : 16 * (b + n)]))
+                base = keys.ctypes.data
+                sizes = [16 * c for c in part_counts]
+                places = [pos + o for o in accumulate(sizes, initial=0)]
+                collections.deque(
+                    map(lib.EVP_EncryptInit_ex, ws.ciphers, repeat(None), repeat(None),
+                        range(base, base + 32 * n, 32), repeat(None)),
+                    maxlen=0,
+                )  # fmt: skip
+                collections.deque(
+                    map(lib.EVP_EncryptUpdate, ws.ciphers, places, out_len,
+                        map(address.__getitem__, part_starts), sizes),
+                    maxlen=0,
+                )  # fmt: skip
+                pos = places[-1]
+                del keys
         finally:
             del window
         return RPI_LENGTH * sum(counts)
@@ -185,11 +294,23 @@ def backend() -> str:
     return "libcrypto" if _ENGINE is not None else "cryptography"
 
 
+def _as_ints(name: str, values: Sequence[int] | npt.NDArray[np.integer[Any]]) -> list[int]:
+    try:
+        array = np.asarray(values)
+    except (OverflowError, ValueError):
+        raise IntervalRangeError(f"{name} must be integers in the uint32 range") from None
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise IntervalRangeError(f"{name} must be a flat sequence of integers")
+    result: list[int] = array.tolist()
+    return result
+
+
 def _checked(
-    teks: bytes, starts: Sequence[int], counts: Sequence[int]
+    teks: bytes,
+    starts: Sequence[int] | npt.NDArray[np.integer[Any]],
+    counts: Sequence[int] | npt.NDArray[np.integer[Any]],
 ) -> tuple[list[int], list[int]]:
-    start_list = [int(s) for s in starts]
-    count_list = [int(c) for c in counts]
+    start_list, count_list = _as_ints("start_intervals", starts), _as_ints("counts", counts)
     n = len(start_list)
     if not isinstance(teks, bytes) or len(teks) != KEY_LENGTH * n:
         raise InvalidLengthError("teks", teks, KEY_LENGTH * n)
@@ -200,7 +321,7 @@ def _checked(
             raise IntervalRangeError(f"every count must be in 1..{TEK_ROLLING_PERIOD}")
         if min(start_list) < 0:
             raise IntervalRangeError("every start interval must be >= 0")
-        if max(s + c - 1 for s, c in zip(start_list, count_list, strict=True)) > MAX_INTERVAL:
+        if max(map(int.__add__, start_list, count_list)) - 1 > MAX_INTERVAL:
             raise IntervalRangeError(f"start + count - 1 must be <= {MAX_INTERVAL}")
     return start_list, count_list
 
@@ -208,8 +329,8 @@ def _checked(
 def rpis_into(
     out: bytearray,
     teks: bytes,
-    start_intervals: Sequence[int],
-    counts: Sequence[int],
+    start_intervals: Sequence[int] | npt.NDArray[np.integer[Any]],
+    counts: Sequence[int] | npt.NDArray[np.integer[Any]],
     *,
     offset: int = 0,
     portable: bool = False,
@@ -232,7 +353,11 @@ def rpis_into(
 
 
 def rpis_concat(
-    teks: bytes, start_intervals: Sequence[int], counts: Sequence[int], *, portable: bool = False
+    teks: bytes,
+    start_intervals: Sequence[int] | npt.NDArray[np.integer[Any]],
+    counts: Sequence[int] | npt.NDArray[np.integer[Any]],
+    *,
+    portable: bool = False,
 ) -> bytes:
     """The identifiers of many keys, concatenated (see :func:`rpis_into`)."""
     starts, count_list = _checked(teks, start_intervals, counts)

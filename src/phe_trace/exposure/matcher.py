@@ -152,7 +152,7 @@ def _match_packed(
         else:
             teks = b"".join(packed.teks[16 * k : 16 * k + 16] for k in keys.tolist())
         counts = periods[keys]
-        nbytes = rpis_into(buf, teks, starts[keys].tolist(), counts.tolist())
+        nbytes = rpis_into(buf, teks, starts[keys], counts)
         found, firsts, ends = index.lookup(buf, nbytes)
         if not found:
             continue
