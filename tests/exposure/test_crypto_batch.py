@@ -93,3 +93,19 @@ def test_output_buffer_too_small() -> None:
     """MATCH-8: rpis_into refuses a buffer without room."""
     with pytest.raises(InvalidLengthError, match="out"):
         batch.rpis_into(bytearray(100), b"\x00" * 16, [0], [144])
+
+
+def test_fallback_when_libcrypto_is_unavailable() -> None:
+    """MATCH-8: without libcrypto the portable path is used, with the same output."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from phe_trace.crypto import batch, rpis_bytes, rpik;"
+        "t = bytes(range(16));"
+        "assert batch.backend() == 'cryptography', batch.backend();"
+        "assert batch.rpis_concat(t, [7], [144]) == rpis_bytes(rpik(t), 7)"
+    )
+    env = {**os.environ, "PHE_TRACE_NO_LIBCRYPTO": "1"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)

@@ -96,9 +96,9 @@ class _SightingIndex:
         bits = _MIN_TABLE_BITS
         while (1 << bits) < _TABLE_SPARSITY * n and bits < _MAX_TABLE_BITS:
             bits += 1
-        self.mask = np.uint64((1 << bits) - 1)
+        self.mask = np.uint32((1 << bits) - 1)
         self.table = np.zeros(1 << bits, dtype=np.bool_)
-        self.table[self.head & self.mask] = True
+        self.table[(self.head & np.uint64(self.mask)).astype(np.intp)] = True
 
     def __len__(self) -> int:
         return len(self.head)
@@ -109,11 +109,11 @@ class _SightingIndex:
         Rows ``first .. end-1`` of the sorted sightings share the identifier's head; the
         caller compares their tails.
         """
-        words = np.frombuffer(buf, dtype="<u8", count=nbytes // 8).reshape(-1, 2)
-        candidates = np.flatnonzero(self.table[(words[:, 0] & self.mask).astype(np.intp)])
+        low = np.frombuffer(buf, dtype="<u4", count=nbytes // 4)[::4]  # low half of each head
+        candidates = np.flatnonzero(np.take(self.table, low & self.mask))
         if not candidates.size:
             return [], [], []
-        heads = words[candidates, 0]
+        heads = np.frombuffer(buf, dtype="<u8", count=nbytes // 8)[0::2][candidates]
         first = np.searchsorted(self.head, heads, side="left")
         end = np.searchsorted(self.head, heads, side="right")
         hit = end > first
