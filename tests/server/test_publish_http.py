@@ -186,7 +186,7 @@ def test_embargo_of_still_valid_key(
 
 
 def test_revision_flow(client: httpx.Client, ctx: ServerContext, authority: Authority) -> None:
-    """likely → confirmed needs the token; illegal or repeated revisions are refused (PUB-19..21)."""
+    """likely → confirmed needs the token; repeated revisions are refused (PUB-19, PUB-21)."""
     keys = day_keys(NOW, 3)
     first = client.post("/v1/publish", json=publish_body(authority, keys, NOW, reportType="likely"))
     assert first.status_code == 200

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from phe_trace.protocol import export
 
@@ -25,7 +25,21 @@ INDEX_CACHE_CONTROL = "public, max-age=60"
 ZIP_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 router = APIRouter(tags=["exports"])
-_NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "No such export object."}}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+    "required": ["error", "code"],
+}
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    400: {
+        "description": "Malformed region or file name.",
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    },
+    404: {
+        "description": "No such export object.",
+        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+    },
+}
 Region = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 ZipName = Annotated[str, Path(pattern=r"^[0-9]{1,20}-[0-9]{1,20}-[0-9]{5}\.zip$")]
 
@@ -40,19 +54,20 @@ def signing_keys(ctx: ContextDep) -> JSONResponse:
 @router.get(
     "/v1/exports/signing-key.pem",
     summary="Newest export signing public key (PEM)",
-    response_class=PlainTextResponse,
+    response_class=Response,
+    responses={200: {"content": {"application/x-pem-file": {"schema": {"type": "string"}}}}},
 )
-def signing_key_pem(ctx: ContextDep) -> PlainTextResponse:
+def signing_key_pem(ctx: ContextDep) -> Response:
     """The newest active export signing public key as PEM."""
     keys = load_signing_keys(ctx.settings.signing_key_dir, ctx.settings.signing_key_id)
-    return PlainTextResponse(keys[-1].public_key_pem, media_type="application/x-pem-file")
+    return Response(keys[-1].public_key_pem, media_type="application/x-pem-file")
 
 
 @router.get(
     "/v1/exports/{region}/index.txt",
     summary="Index of export files, oldest first",
-    response_class=PlainTextResponse,
-    responses=_NOT_FOUND,
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **_NOT_FOUND},
 )
 def index(region: Region, ctx: ContextDep) -> Response:
     """``index.txt`` of ``region``: one relative path per line, oldest to newest."""
@@ -68,7 +83,10 @@ def index(region: Region, ctx: ContextDep) -> Response:
     "/v1/exports/{region}/{name}",
     summary="One signed export file",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {}}}, **_NOT_FOUND},
+    responses={
+        200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+        **_NOT_FOUND,
+    },
 )
 def export_zip(region: Region, name: ZipName, ctx: ContextDep) -> Response:
     """A signed export zip (export.bin + export.sig), immutable."""
