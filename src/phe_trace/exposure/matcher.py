@@ -3,10 +3,10 @@
 ``protocol_spec/SPEC.md`` §8 (MATCH-1 … MATCH-8). Design, top-down:
 
 1. The sightings are indexed once (:class:`_SightingIndex`): sorted by identifier (read
-   as two uint64 words), plus a flag table addressed by the low bits of the first word —
-   a prefilter whose false-positive rate is about 1/64 (at most 4 MiB, so it stays in
-   cache); candidates are confirmed by binary search on the first word and a comparison
-   of the second.
+   as two uint64 words), plus two flag tables addressed by low bits of each half of the
+   first word — a prefilter passing about 1 in 4,000 unseen identifiers (each table at
+   most 4 MiB, so it stays in cache); candidates are confirmed by binary search on the
+   first word and a comparison of the second.
 2. Keys stream in chunks. A chunk is packed into flat arrays (the 16-byte keys back to
    back, start and period as integer arrays) after a vectorised well-formedness check;
    malformed keys are refused one by one (MATCH-6).
@@ -78,7 +78,9 @@ class _SightingIndex:
 
     Identifiers are read as two little-endian uint64 words (``head``, ``tail``). The
     sightings are sorted by (head, tail); ``table`` has one flag per value of the low
-    :attr:`bits` bits of the head (at most 4 MiB, so lookups stay in cache).
+    bits of the head's low half (at most 4 MiB, so lookups stay in cache), ``table_high``
+    the same for the head's high half: only candidates passing both (about 1 in 4,000
+    unseen identifiers) reach the binary search.
     """
 
     def __init__(self, sightings: Sequence[Sighting]) -> None:
@@ -99,6 +101,10 @@ class _SightingIndex:
         self.mask = np.uint32((1 << bits) - 1)
         self.table = np.zeros(1 << bits, dtype=np.bool_)
         self.table[(self.head & np.uint64(self.mask)).astype(np.intp)] = True
+        self.table_high = np.zeros(1 << bits, dtype=np.bool_)
+        self.table_high[((self.head >> np.uint64(32)) & np.uint64(self.mask)).astype(np.intp)] = (
+            True
+        )
 
     def __len__(self) -> int:
         return len(self.head)
@@ -114,6 +120,8 @@ class _SightingIndex:
         if not candidates.size:
             return [], [], []
         heads = np.frombuffer(buf, dtype="<u8", count=nbytes // 8)[0::2][candidates]
+        second = np.take(self.table_high, (heads >> np.uint64(32)).astype(np.uint32) & self.mask)
+        candidates, heads = candidates[second], heads[second]
         first = np.searchsorted(self.head, heads, side="left")
         end = np.searchsorted(self.head, heads, side="right")
         hit = end > first
