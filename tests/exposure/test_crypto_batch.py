@@ -109,3 +109,16 @@ def test_fallback_when_libcrypto_is_unavailable() -> None:
     )
     env = {**os.environ, "PHE_TRACE_NO_LIBCRYPTO": "1"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+def test_threads_each_get_their_own_workspace() -> None:
+    """MATCH-8: concurrent derivations from several threads stay bit-exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [(bytes([i]) * 16, 2_642_976 + 144 * i + i, 144 - i) for i in range(40)]
+    teks = b"".join(t for t, _, _ in specs)
+    starts, counts = [s for _, s, _ in specs], [c for _, _, c in specs]
+    expected = _reference(specs)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: batch.rpis_concat(teks, starts, counts), range(16)))
+    assert all(r == expected for r in results)

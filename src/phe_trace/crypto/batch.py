@@ -33,6 +33,7 @@ import ctypes.util
 import hashlib
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from itertools import accumulate, repeat
 from typing import Any
@@ -87,6 +88,11 @@ U32Array = npt.NDArray[np.uint32]
 U8Array = npt.NDArray[np.uint8]
 
 
+def _free_contexts(lib: ctypes.CDLL, contexts: list[int]) -> None:
+    for ctx in contexts:
+        lib.EVP_CIPHER_CTX_free(ctx)
+
+
 class _Workspace:
     """Per-thread arrays of the staged derivation, and one EVP context per key slot."""
 
@@ -98,6 +104,7 @@ class _Workspace:
         self.info[:] = np.frombuffer(RPIK_INFO + b"\x01" + _sha256_pad(8, 72), dtype=np.uint8)
         self.out_len = ctypes.c_int()
         self.ciphers: list[int] = []
+        weakref.finalize(self, _free_contexts, lib, self.ciphers)
         for _ in range(slots):
             ctx = lib.EVP_CIPHER_CTX_new()
             if (
@@ -130,6 +137,7 @@ class _LibCrypto:
             ("EVP_EncryptUpdate", [vp, vp, vp, vp, ctypes.c_int], ctypes.c_int),
             ("EVP_CIPHER_CTX_set_padding", [vp, ctypes.c_int], ctypes.c_int),
             ("SHA256_Transform", [vp, vp], None),
+            ("EVP_CIPHER_CTX_free", [vp], None),
         ):
             function = getattr(lib, name)
             function.argtypes, function.restype = argtypes, restype
@@ -156,15 +164,15 @@ class _LibCrypto:
             ws = self._local.ws = _Workspace(self._lib, _STAGE_KEYS)
         return ws
 
-    def blocks_address(self, start: int) -> int:
-        """Address of the 144 PaddedData blocks from ``start`` (cached, bounded)."""
+    def blocks(self, start: int) -> Any:
+        """The 144 PaddedData blocks from ``start`` as a C buffer (cached, bounded)."""
         buf = self._blocks.get(start)
         if buf is None:
             if len(self._blocks) >= _BLOCK_CACHE_SIZE:
-                self._blocks.clear()
+                self._blocks = {}
             buf = ctypes.create_string_buffer(_padded_day(start), _DAY_BYTES)
             self._blocks[start] = buf
-        return ctypes.addressof(buf)
+        return buf
 
     def _hkdf(self, ws: _Workspace, teks: bytes) -> U8Array:
         """RPIK of each 16-byte key in ``teks`` (n ≤ slots): an (n, 32) array, first 16 used."""
@@ -216,7 +224,8 @@ class _LibCrypto:
         window = (ctypes.c_char * len(out)).from_buffer(out)
         try:
             pos = ctypes.addressof(window) + offset
-            address = {start: self.blocks_address(start) for start in set(starts)}
+            held = {start: self.blocks(start) for start in set(starts)}  # alive until done
+            address = {start: ctypes.addressof(buf) for start, buf in held.items()}
             out_len = repeat(ctypes.addressof(ws.out_len))
             for b in range(0, len(starts), _STAGE_KEYS):
                 part_starts, part_counts = starts[b : b + _STAGE_KEYS], counts[b : b + _STAGE_KEYS]
