@@ -89,13 +89,16 @@ def _settings(
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    """Leader on a SQLite file; helper on ``database_url`` (SQLite, and PostgreSQL in CI)."""
     ingest_app = FastAPI()
     ingest_app.include_router(analytics_ingest.router)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'keyserver.sqlite3'}")
     ingest_app.state.analytics_ingest = IngestStore(engine)
     with serve(ingest_app) as ingest_url:
-        helper = Aggregator(_settings("helper", tmp_path, None, ingest_url, 40))
+        helper_settings = _settings("helper", tmp_path, None, ingest_url, 40)
+        helper_settings.database_url = database_url
+        helper = Aggregator(helper_settings)
         with serve(create_app(helper)) as helper_url:
             leader = Aggregator(_settings("leader", tmp_path, helper_url, ingest_url, 40))
             yield World(ingest_url, helper_url, leader, helper, engine)

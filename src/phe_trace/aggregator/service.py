@@ -46,6 +46,8 @@ __all__ = ["Aggregator", "Release"]
 
 log = logging.getLogger("phe_trace.aggregator")
 _PAGE = 2000
+#: Report ids per SQL ``IN (…)`` (SQLite limits bound variables per statement).
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -166,25 +168,26 @@ class Aggregator:
                     "status": PENDING,
                 }
             )
-        kept = 0
         with self.engine.begin() as conn:
+            seen = conn.execute(
+                sa.select(shares.c.report_id, shares.c.nonce).where(
+                    shares.c.day == day, shares.c.metric == metric
+                )
+            ).all()
+            ids: set[str] = {str(r) for r, _ in seen}
+            nonces: set[bytes] = {bytes(n) for _, n in seen}
+            fresh = []
             for row in rows:
-                exists = conn.execute(
-                    sa.select(shares.c.report_id).where(
-                        sa.or_(
-                            shares.c.report_id == row["report_id"],
-                            sa.and_(
-                                shares.c.day == day,
-                                shares.c.metric == metric,
-                                shares.c.nonce == row["nonce"],
-                            ),
-                        )
-                    )
-                ).first()
-                if exists is None:
-                    conn.execute(shares.insert().values(**row))
-                    kept += 1
-        return kept
+                rid, nonce = str(row["report_id"]), row["nonce"]
+                assert isinstance(nonce, bytes)
+                if rid in ids or nonce in nonces:
+                    continue  # already stored, or a replayed nonce (AGG-20)
+                ids.add(rid)
+                nonces.add(nonce)
+                fresh.append(row)
+            if fresh:
+                conn.execute(shares.insert(), fresh)
+        return len(fresh)
 
     def _save_cursor(self, day: int, metric: str, after: int) -> None:
         with self.engine.begin() as conn:
@@ -199,13 +202,17 @@ class Aggregator:
     # --- 2. prepare ------------------------------------------------------------------
 
     def _load(self, day: int, metric: str, report_ids: list[str] | None, status: int) -> list[Any]:
-        query = sa.select(shares).where(
+        base = sa.select(shares).where(
             shares.c.day == day, shares.c.metric == metric, shares.c.status == status
         )
-        if report_ids is not None:
-            query = query.where(shares.c.report_id.in_(report_ids))
         with self.engine.connect() as conn:
-            return list(conn.execute(query.order_by(shares.c.report_id)))
+            if report_ids is None:
+                return list(conn.execute(base.order_by(shares.c.report_id)))
+            out: list[Any] = []
+            for start in range(0, len(report_ids), _IN_CHUNK):
+                chunk = report_ids[start : start + _IN_CHUNK]
+                out += conn.execute(base.where(shares.c.report_id.in_(chunk)))
+            return sorted(out, key=lambda r: str(r.report_id))
 
     def _prep_init(
         self, vdaf: Prio3[Any, Any], day: int, metric: str, rows: list[Any]
@@ -221,13 +228,15 @@ class Aggregator:
         )
 
     def _set_status(self, updates: list[tuple[str, int, bytes | None]]) -> None:
+        if not updates:
+            return
+        statement = (
+            shares.update()
+            .where(shares.c.report_id == sa.bindparam("rid"))
+            .values(status=sa.bindparam("st"), out_share=sa.bindparam("out"))
+        )
         with self.engine.begin() as conn:
-            for report_id, status, out in updates:
-                conn.execute(
-                    shares.update()
-                    .where(shares.c.report_id == report_id)
-                    .values(status=status, out_share=out)
-                )
+            conn.execute(statement, [{"rid": r, "st": st, "out": out} for r, st, out in updates])
 
     def handle_prepare(
         self, day: int, metric: str, items: list[tuple[str, bytes]]

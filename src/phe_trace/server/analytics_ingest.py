@@ -208,7 +208,7 @@ def shares(
     role: Literal["leader", "helper"],
     day: Annotated[int, Query(ge=0, lt=2**32)],
     metric: Literal["notified", "risk_level", "days_to_notification", "reported_positive"],
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, lt=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     authorization: Annotated[str | None, Header()] = None,
 ) -> SharesOut:
