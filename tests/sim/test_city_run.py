@@ -26,16 +26,26 @@ def outcome(tmp_path_factory: pytest.TempPathFactory):
     return run_demo(config, days.append), days
 
 
+def _first_export_run(config, ready: float) -> float:
+    """The first export run at least an hour after ``ready`` (the batch's minimum age)."""
+    t = SIM_EPOCH + (ready - SIM_EPOCH) // DAY * DAY
+    while True:
+        for hour in sorted(config.export_hours):
+            if t + hour * 3600 >= ready + 3600:
+                return t + hour * 3600
+        t += DAY
+
+
 def _slow_should_notify(result) -> set[int]:
     """Independent reading of the ground-truth rule (see phe_trace.sim.metrics)."""
-    exports = sorted(result.export_times)
-    end = SIM_EPOCH + result.config.days * DAY
+    config = result.config
+    end = SIM_EPOCH + config.days * DAY
     should = set()
     for report in result.reports:
+        if report.person not in result.report_keys:
+            continue  # refused by the services: nothing was published
         reported_at = SIM_EPOCH + report.time_s
-        later = [t for t in exports if t >= reported_at]
-        if not later:
-            continue
+        window_end = (reported_at // config.export_period_s + 1) * config.export_period_s
         report_day = int(report.time_s // DAY)
         for day, a, b in zip(
             result.close_day.tolist(), result.close_a.tolist(), result.close_b.tolist(), strict=True
@@ -45,9 +55,12 @@ def _slow_should_notify(result) -> set[int]:
                     continue
                 if not report_day - 13 <= day <= report_day:
                     continue
-                check = SIM_EPOCH + (later[0] - SIM_EPOCH) // DAY * DAY
+                # a key still valid when published is embargoed until its day is over
+                ready = max(window_end, SIM_EPOCH + (day + 1) * DAY)
+                available = _first_export_run(config, ready)
+                check = SIM_EPOCH + (available - SIM_EPOCH) // DAY * DAY
                 check += result.sync_hour[person] * 3600
-                if check < later[0]:
+                if check < available:
                     check += DAY
                 if check < end:
                     should.add(person)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +76,7 @@ def demo(
     people: Annotated[int, typer.Option(help="People in the city (10..20000).")] = 1000,
     days: Annotated[int, typer.Option(help="Simulated days (1..60).")] = 14,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same city.")] = 1,
-    uptake: Annotated[float, typer.Option(help="Share of people running the app.")] = 0.6,
+    uptake: Annotated[float, typer.Option(help="Share of people running the app.")] = 0.5,
     report_rate: Annotated[
         float, typer.Option(help="Share of positive app users who report.")
     ] = 0.8,
@@ -99,8 +100,12 @@ def demo(
         f"phe-trace demo: {people} people, {days} days, seed {seed} "
         f"(uptake {uptake}, report rate {report_rate})"
     )
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        outcome = run_demo(config, lambda s: live.update(_progress_table(s, days)))
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            outcome = run_demo(config, lambda s: live.update(_progress_table(s, days)))
+    except KeyboardInterrupt:
+        print("phe-trace: demo interrupted; servers stopped, nothing left running", file=sys.stderr)
+        raise typer.Exit(130) from None
     console.print(_final_table(outcome.summary))
     parts = outcome.summary["parts"]
     assert isinstance(parts, dict)

@@ -44,7 +44,7 @@ class SimConfig:
     people: int = 1_000
     days: int = 14
     seed: int = 1
-    uptake: float = 0.6
+    uptake: float = 0.5
     report_rate: float = 0.8
     out: Path = Path("demo-report")
     radio: str = "sim"
@@ -52,8 +52,15 @@ class SimConfig:
     initial_infected: int = 0
     #: Scan period of every device, seconds (GAEN scans at least every 5 minutes).
     scan_period_s: int = 300
+    #: Devices in an encounter are ticked this often (seconds): the agent rotates its
+    #: identifier when due (every 10–20 minutes) and stores what its radio heard.
+    radio_step_s: int = 1200
     #: Hours (UTC, simulated) at which the export worker runs each day.
     export_hours: tuple[int, ...] = (1, 7, 13, 19)
+    #: Length of one export batch window (seconds); a batch is written an hour after it ends.
+    export_period_s: int = 21_600
+    #: Exports with fewer keys are padded with random keys up to this many.
+    export_padding_keys: int = 0
     #: Devices driven over the bumble radio (virtual HCI) with ``radio="bumble"``.
     bumble_devices: int = 4
     risk: RiskConfig = field(default_factory=RiskConfig)
@@ -63,6 +70,20 @@ class SimConfig:
         config = cls(**kwargs)  # type: ignore[arg-type]
         config.check()
         return config
+
+    def keys_available_at(self, published: float, key_day: int) -> float:
+        """When keys published at ``published`` reach devices: the first export run after
+        their batch window ended (and, for the key of the report day itself, after that
+        day ended — the key server embargoes keys still valid)."""
+        ready = (published // self.export_period_s + 1) * self.export_period_s
+        ready = max(ready, (key_day + 1) * 86_400.0 + SIM_EPOCH)
+        day = (ready - SIM_EPOCH) // 86_400
+        while True:
+            for hour in self.export_hours:
+                run = SIM_EPOCH + day * 86_400 + hour * 3600
+                if run >= ready + 3600:
+                    return float(run)
+            day += 1
 
     @property
     def seeds(self) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .config import SimConfig
+from .config import SIM_EPOCH, SimConfig
+from .live import LiveBackend, live_backend_available
 from .metrics import Metrics, compute_metrics
 from .report import write_report
 from .runner import Backend, DayStats, SimResult, Simulation
@@ -22,21 +25,48 @@ class DemoOutcome:
     summary: dict[str, Any]
 
 
+@contextmanager
+def _quiet_devices() -> Iterator[None]:
+    """Thousands of agents each log their notification; the demo counts them instead."""
+    logger = logging.getLogger("phe_trace.agent")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def make_backend(config: SimConfig) -> Backend:
     """The real key server and verification service when the build has them, else the stand-in."""
-    return StandInBackend(config.risk, config.scan_period_s)
+    if live_backend_available() is None:
+        return LiveBackend(SIM_EPOCH, config.export_period_s, config.export_padding_keys)
+    return StandInBackend(config)
 
 
 def _parts(result: SimResult) -> dict[str, str]:
-    real = "real"
-    return {
-        "device agents (keys, rotation, sealed store)": f"{real}: phe_trace.agent on the sim radio",
-        "radio": "simulated: log-distance path loss, body shadowing, noise, calibration errors",
-        "people, encounters, outbreak, tests": "simulated (numpy, seeded)",
-        "key server, verification, exports, matching": (
-            f"{real}: {result.backend}" if result.backend_real else f"STAND-IN: {result.backend}"
+    parts = {
+        "people, places, encounters, outbreak, tests": "simulated (numpy, seeded)",
+        "radio": (
+            "simulated: log-distance path loss, body shadowing, noise, per-device "
+            "calibration errors; delivered through the agent's sim radio"
+        ),
+        "device agents: keys, rotation, sealed store, 14-day retention": (
+            "real: phe_trace.agent, one per app user"
         ),
     }
+    if result.backend_real:
+        parts["key server, export worker, signed exports"] = "real: " + result.backend
+        parts["verification service (codes, tokens, certificates)"] = (
+            "real: phe_trace.verification over HTTP; codes issued as a case worker would"
+        )
+        parts["device checks: download, signature check, matching, scoring, notification"] = (
+            "real: Agent.sync with phe_trace.exposure (the agent's default risk configuration)"
+        )
+        parts["report: verify code, certificate, publish"] = "real: Agent.report over HTTP"
+    else:
+        parts["key server, verification, exports, matching"] = "STAND-IN: " + result.backend
+    return parts
 
 
 def run_demo(
@@ -45,7 +75,8 @@ def run_demo(
     backend_factory: Callable[[SimConfig], Backend] = make_backend,
 ) -> DemoOutcome:
     """Run the simulation, compute the metrics and write the report into ``config.out``."""
-    result = Simulation(config, backend_factory, progress).run()
+    with _quiet_devices():
+        result = Simulation(config, backend_factory, progress).run()
     metrics = compute_metrics(result)
     summary = write_report(config.out, result, metrics, _parts(result))
     return DemoOutcome(result, metrics, summary)

@@ -133,7 +133,7 @@ def _home(city: City, weekday: bool, eps: _Episodes, rng: np.random.Generator) -
     a, b = _all_pairs(city.household)
     k = len(a)
     if weekday:
-        eps.add(a, b, 18 * 60 + _uniform(rng, 0, 90, k), _uniform(rng, 120, 240, k), 1.8)
+        eps.add(a, b, 18 * 60 + _uniform(rng, 0, 90, k), _uniform(rng, 90, 210, k), 1.8)
     else:
         eps.add(a, b, 10 * 60 + _uniform(rng, 0, 120, k), _uniform(rng, 240, 480, k), 2.0)
 
@@ -141,7 +141,7 @@ def _home(city: City, weekday: bool, eps: _Episodes, rng: np.random.Generator) -
 def _work(city: City, eps: _Episodes, rng: np.random.Generator) -> None:
     a, b = _all_pairs(city.team)
     k = len(a)
-    eps.add(a, b, 9 * 60 + _uniform(rng, 0, 60, k), _uniform(rng, 60, 300, k), 2.2)
+    eps.add(a, b, 9 * 60 + _uniform(rng, 0, 60, k), _uniform(rng, 30, 240, k), 2.2)
     a, b = _random_partners(city.workplace, 1.0, rng)
     k = len(a)
     eps.add(a, b, _uniform(rng, 10 * 60, 16 * 60, k), _uniform(rng, 5, 40, k), 1.5)
@@ -160,7 +160,7 @@ def _school(city: City, eps: _Episodes, rng: np.random.Generator) -> None:
         ok = (left >= 0) & (right >= 0)
         a, b = left[ok], right[ok]
         k = len(a)
-        eps.add(a, b, np.full(k, 8 * 60 + 30.0), np.full(k, 300.0), median)
+        eps.add(a, b, np.full(k, 8 * 60 + 30.0), np.full(k, 240.0), median)
     a, b = _random_partners(city.school_class, 1.5, rng)
     k = len(a)
     eps.add(a, b, rng.choice([10 * 60 + 30.0, 12 * 60.0], k), _uniform(rng, 15, 30, k), 1.5)

@@ -114,14 +114,15 @@ class _Truth:
 
     def __init__(self, result: SimResult) -> None:
         self.result = result
-        self.report_time = {r.person: SIM_EPOCH + r.time_s for r in result.reports}
-        self.result_time = {r.person: SIM_EPOCH + r.result_time_s for r in result.reports}
-        exports = np.array(sorted(result.export_times))
-        self.available: dict[int, float] = {}
-        for person, t in self.report_time.items():
-            i = int(np.searchsorted(exports, t, side="left"))
-            if i < len(exports):
-                self.available[person] = float(exports[i])
+        published = [r for r in result.reports if r.person in result.report_keys]
+        self.report_time = {r.person: SIM_EPOCH + r.time_s for r in published}
+        self.result_time = {r.person: SIM_EPOCH + r.result_time_s for r in published}
+        self.config = result.config
+
+    def available(self, reporter: int, day: int) -> float | None:
+        """When ``reporter``'s key of ``day`` reached devices (``None``: not a reporter)."""
+        t = self.report_time.get(reporter)
+        return None if t is None else self.config.keys_available_at(t, day)
 
     def first_check_after(self, person: int, t: float) -> float | None:
         """The first daily check of ``person`` at or after ``t`` within the run."""
@@ -135,12 +136,13 @@ class _Truth:
 
     def eligible(self, person: int, reporter: int, day: int) -> bool:
         """Could ``person``'s device have caught a close contact with ``reporter`` on ``day``?"""
-        if reporter not in self.available:
+        available = self.available(reporter, day)
+        if available is None:
             return False
         report_day = int((self.report_time[reporter] - SIM_EPOCH) // DAY_S)
         if not report_day - 13 <= day <= report_day:
             return False
-        check = self.first_check_after(person, self.available[reporter])
+        check = self.first_check_after(person, available)
         if check is None:
             return False
         return day >= int((check - SIM_EPOCH) // DAY_S) - 13
@@ -206,13 +208,13 @@ def _tradeoff(result: SimResult, truth: _Truth, should: set[int]) -> list[Tradeo
     # person → list of (day, attenuation) of eligible matched sightings
     per_person: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for person, stored in result.stored_sightings.items():
-        matched = [
-            m
-            for m in table.match(stored)
-            if (check := truth.first_check_after(person, truth.available.get(m.reporter, 1e18)))
-            is not None
-            and m.unix_time < check
-        ]
+        matched = []
+        for m in table.match(stored):
+            day = int((m.unix_time - SIM_EPOCH) // DAY_S)
+            available = truth.available(m.reporter, day)
+            check = None if available is None else truth.first_check_after(person, available)
+            if check is not None and m.unix_time < check:
+                matched.append(m)
         if matched:
             per_person[person] = (
                 np.array([int((m.unix_time - SIM_EPOCH) // DAY_S) for m in matched]),

@@ -44,6 +44,7 @@ class TestResult:
     person: int
     time_s: float
     positive: bool
+    test_day: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,9 @@ class Report:
     person: int
     time_s: float
     result_time_s: float
+    test_day: int = 0
+    #: Day symptoms began, ``None`` for people without symptoms.
+    onset_day: int | None = None
 
 
 @dataclass
@@ -172,7 +176,7 @@ class Outbreak:
                 positive = False
             result_day = day + int(self.rng.integers(1, 3))
             time_s = result_day * DAY_S + float(self.rng.uniform(9, 17)) * 3600
-            results.append(TestResult(person, time_s, positive))
+            results.append(TestResult(person, time_s, positive, day))
         self._results.extend(results)
         return results
 
@@ -196,11 +200,7 @@ class Outbreak:
                 continue
             self.reported[r.person] = True
             day_end = (r.time_s // DAY_S) * DAY_S + 22 * 3600
-            reports.append(
-                Report(
-                    r.person,
-                    min(r.time_s + float(self.rng.uniform(0, 4)) * 3600, day_end),
-                    r.time_s,
-                )
-            )
+            onset = int(self.onset_day[r.person]) if self.symptomatic[r.person] else None
+            time_s = min(r.time_s + float(self.rng.uniform(0, 4)) * 3600, day_end)
+            reports.append(Report(r.person, time_s, r.time_s, r.test_day, onset))
         return reports

@@ -58,6 +58,8 @@ def build_summary(result: SimResult, metrics: Metrics, parts: dict[str, str]) ->
             "positives": result.positives_total,
             "reports": len(result.reports),
             "keys_published": sum(result.report_keys.values()),
+            "reports_refused": len(result.report_errors),
+            "report_errors": result.report_errors[:20],
             "close_contacts": len(result.close_a),
         },
         **metrics.as_dict(),

@@ -3,7 +3,7 @@
 Everything is driven by one simulated clock (unix seconds from :data:`SIM_EPOCH`); no
 wall-clock sleeping anywhere. Within a day, events run in time order:
 
-- one *radio step* per 10-minute interval that has encounters: the devices involved are
+- one *radio step* per 20 minutes (``radio_step_s``) with encounters: the devices involved are
   ticked (the agent rotates its identifier when due and ingests what its radio heard),
   then each heard advertisement of the interval's scans is injected into the listener's
   radio with the RSSI from :mod:`phe_trace.sim.radio`;
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from phe_trace.errors import PheTraceError
 
 from .config import SIM_EPOCH, SimConfig
 from .encounters import day_contacts
@@ -41,7 +43,7 @@ class Backend(Protocol):
     real: bool
     description: str
 
-    def report(self, fleet: Fleet, person: int, now: float) -> int: ...
+    def report(self, fleet: Fleet, report: Report, now: float) -> int: ...
     def export(self, now: float) -> int: ...
     def sync(self, fleet: Fleet, person: int, now: float) -> SyncOutcome: ...
     def storage(self) -> dict[str, Any]: ...
@@ -83,6 +85,8 @@ class SimResult:
     infected_day: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     reports: list[Report] = field(default_factory=list)
     report_keys: dict[int, int] = field(default_factory=dict)
+    #: Reports the real services refused (each one line; they also count as not reported).
+    report_errors: list[str] = field(default_factory=list)
     #: Keys each reporter's agent held when reporting (read from its store; the truth).
     published: list[PublishedKey] = field(default_factory=list)
     export_times: list[float] = field(default_factory=list)
@@ -191,7 +195,7 @@ class Simulation:
             if kind == 1:
                 self._radio_step(fleet, *radio[arg])
             elif kind == 0:
-                self._report(fleet, backend, result, reports[arg].person, now)
+                self._report(fleet, backend, result, reports[arg], now)
             elif kind == 2:
                 if backend.export(now):
                     result.export_times.append(now)
@@ -202,7 +206,7 @@ class Simulation:
     def _radio_steps(
         self, contacts: Any, day_start: float
     ) -> list[tuple[float, IntArray, IntArray, IntArray, IntArray]]:
-        """Per 10-minute interval: (time, scanners, transmitters, rssi, scan times)."""
+        """Per radio step: (time, scanners, transmitters, rssi, scan times)."""
         has_app = self.city.has_app
         both = has_app[contacts.a] & has_app[contacts.b]
         a, b, slot = contacts.a[both], contacts.b[both], contacts.slot[both]
@@ -213,7 +217,8 @@ class Simulation:
         rssi, heard = rssi_dbm(self.city, scanner, sender, np.concatenate([dist, dist]), self.rng)
         scanner, sender, slot2, rssi = scanner[heard], sender[heard], slot2[heard], rssi[heard]
         when = day_start + slot2 * self.config.scan_period_s
-        bucket = (slot2 * self.config.scan_period_s) // _INTERVAL_S
+        step = self.config.radio_step_s
+        bucket = (slot2 * self.config.scan_period_s) // step
         order = np.argsort(bucket, kind="stable")
         bucket, scanner, sender, rssi, when = (
             x[order] for x in (bucket, scanner, sender, rssi, when)
@@ -228,9 +233,7 @@ class Simulation:
             strict=True,
         ):
             if len(s):
-                steps.append(
-                    (float(day_start + (w[0] - day_start) // _INTERVAL_S * _INTERVAL_S), s, r, q, w)
-                )
+                steps.append((float(day_start + (w[0] - day_start) // step * step), s, r, q, w))
         return steps
 
     @staticmethod
@@ -252,8 +255,15 @@ class Simulation:
                 hear(s, payload, q, w)
 
     @staticmethod
-    def _report(fleet: Fleet, backend: Backend, result: SimResult, person: int, now: float) -> None:
-        result.report_keys[person] = backend.report(fleet, person, now)
+    def _report(
+        fleet: Fleet, backend: Backend, result: SimResult, report: Report, now: float
+    ) -> None:
+        person = report.person
+        try:
+            result.report_keys[person] = backend.report(fleet, report, now)
+        except PheTraceError as exc:  # one refused report must not end the city
+            result.report_errors.append(f"{type(exc).__name__}: {exc}")
+            return
         result.published.extend(
             PublishedKey(k.key_data, k.rolling_start_interval_number, k.rolling_period, person)
             for k in fleet.agents[person].store.teks()

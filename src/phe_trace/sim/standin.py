@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import RiskConfig
+from .config import SimConfig
 from .fleet import Fleet
+from .outbreak import Report
 from .reference import ExposureTable, PublishedKey, weighted_minutes
 
 __all__ = ["StandInBackend", "SyncOutcome"]
@@ -43,30 +44,35 @@ class StandInBackend:
     real = False
     description = "stand-in key server and device matching (reference rule, in memory)"
 
-    def __init__(self, risk: RiskConfig, scan_period_s: int) -> None:
-        self.risk = risk
-        self.scan_minutes = scan_period_s / 60.0
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.risk = config.risk
+        self.scan_minutes = config.scan_period_s / 60.0
         self.table = ExposureTable()
-        self._pending: list[PublishedKey] = []
+        self._pending: list[tuple[float, PublishedKey]] = []
         self._batches: list[tuple[float, int, int]] = []  # time, keys, bytes
         self._seen: dict[int, int] = {}
 
-    def report(self, fleet: Fleet, person: int, now: float) -> int:
+    def report(self, fleet: Fleet, report: Report, now: float) -> int:
+        person = report.person
         agent = fleet.agents[person]
         agent.tick(now)
         fleet.tick(person, now)
         keys = [
             PublishedKey(k.key_data, k.rolling_start_interval_number, k.rolling_period, person)
             for k in agent.store.teks()
-            if k.rolling_start_interval_number * 600 <= now
+            if now - 14 * 86_400 < k.rolling_start_interval_number * 600 <= now
         ]
-        self._pending.extend(keys)
+        for key in keys:
+            day = key.rolling_start_interval_number // 144
+            self._pending.append((self.config.keys_available_at(now, day), key))
         return len(keys)
 
     def export(self, now: float) -> int:
-        if not self._pending:
+        keys = [k for t, k in self._pending if t <= now]
+        if not keys:
             return 0
-        keys, self._pending = self._pending, []
+        self._pending = [(t, k) for t, k in self._pending if t > now]
         self.table.add(keys)
         self._batches.append((now, len(keys), _BYTES_PER_FILE + _BYTES_PER_KEY * len(keys)))
         return len(keys)
