@@ -130,37 +130,32 @@ def _lease_next(ctx: ServerContext, now: int, worker: str) -> _Batch | None:
     return None
 
 
-def _effective(row: Any, end: int) -> DiagnosisKey:
-    revised = row.revised_at is not None and row.revised_at < end
-    return DiagnosisKey(
-        key_data=bytes(row.key_data),
-        rolling_start_interval_number=row.rolling_start_interval_number,
-        rolling_period=row.rolling_period,
-        transmission_risk_level=(
-            row.revised_transmission_risk_level if revised else row.transmission_risk_level
-        ),
-        report_type=ReportType(row.revised_report_type if revised else row.report_type),
-        days_since_onset_of_symptoms=(
-            row.revised_days_since_onset_of_symptoms
-            if revised
-            else row.days_since_onset_of_symptoms
-        ),
-    )
+_REPORT_TYPES = {int(r): r for r in ReportType}
+
+
+def _keys_from(
+    rows: Iterable[tuple[Any, ...]], end: int, *, skip_revoked: bool
+) -> list[DiagnosisKey]:
+    """DiagnosisKeys with the values in force at ``end`` (revised values once revised)."""
+    keys: list[DiagnosisKey] = []
+    append, types, revoked = keys.append, _REPORT_TYPES, int(ReportType.REVOKED)
+    for key_data, start, period, risk, rtype, dsos, revised_at, r_risk, r_type, r_dsos in rows:
+        if revised_at is not None and revised_at < end:
+            risk, rtype, dsos = r_risk, r_type, r_dsos
+        if skip_revoked and rtype == revoked:
+            continue
+        append(DiagnosisKey(bytes(key_data), start, period, risk, types[rtype], dsos))
+    return keys
 
 
 def _collect(
     conn: Connection, region: str, window: BatchWindow
 ) -> tuple[list[DiagnosisKey], list[DiagnosisKey]]:
-    keys = [
-        key
-        for row in queries.exposures_created_in(conn, region, window.start, window.end)
-        if (key := _effective(row, window.end)).report_type != ReportType.REVOKED
-    ]
-    revised = [
-        _effective(row, window.end)
-        for row in queries.exposures_revised_in(conn, region, window.start, window.end)
-    ]
-    return keys, revised
+    """Keys created in the window (sorted by key) and keys revised in it (PUB-21, PUB-25)."""
+    created = queries.exposures_created_in(conn, region, window.start, window.end)
+    keys = _keys_from(created, window.end, skip_revoked=True)
+    revised_rows = queries.exposures_revised_in(conn, region, window.start, window.end)
+    return keys, _keys_from(revised_rows, window.end, skip_revoked=False)
 
 
 def _random_padding(
@@ -223,19 +218,18 @@ def _padding(ctx: ServerContext, batch: _Batch, real: Sequence[DiagnosisKey]) ->
 
 def _split(
     keys: Sequence[DiagnosisKey], revised: Sequence[DiagnosisKey], limit: int
-) -> list[tuple[tuple[DiagnosisKey, ...], tuple[DiagnosisKey, ...]]]:
-    ordered = sorted(keys, key=lambda k: k.key_data)
-    entries: list[tuple[bool, DiagnosisKey]] = [(False, k) for k in ordered]
-    entries += [(True, k) for k in sorted(revised, key=lambda k: k.key_data)]
-    parts = []
-    for i in range(0, max(len(entries), 1), limit):
-        chunk = entries[i : i + limit]
-        parts.append(
-            (
-                tuple(k for is_rev, k in chunk if not is_rev),
-                tuple(k for is_rev, k in chunk if is_rev),
-            )
-        )
+) -> list[tuple[Sequence[DiagnosisKey], Sequence[DiagnosisKey]]]:
+    """Parts of at most ``limit`` records: keys first (sorted), then revised keys (PUB-28)."""
+    if len(keys) + len(revised) <= limit:
+        return [(keys, revised)]
+    parts: list[tuple[Sequence[DiagnosisKey], Sequence[DiagnosisKey]]] = []
+    for i in range(0, len(keys), limit):
+        parts.append((keys[i : i + limit], ()))
+    room = limit - len(parts[-1][0])
+    if room and revised:
+        parts[-1] = (parts[-1][0], revised[:room])
+    for i in range(room, len(revised), limit):
+        parts.append(((), revised[i : i + limit]))
     return parts
 
 
@@ -247,19 +241,21 @@ def _write_batch(
     with ctx.engine.connect() as conn:
         keys, revised = _collect(conn, s.region, batch.window)
     padding = _padding(ctx, batch, keys)
+    if padding:  # small batches only: restore the key order after adding padding
+        keys = sorted([*keys, *padding], key=lambda k: k.key_data)
     signers = [
         export.EcdsaSigner(k.private_key, export.SignatureInfo(k.key_id, k.version))
         for k in load_signing_keys(s.signing_key_dir, s.signing_key_id)
     ]
-    parts = _split([*keys, *padding], revised, s.export_max_records)
+    parts = _split(keys, revised, s.export_max_records)
     names = []
     for number, (part_keys, part_revised) in enumerate(parts, start=1):
         content = export.TemporaryExposureKeyExport(
             start_timestamp=batch.window.start,
             end_timestamp=batch.window.end,
             region=s.region,
-            keys=part_keys,
-            revised_keys=part_revised,
+            keys=tuple(part_keys),
+            revised_keys=tuple(part_revised),
             batch_num=number,
             batch_size=len(parts),
         )
@@ -272,14 +268,14 @@ def _write_batch(
     ctx.metrics.export_seconds.observe(elapsed)
     ctx.metrics.export_files.inc(len(names))
     report.batches_written += 1
-    report.keys_exported += len(keys) + len(revised)
+    report.keys_exported += len(keys) - len(padding) + len(revised)
     report.padding_keys += len(padding)
     log_event(
         "export_batch",
         start=batch.window.start,
         end=batch.window.end,
         files=len(names),
-        keys=len(keys) + len(padding),
+        keys=len(keys),
         seconds=round(elapsed, 3),
     )
 

@@ -59,29 +59,53 @@ def count_exposures(conn: Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(exposures)).scalar_one())
 
 
-def exposures_created_in(conn: Connection, region: str, start: int, end: int) -> Iterator[Row[Any]]:
-    """Keys of ``region`` with created_at in [start, end), streamed."""
+#: Columns the export reads, in this order (see :func:`exposures_created_in`).
+EXPORT_COLUMNS = (
+    exposures.c.key_data,
+    exposures.c.rolling_start_interval_number,
+    exposures.c.rolling_period,
+    exposures.c.transmission_risk_level,
+    exposures.c.report_type,
+    exposures.c.days_since_onset_of_symptoms,
+    exposures.c.revised_at,
+    exposures.c.revised_transmission_risk_level,
+    exposures.c.revised_report_type,
+    exposures.c.revised_days_since_onset_of_symptoms,
+)
+
+
+def exposures_created_in(
+    conn: Connection, region: str, start: int, end: int
+) -> Iterator[tuple[Any, ...]]:
+    """:data:`EXPORT_COLUMNS` of ``region``'s keys created in [start, end), by key bytes."""
     query = (
-        sa.select(exposures)
+        sa.select(*EXPORT_COLUMNS)
         .where(
             exposures.c.region == region,
             exposures.c.created_at >= start,
             exposures.c.created_at < end,
         )
+        .order_by(exposures.c.key_data)
         .execution_options(yield_per=50_000)
     )
-    return iter(conn.execute(query))
+    return iter(conn.execute(query))  # rows unpack like tuples
 
 
-def exposures_revised_in(conn: Connection, region: str, start: int, end: int) -> Iterator[Row[Any]]:
-    """Keys of ``region`` revised in [start, end) that were created before ``start``."""
-    query = sa.select(exposures).where(
-        exposures.c.region == region,
-        exposures.c.revised_at >= start,
-        exposures.c.revised_at < end,
-        exposures.c.created_at < start,
+def exposures_revised_in(
+    conn: Connection, region: str, start: int, end: int
+) -> Iterator[tuple[Any, ...]]:
+    """:data:`EXPORT_COLUMNS` of keys revised in [start, end) and created before ``start``."""
+    query = (
+        sa.select(*EXPORT_COLUMNS)
+        .where(
+            exposures.c.region == region,
+            exposures.c.revised_at >= start,
+            exposures.c.revised_at < end,
+            exposures.c.created_at < start,
+        )
+        .order_by(exposures.c.key_data)
     )
-    return iter(conn.execute(query))
+    return iter(conn.execute(query))  # rows unpack like tuples
 
 
 def earliest_exposure(conn: Connection, region: str) -> int | None:
