@@ -85,6 +85,7 @@ _SHA_CTX_WORDS = 28
 _STAGE_KEYS = 1024
 
 U32Array = npt.NDArray[np.uint32]
+IntArray = npt.NDArray[np.integer[Any]]
 U8Array = npt.NDArray[np.uint8]
 
 
@@ -232,8 +233,12 @@ class _LibCrypto:
                 n = len(part_starts)
                 keys = np.ascontiguousarray(self._hkdf(ws, teks[16 * b : 16 * (b + n)]))
                 base = keys.ctypes.data
-                sizes = [16 * c for c in part_counts]
-                places = [pos + o for o in accumulate(sizes, initial=0)]
+                if min(part_counts) == TEK_ROLLING_PERIOD:  # full days: no per-key arithmetic
+                    sizes: Any = repeat(_DAY_BYTES)
+                    places: Any = range(pos, pos + _DAY_BYTES * (n + 1), _DAY_BYTES)
+                else:
+                    sizes = [16 * c for c in part_counts]
+                    places = [pos + o for o in accumulate(sizes, initial=0)]
                 collections.deque(
                     map(lib.EVP_EncryptInit_ex, ws.ciphers, repeat(None), repeat(None),
                         range(base, base + 32 * n, 32), repeat(None)),
@@ -303,15 +308,16 @@ def backend() -> str:
     return "libcrypto" if _ENGINE is not None else "cryptography"
 
 
-def _as_ints(name: str, values: Sequence[int] | npt.NDArray[np.integer[Any]]) -> list[int]:
+def _as_array(name: str, values: Sequence[int] | npt.NDArray[np.integer[Any]]) -> IntArray:
     try:
         array = np.asarray(values)
     except (OverflowError, ValueError):
         raise IntervalRangeError(f"{name} must be integers in the uint32 range") from None
     if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
         raise IntervalRangeError(f"{name} must be a flat sequence of integers")
-    result: list[int] = array.tolist()
-    return result
+    if array.dtype.kind == "u" or not array.size:
+        array = array.astype(np.int64)
+    return array
 
 
 def _checked(
@@ -319,19 +325,22 @@ def _checked(
     starts: Sequence[int] | npt.NDArray[np.integer[Any]],
     counts: Sequence[int] | npt.NDArray[np.integer[Any]],
 ) -> tuple[list[int], list[int]]:
-    start_list, count_list = _as_ints("start_intervals", starts), _as_ints("counts", counts)
-    n = len(start_list)
+    """Check the arguments (vectorised) and return them as lists of ints."""
+    start_array, count_array = _as_array("start_intervals", starts), _as_array("counts", counts)
+    n = len(start_array)
     if not isinstance(teks, bytes) or len(teks) != KEY_LENGTH * n:
         raise InvalidLengthError("teks", teks, KEY_LENGTH * n)
-    if len(count_list) != n:
-        raise IntervalRangeError(f"counts must have {n} entries, got {len(count_list)}")
+    if len(count_array) != n:
+        raise IntervalRangeError(f"counts must have {n} entries, got {len(count_array)}")
     if n:
-        if min(count_list) < 1 or max(count_list) > TEK_ROLLING_PERIOD:
+        if count_array.min() < 1 or count_array.max() > TEK_ROLLING_PERIOD:
             raise IntervalRangeError(f"every count must be in 1..{TEK_ROLLING_PERIOD}")
-        if min(start_list) < 0:
-            raise IntervalRangeError("every start interval must be >= 0")
-        if max(map(int.__add__, start_list, count_list)) - 1 > MAX_INTERVAL:
+        if start_array.min() < 0 or start_array.max() > MAX_INTERVAL:
+            raise IntervalRangeError(f"every start interval must be in 0..{MAX_INTERVAL}")
+        if (start_array + count_array).max() - 1 > MAX_INTERVAL:
             raise IntervalRangeError(f"start + count - 1 must be <= {MAX_INTERVAL}")
+    start_list: list[int] = start_array.tolist()
+    count_list: list[int] = count_array.tolist()
     return start_list, count_list
 
 
