@@ -43,7 +43,29 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
     """
     if not verification_available():
         return False
-    return False
+    from phe_trace.verification import VerificationSettings
+    from phe_trace.verification import create_app as create_verification_app
+    from phe_trace.verification.clock import FunctionClock
+
+    vsettings = VerificationSettings().with_default_data_dir(settings.data_dir)
+    vapp = create_verification_app(vsettings, clock=FunctionClock(clock) if clock else None)
+    keyserver = getattr(app.state, "keyserver", None)
+    if keyserver is not None:  # role "all": trust this service's JWKS keys, no PEM by hand
+        from phe_trace.server import register_health_authority
+
+        register_health_authority(
+            keyserver.engine,
+            issuer=vsettings.issuer,
+            audience=vsettings.audience,
+            name="verification service (this server)",
+            public_keys=vapp.state.service.signing.public_pems(),
+            jwks_url=vsettings.jwks_url,
+            now=keyserver.now(),
+        )
+        keyserver.directory.invalidate()
+    app.state.verification = vapp.state.service
+    app.mount("/", vapp)  # last: /api/, /portal/, /.well-known/jwks.json
+    return True
 
 
 def create_app(

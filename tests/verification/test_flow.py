@@ -199,7 +199,8 @@ def test_certificate_fails_verification_for_wrong_audience_and_unknown_kid(live:
     forged = jwt.encode(claims, forged_key, algorithm="ES256", headers={"kid": "v99"})
     with pytest.raises(jwt.PyJWKClientError):
         jwks.get_signing_key_from_jwt(forged)
-    same_kid = jwt.encode(claims, forged_key, algorithm="ES256", headers={"kid": "v1"})
+    real_kid = jwt.get_unverified_header(certificate)["kid"]
+    same_kid = jwt.encode(claims, forged_key, algorithm="ES256", headers={"kid": real_kid})
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(
             same_kid,

@@ -17,6 +17,7 @@ ha_app = typer.Typer(
 key_app = typer.Typer(help="Export signing keys.", no_args_is_help=True)
 app.add_typer(ha_app, name="health-authority")
 app.add_typer(key_app, name="signing-key")
+from .server_admin import app as admin_app; app.add_typer(admin_app, name="admin")  # noqa: E402, E702, I001
 
 DataDir = Annotated[
     Path | None,

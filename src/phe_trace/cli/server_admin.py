@@ -8,16 +8,18 @@ Settings come from the ``PHE_TRACE_VERIFICATION_*`` environment, as for ``server
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from phe_trace.verification import VerificationService, VerificationSettings
-from phe_trace.verification.errors import NotFoundError
-from phe_trace.verification.models import Realm
+if TYPE_CHECKING:
+    from phe_trace.verification import VerificationService
+    from phe_trace.verification.models import Realm
 
 app = typer.Typer(
     name="admin",
@@ -25,13 +27,39 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+_state: dict[str, Path | None] = {"data_dir": None}
+
+
+@app.callback()
+def _options(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Data directory (default: $PHE_TRACE_VERIFICATION_DATA_DIR, "
+            "else $PHE_TRACE_DATA_DIR, else phe-trace-data), as for `server run`.",
+        ),
+    ] = None,
+) -> None:
+    """Set up the verification service: realms, portal users, API keys, maintenance."""
+    _state["data_dir"] = data_dir
+
 
 _ACTOR = "cli"
 
 
 @contextmanager
 def _service() -> Iterator[VerificationService]:
-    service = VerificationService(VerificationSettings())
+    from phe_trace.verification import VerificationService, VerificationSettings
+
+    settings = VerificationSettings()
+    if _state["data_dir"] is not None:
+        settings = settings.model_copy(update={"data_dir": _state["data_dir"]})
+    else:  # the same default as the combined server: the key server's data directory
+        settings = settings.with_default_data_dir(
+            Path(os.environ.get("PHE_TRACE_DATA_DIR", "phe-trace-data"))
+        )
+    service = VerificationService(settings)
     try:
         yield service
     finally:
@@ -39,6 +67,8 @@ def _service() -> Iterator[VerificationService]:
 
 
 def _realm(service: VerificationService, name: str, *, create: bool) -> Realm:
+    from phe_trace.verification.errors import NotFoundError
+
     realm = service.accounts.realm_by_name(name)
     if realm is None:
         if not create:

@@ -7,10 +7,11 @@ it at construction; nothing deeper reads the system time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "FunctionClock", "ManualClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -27,6 +28,17 @@ class SystemClock:
     def now(self) -> datetime:
         """The current UTC time."""
         return datetime.now(UTC)
+
+
+class FunctionClock:
+    """Adapts a clock that returns unix seconds (the key server's kind) to :class:`Clock`."""
+
+    def __init__(self, unix_seconds: Callable[[], float]) -> None:
+        self._unix_seconds = unix_seconds
+
+    def now(self) -> datetime:
+        """The wrapped clock's time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self._unix_seconds(), UTC)
 
 
 class ManualClock:

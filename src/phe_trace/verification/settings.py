@@ -39,6 +39,10 @@ class VerificationSettings(BaseSettings):
     #: File holding the server secret when ``secret`` is unset; default
     #: ``<data_dir>/verification-secret``.
     secret_file: Path | None = None
+    #: Public base URL of this service (e.g. ``https://verify.example.org``). When set, the
+    #: combined server registers ``<public_url>/.well-known/jwks.json`` with the key server
+    #: so rotated keys are fetched; without it the current keys are registered in-process.
+    public_url: str | None = None
     #: ``iss`` of every certificate; the key server looks the health authority up by it.
     issuer: str = Field(default="phe-trace-verification", min_length=1)
     #: ``aud`` of every certificate; must equal the audience the key server is configured with.
@@ -108,3 +112,23 @@ class VerificationSettings(BaseSettings):
     def effective_secret_file(self) -> Path:
         """``secret_file``, or ``<data_dir>/verification-secret``."""
         return self.secret_file or self.data_dir / "verification-secret"
+
+    @property
+    def jwks_url(self) -> str | None:
+        """Public URL of the JWKS, when ``public_url`` is set."""
+        if not self.public_url:
+            return None
+        return self.public_url.rstrip("/") + "/.well-known/jwks.json"
+
+    def with_default_data_dir(self, data_dir: Path) -> VerificationSettings:
+        """These settings, with ``data_dir`` taken from the caller unless set explicitly."""
+        if "data_dir" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"data_dir": data_dir})
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("public_url must be an http(s) URL")
+        return value or None

@@ -10,6 +10,7 @@ date).
 
 from __future__ import annotations
 
+import secrets
 import threading
 from datetime import UTC, date, datetime
 from typing import Any
@@ -105,7 +106,9 @@ class SigningKeys:
         )
         with self._engine.begin() as conn:
             count = len(conn.execute(select(signing_keys.c.id)).all())
-            kid = f"v{count + 1}"
+            # Sequence number plus randomness: a rebuilt database never reuses a kid that a
+            # key server may still associate with an older public key.
+            kid = f"v{count + 1}-{secrets.token_hex(4)}"
             conn.execute(
                 update(signing_keys).where(signing_keys.c.active.is_(True)).values(active=False)
             )

@@ -1,0 +1,174 @@
+"""The whole chain in one combined server (``phe_trace.hosting``, role ``all``): a portal
+code becomes a certificate that the key server's ``POST /v1/publish`` accepts — and the
+failures a key server must catch: keys other than the certified ones (HMAC mismatch),
+a wrong audience, an unknown ``kid``. The device side (TEKs, TEK HMAC) is computed here
+from the GAEN verification protocol's definition, independently of phe-trace's code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from phe_trace.hosting import create_app as create_hosting_app
+from phe_trace.server import load_settings, register_health_authority
+from phe_trace.verification import VerificationService
+
+from .conftest import WORKER_PASSWORD, RunningServer, issue_code, portal_client
+
+
+@dataclass
+class Combined:
+    url: str
+    app: Any
+    service: VerificationService
+    api_key: str
+
+
+@pytest.fixture
+def combined(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Combined]:
+    monkeypatch.setenv("PHE_TRACE_VERIFICATION_COOKIE_SECURE", "false")
+    monkeypatch.setenv("PHE_TRACE_VERIFICATION_DATABASE_URL", database_url)
+    settings = load_settings(
+        data_dir=tmp_path / "data", database_url=database_url, export_min_records=0
+    )
+    app = create_hosting_app(settings, role="all")
+    service: VerificationService = app.state.verification
+    realm = service.accounts.create_realm("county")
+    service.accounts.create_user(realm.id, "worker", WORKER_PASSWORD, is_admin=False, actor="t")
+    _, api_key = service.accounts.create_api_key(realm.id, "app", "t")
+    running = RunningServer(app)
+    url = running.__enter__()
+    try:
+        yield Combined(url, app, service, api_key)
+    finally:
+        running.__exit__(None, None, None)
+        app.state.keyserver.close()
+        service.close()
+
+
+def _keys(n: int = 3) -> list[dict[str, Any]]:
+    today = int(time.time()) // 600 // 144 * 144
+    return [
+        {
+            "key": base64.b64encode(os.urandom(16)).decode(),
+            "rollingStartNumber": today - 144 * (i + 1),
+            "rollingPeriod": 144,
+            "transmissionRisk": 0,
+        }
+        for i in range(n)
+    ]
+
+
+def _tek_hmac(hmac_key: bytes, keys: list[dict[str, Any]]) -> str:
+    """GAEN verification protocol: sorted 'key.start.period.risk' strings joined by ','."""
+    parts = sorted(
+        f"{k['key']}.{k['rollingStartNumber']}.{k['rollingPeriod']}.{k['transmissionRisk']}"
+        for k in keys
+    )
+    mac = hmac.new(hmac_key, ",".join(parts).encode(), hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+def _certify(c: Combined, keys: list[dict[str, Any]], hmac_key: bytes) -> str:
+    with portal_client(c) as portal:  # type: ignore[arg-type]
+        issued = issue_code(portal)
+    with httpx.Client(base_url=c.url, headers={"X-API-Key": c.api_key}) as device:
+        verified = device.post("/api/verify", json={"code": issued.code, "accept": ["confirmed"]})
+        assert verified.status_code == 200, verified.text
+        cert = device.post(
+            "/api/certificate",
+            json={"token": verified.json()["token"], "ekeyhmac": _tek_hmac(hmac_key, keys)},
+        )
+        assert cert.status_code == 200, cert.text
+    return str(cert.json()["certificate"])
+
+
+def _publish(
+    c: Combined, keys: list[dict[str, Any]], certificate: str, hmac_key: bytes
+) -> httpx.Response:
+    body = {
+        "temporaryExposureKeys": keys,
+        "healthAuthorityID": "org.example.exposure",
+        "verificationPayload": certificate,
+        "hmacKey": base64.b64encode(hmac_key).decode(),
+        "padding": base64.b64encode(os.urandom(1024)).decode(),
+    }
+    with httpx.Client(base_url=c.url, timeout=30) as device:
+        return device.post("/v1/publish", json=body)
+
+
+def test_portal_code_to_accepted_publish(combined: Combined) -> None:
+    """Code → token → certificate → POST /v1/publish accepted by the key server.
+
+    (SPEC VER-6, VER-8)
+    """
+    keys, hmac_key = _keys(), os.urandom(32)
+    response = _publish(combined, keys, _certify(combined, keys, hmac_key), hmac_key)
+    assert response.status_code == 200, response.text
+    assert response.json()["insertedExposures"] == len(keys)
+
+
+def test_certificate_for_other_keys_is_refused(combined: Combined) -> None:
+    """A certificate is bound to its keys: other keys fail the HMAC check at publish.
+
+    (SPEC VER-6)
+    """
+    certified, hmac_key = _keys(), os.urandom(32)
+    certificate = _certify(combined, certified, hmac_key)
+    response = _publish(combined, _keys(), certificate, hmac_key)
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "health_authority_verification_certificate_invalid"
+    assert _publish(combined, certified, certificate, os.urandom(32)).status_code == 401
+
+
+def test_wrong_audience_is_refused(combined: Combined) -> None:
+    """A key server expecting another audience refuses the certificate (SPEC VER-6)."""
+    keys, hmac_key = _keys(), os.urandom(32)
+    certificate = _certify(combined, keys, hmac_key)
+    ctx = combined.app.state.keyserver
+    register_health_authority(
+        ctx.engine,
+        issuer=combined.service.settings.issuer,
+        audience="https://another-key-server.example",
+        name="moved",
+        public_keys=combined.service.signing.public_pems(),
+    )
+    ctx.directory.invalidate()
+    response = _publish(combined, keys, certificate, hmac_key)
+    assert response.status_code == 401, response.text
+
+
+def test_unknown_kid_is_refused_until_the_jwks_url_is_registered(combined: Combined) -> None:
+    """After a key rotation the new kid is unknown to the key server until it reads the JWKS.
+
+    (SPEC VER-8)
+    """
+    combined.service.signing.rotate(combined.service.clock.now())
+    keys, hmac_key = _keys(), os.urandom(32)
+    certificate = _certify(combined, keys, hmac_key)
+    refused = _publish(combined, keys, certificate, hmac_key)
+    assert refused.status_code == 401, refused.text
+    ctx = combined.app.state.keyserver
+    register_health_authority(
+        ctx.engine,
+        issuer=combined.service.settings.issuer,
+        audience=combined.service.settings.audience,
+        name="verification service",
+        jwks_url=combined.url + "/.well-known/jwks.json",
+    )
+    ctx.directory.invalidate()
+    accepted = _publish(combined, keys, certificate, hmac_key)
+    assert accepted.status_code == 200, accepted.text
