@@ -137,8 +137,14 @@ class _Packed:
     periods: Int64Array
 
 
-# The index a forked worker inherits from the parent (set just before the pool forks).
+# The index of a worker process: handed over by the pool's initializer, which with the
+# "fork" start method passes it by inheritance (nothing is pickled).
 _WORKER_INDEX: _SightingIndex | None = None
+
+
+def _init_worker(index: _SightingIndex) -> None:
+    global _WORKER_INDEX
+    _WORKER_INDEX = index
 
 
 def _match_packed(
@@ -329,27 +335,24 @@ def _run(
             rejected += refused
             raw += [(chunk[good[k]], s, j) for k, s, j in _match_packed(index, packed, tolerance)]
         return raw, total, rejected
-    global _WORKER_INDEX
-    _WORKER_INDEX = index
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            flight: collections.deque[
-                tuple[list[DiagnosisKey], list[int], Future[list[tuple[int, int, int]]]]
-            ] = collections.deque()
-            for base, chunk in everything():
-                total += len(chunk)
-                packed, good, refused = _pack(chunk, base)
-                rejected += refused
-                flight.append((chunk, good, pool.submit(_worker_task, packed, tolerance)))
-                while len(flight) > 2 * workers:
-                    c, g, fut = flight.popleft()
-                    raw += [(c[g[k]], s, j) for k, s, j in fut.result()]
-            while flight:
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(index,)
+    ) as pool:
+        flight: collections.deque[
+            tuple[list[DiagnosisKey], list[int], Future[list[tuple[int, int, int]]]]
+        ] = collections.deque()
+        for base, chunk in everything():
+            total += len(chunk)
+            packed, good, refused = _pack(chunk, base)
+            rejected += refused
+            flight.append((chunk, good, pool.submit(_worker_task, packed, tolerance)))
+            while len(flight) > 2 * workers:
                 c, g, fut = flight.popleft()
                 raw += [(c[g[k]], s, j) for k, s, j in fut.result()]
-    finally:
-        _WORKER_INDEX = None
+        while flight:
+            c, g, fut = flight.popleft()
+            raw += [(c[g[k]], s, j) for k, s, j in fut.result()]
     return raw, total, rejected
 
 
