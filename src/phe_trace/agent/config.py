@@ -65,6 +65,9 @@ class AgentConfig(BaseSettings):
     #: Download retries per file and the first backoff delay, seconds.
     download_retries: int = Field(default=4, ge=0, le=10)
     download_backoff_s: float = Field(default=0.5, ge=0)
+    #: Processes the matcher may use (default 1: a background job on a small device;
+    #: empty: one per available core).
+    match_workers: int | None = Field(default=1, ge=1, le=64)
     #: HTTP timeout, seconds.
     http_timeout_s: float = Field(default=30.0, gt=0)
     #: The health authority's scoring configuration (TOML/JSON, ``phe_trace.exposure``

@@ -8,6 +8,7 @@ cannot be passed off as another (SEAL-2).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from phe_trace.crypto import AEM_LENGTH, KEY_LENGTH, RPI_LENGTH
@@ -21,6 +22,7 @@ __all__ = [
     "decode_tek",
     "encode_sightings",
     "encode_tek",
+    "iter_sighting_fields",
 ]
 
 _TEK = struct.Struct("<16sIH")
@@ -86,6 +88,13 @@ def encode_sightings(records: list[SightingRecord]) -> bytes:
         )
         for r in records
     )
+
+
+def iter_sighting_fields(data: bytes) -> Iterator[tuple[bytes, bytes, float, float, int, int, int]]:
+    """The raw fields of each record: rpi, aem, time, duration, rssi max, rssi mean, count."""
+    if len(data) % _SIGHTING.size:
+        raise StoreError("a stored sighting record has the wrong length")
+    return _SIGHTING.iter_unpack(data)
 
 
 def decode_sightings(data: bytes) -> list[SightingRecord]:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,13 @@ class AgentStore:
             if plain is not None:
                 out.extend(decode_sightings(plain))
         return out
+
+    def sighting_plaintexts(self) -> Iterator[bytes]:
+        """The opened sighting rows, undecoded (the fast path for matching)."""
+        for (sealed,) in self._conn.execute("SELECT sealed FROM sighting_window ORDER BY id"):
+            plain = self._open("sightings", sealed)
+            if plain is not None:
+                yield plain
 
     def sighting_windows(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM sighting_window").fetchone()[0])

@@ -36,6 +36,7 @@ from . import risk
 from .download import download
 from .errors import ConfigError, ServerUnavailableError, SyncError
 from .notify import notify
+from .records import iter_sighting_fields
 from .store import utc_day
 
 if TYPE_CHECKING:
@@ -156,6 +157,8 @@ def _current_keys(
     """The latest version of every key: a revised key (new report type, or REVOKED)
     replaces what an earlier file — or an earlier check — said about the same key.
     The device's own keys are left out: a reporter never matches itself (AGENT-15)."""
+    if not any(content.revised_keys for _, content in verified):
+        return [k for _, content in verified for k in content.keys if k.key_data not in own]
     latest: dict[tuple[bytes, int], DiagnosisKey] = {}
     for _, content in verified:
         for key in (*content.keys, *content.revised_keys):
@@ -165,10 +168,12 @@ def _current_keys(
 
 
 def _sightings(agent: Agent) -> list[Sighting]:
+    """Every stored sighting as the matcher's value, RSSI = the window's mean (AGENT-15)."""
     correction = agent.config.rssi_correction_db
     return [
-        Sighting(r.rpi, r.aem, r.rssi_mean, r.unix_time, rssi_correction=correction)
-        for r in agent.store.sightings()
+        Sighting(rpi, aem, rssi_mean, t, correction)
+        for plain in agent.store.sighting_plaintexts()
+        for rpi, aem, t, _, _, rssi_mean, _ in iter_sighting_fields(plain)
     ]
 
 
@@ -191,7 +196,7 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
     if diagnosis_keys:
-        matched = match(diagnosis_keys, _sightings(agent), workers=1)
+        matched = match(diagnosis_keys, _sightings(agent), workers=agent.config.match_workers)
         result.matched_sightings = len(matched.matches)
         result.new_windows = risk.add_windows(
             agent.store, matched.matches, now, superseded={_ident(k) for k in diagnosis_keys}
