@@ -40,6 +40,7 @@ def _register_subcommands() -> None:
     from .agent import app as agent_app; app.add_typer(agent_app, name="agent")  # noqa: E702, I001
     from .aggregator import app as aggregator_app; app.add_typer(aggregator_app, name="aggregator")  # noqa: E702, I001
     from .demo import demo as demo_command; app.command("demo")(demo_command)  # noqa: E702, I001
+    from .conformance import conformance as conformance_command; app.command("conformance")(conformance_command)  # noqa: E501, E702, I001
 
 
 _register_subcommands()
