@@ -16,8 +16,10 @@ not secret material; the reason helps operators) but never echoes the token.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -116,13 +118,22 @@ def certificate_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
+def _b64url_json(segment: str) -> Any:
+    padded = segment + "=" * (-len(segment) % 4)
+    try:
+        return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error):
+        raise CertificateError("certificate is not a well-formed JWT") from None
+
+
 def peek_certificate(token: str) -> tuple[str, str]:
     """``(issuer, kid)`` of an unverified token, to find the keys to verify it with."""
-    try:
-        header = jwt.get_unverified_header(token)
-        payload = jwt.decode(token, options={"verify_signature": False})
-    except (jwt.PyJWTError, ValueError, TypeError):
-        raise CertificateError("certificate is not a well-formed JWT") from None
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        raise CertificateError("certificate is not a well-formed JWT")
+    header, payload = _b64url_json(parts[0]), _b64url_json(parts[1])
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise CertificateError("certificate is not a well-formed JWT")
     if header.get("alg") != ALGORITHM:
         raise CertificateError(f"certificate algorithm must be {ALGORITHM}")
     kid, iss = header.get("kid"), payload.get("iss")

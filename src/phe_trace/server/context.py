@@ -7,9 +7,11 @@ with its own clock.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
@@ -48,6 +50,9 @@ class ServerContext:
     metrics: ServerMetrics
     rules: PublishRules
     latency: LatencyTracker
+    write_lock: contextlib.AbstractContextManager[object] = field(
+        default_factory=contextlib.nullcontext
+    )
 
     @classmethod
     def open(
@@ -85,6 +90,11 @@ class ServerContext:
             metrics=ServerMetrics(keys_stored=stored),
             rules=PublishRules.from_settings(settings),
             latency=LatencyTracker(),
+            # SQLite has one writer at a time: queue writers here instead of in SQLite's
+            # busy handler, which sleeps in steps of up to 100 ms.
+            write_lock=(
+                threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+            ),
         )
 
     def now(self) -> float:

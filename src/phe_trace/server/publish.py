@@ -146,43 +146,45 @@ def _store(
     accepted: Sequence[AcceptedKey],
     previous: Sequence[RevisableKey],
 ) -> tuple[int, int]:
+    """One transaction: certificate marker, new keys, revisions of stored keys (PUB-7)."""
     digest = cert.certificate_digest(request.verification_payload)
+    fresh = [
+        _new_row(ctx, request, item, authority_id)
+        for item in accepted
+        if item.key.report_type != ReportType.REVOKED  # a first "negative" is not kept
+    ]
     try:
-        with ctx.engine.begin() as conn:
+        with ctx.write_lock, ctx.engine.begin() as conn:
             queries.mark_certificate_used(conn, digest, claims.expires_at)
-            existing = queries.existing_exposures(conn, [k.key.key_data for k in accepted])
-            new_rows, revisions = _plan_changes(ctx, request, accepted, existing, previous)
+            inserted = queries.insert_new_exposures(conn, fresh)
+            others = [a for a in accepted if a.key.key_data not in inserted]
+            existing = queries.existing_exposures(conn, [a.key.key_data for a in others])
+            revisions = _plan_revisions(request, others, existing, previous)
             for key_data, values in revisions:
                 if not queries.revise_exposure(conn, key_data, values):
                     raise KeyAlreadyRevisedError("a key was revised concurrently")
-            for row in new_rows:
-                row["health_authority_id"] = authority_id
-            queries.insert_exposures(conn, new_rows)
     except IntegrityError:
         with ctx.engine.connect() as conn:
             if queries.certificate_used(conn, digest):
                 raise CertificateInvalidError("certificate was already used") from None
         raise BadRequestError("keys were published concurrently; retry") from None
-    return len(new_rows), len(revisions)
+    return len(inserted), len(revisions)
 
 
-def _plan_changes(
-    ctx: ServerContext,
+def _plan_revisions(
     request: PublishRequest,
-    accepted: Sequence[AcceptedKey],
+    candidates: Sequence[AcceptedKey],
     existing: dict[bytes, Any],
     previous: Sequence[RevisableKey],
-) -> tuple[list[dict[str, Any]], list[tuple[bytes, dict[str, Any]]]]:
+) -> list[tuple[bytes, dict[str, Any]]]:
+    """Revisions of stored keys; refuses illegal ones (PUB-19 … PUB-21)."""
     revisable = {p.key_data: p for p in previous}
-    new_rows: list[dict[str, Any]] = []
     revisions: list[tuple[bytes, dict[str, Any]]] = []
-    for item in accepted:
+    for item in candidates:
         key = item.key
         row = existing.get(key.key_data)
         if row is None:
-            if key.report_type != ReportType.REVOKED:  # a first "negative" is not kept
-                new_rows.append(_new_row(ctx, request, item))
-            continue
+            continue  # a first "negative" upload: nothing to revise, nothing kept
         current = row.revised_report_type if row.revised_at is not None else row.report_type
         if current == key.report_type:
             continue  # the same key uploaded again: nothing changes
@@ -212,10 +214,12 @@ def _plan_changes(
                 },
             )
         )
-    return new_rows, revisions
+    return revisions
 
 
-def _new_row(ctx: ServerContext, request: PublishRequest, item: AcceptedKey) -> dict[str, Any]:
+def _new_row(
+    ctx: ServerContext, request: PublishRequest, item: AcceptedKey, authority_id: int
+) -> dict[str, Any]:
     key = item.key
     return {
         "key_data": key.key_data,
@@ -227,6 +231,7 @@ def _new_row(ctx: ServerContext, request: PublishRequest, item: AcceptedKey) -> 
         "report_type": int(key.report_type),
         "days_since_onset_of_symptoms": key.days_since_onset_of_symptoms,
         "created_at": item.created_at,
+        "health_authority_id": authority_id,
     }
 
 

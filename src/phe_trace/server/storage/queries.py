@@ -44,6 +44,22 @@ def insert_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(exposures.insert(), list(rows))
 
 
+def insert_new_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[bytes]:
+    """Insert rows whose key is not stored yet; returns the keys actually inserted."""
+    if not rows:
+        return set()
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(exposures)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(exposures)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["key_data"]).returning(exposures.c.key_data)
+    return {bytes(k) for k in conn.execute(stmt, list(rows)).scalars()}
+
+
 def revise_exposure(conn: Connection, key_data: bytes, values: dict[str, Any]) -> bool:
     """Set the revised_* columns of an unrevised key; ``False`` if it was revised meanwhile."""
     result = conn.execute(
