@@ -308,3 +308,24 @@ def test_risk_follows_the_cwa_calculation(
     assert result.risk_level == level
     assert result.days == {"2026-11-02": (level, normalized)}
     assert b.status(NOW)["risk_level"] == level
+
+
+def test_rising_risk_notifies_once(
+    make_agent, host: ExportHost, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A desktop notification when the level rises, not again while it stays. (SPEC AGENT-16)"""
+    from .test_daemon import _fake_notify_send
+
+    log = _fake_notify_send(tmp_path, monkeypatch)
+    a, b = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    _configure(b, host, spki(signer), desktop_notifications=True)
+    publish(host.files, [_zip_of(signer)], int(T0 + DAY))  # someone else's key
+    assert b.sync(NOW).risk_level == "low"
+    assert not log.exists()
+    publish(host.files, [_zip_of(signer, a_key)], int(T0 + DAY) + 7200)
+    assert b.sync(NOW + 60).risk_level == "high"
+    assert b.sync(NOW + 120).risk_level == "high"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 1 and "2026-11-02" in lines[0]
