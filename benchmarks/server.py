@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -62,16 +61,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(data_dir: str, port: int, database_url: str) -> None:
+def _serve(data_dir: str, port: int, database_url: str, workers: int) -> None:
     """Child process: run the key server with default settings on ``port``."""
     import uvicorn
 
     from phe_trace.server import create_app
 
-    settings = load_settings(data_dir=data_dir, database_url=database_url or None)
-    uvicorn.run(
-        create_app(settings), host="127.0.0.1", port=port, access_log=False, log_level="warning"
+    options: dict[str, Any] = dict(
+        host="127.0.0.1", port=port, access_log=False, log_level="warning"
     )
+    if workers > 1:  # as `phe-trace server run --workers N --role keyserver`
+        os.environ.update(PHE_TRACE_DATA_DIR=data_dir, PHE_TRACE_ROLE="keyserver")
+        if database_url:
+            os.environ["PHE_TRACE_DATABASE_URL"] = database_url
+        uvicorn.run(
+            "phe_trace.hosting:create_app_from_environment",
+            factory=True,
+            workers=workers,
+            **options,
+        )
+        return
+    settings = load_settings(data_dir=data_dir, database_url=database_url or None)
+    uvicorn.run(create_app(settings), **options)
 
 
 def _request_bodies(n: int, authority: ec.EllipticCurvePrivateKey) -> list[bytes]:
@@ -178,7 +189,7 @@ def _drop_postgres(base: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def bench_publish(n: int, clients: int, db: str, database_url: str) -> None:
+def bench_publish(n: int, clients: int, db: str, database_url: str, workers: int = 1) -> None:
     authority = ec.generate_private_key(ec.SECP256R1())
     pem = (
         authority.public_key()
@@ -193,8 +204,8 @@ def bench_publish(n: int, clients: int, db: str, database_url: str) -> None:
         )
         bodies = _request_bodies(n, authority)
         port = _free_port()
-        child = subprocess.Popen(  # noqa: S603 - this very script, fixed arguments
-            [sys.executable, __file__, "--serve", tmp, str(port), database_url],
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve", tmp, str(port), database_url, str(workers)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -217,7 +228,7 @@ def bench_publish(n: int, clients: int, db: str, database_url: str) -> None:
         raise SystemExit(f"publish benchmark failed: {len(failures)} errors, {stored} keys stored")
     emit(
         bench=BENCH,
-        case=f"publish/{db}",
+        case=f"publish/{db}" + (f"/{workers}-workers" if workers > 1 else ""),
         n=n,
         seconds=round(seconds, 3),
         rate=round(n / seconds, 1),
@@ -226,6 +237,7 @@ def bench_publish(n: int, clients: int, db: str, database_url: str) -> None:
         baseline_rate=round(n / base_seconds, 1),
         ratio=round((n / seconds) / (n / base_seconds), 3),
         clients=clients,
+        workers=workers,
         p50_ms=round(_percentile(latencies, 0.50) * 1000, 2),
         p99_ms=round(_percentile(latencies, 0.99) * 1000, 2),
         keys_per_publish=14,
@@ -251,7 +263,7 @@ def _raw_protobuf(rows: list[tuple[Any, ...]]) -> float:
     message = pb.TemporaryExposureKeyExport(
         start_timestamp=1, end_timestamp=2, region="ZZ", batch_num=1, batch_size=1
     )
-    for key_data, start, period, risk, rtype, dsos in sorted(rows):
+    for key_data, start, _period, risk, rtype, dsos in sorted(rows):
         k = message.keys.add()
         k.key_data = key_data
         k.transmission_risk_level = risk
@@ -307,13 +319,14 @@ def bench_export(n: int) -> None:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--serve"]:
-        _serve(argv[1], int(argv[2]), argv[3] if len(argv) > 3 else "")
+        _serve(argv[1], int(argv[2]), argv[3], int(argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=None, help="publishes per case")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--postgres", default=os.environ.get("PHE_TRACE_TEST_DATABASE_URL"))
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--skip-export", action="store_true")
     args = parser.parse_args(argv)
     n = args.n or (300 if args.quick else 3000)
@@ -322,6 +335,12 @@ def main(argv: list[str]) -> None:
         url, name = _fresh_postgres(args.postgres)
         try:
             bench_publish(n, args.clients, "postgresql", url)
+        finally:
+            _drop_postgres(args.postgres, name)
+    if args.postgres and args.workers > 1:
+        url, name = _fresh_postgres(args.postgres)
+        try:
+            bench_publish(n, args.clients, "postgresql", url, args.workers)
         finally:
             _drop_postgres(args.postgres, name)
     if not args.skip_export:

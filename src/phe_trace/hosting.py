@@ -12,6 +12,7 @@ Layer 3 (``DESIGN.md``): composes roles that otherwise meet only on the wire. Ro
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Literal
 
 from fastapi import FastAPI
@@ -19,11 +20,20 @@ from fastapi import FastAPI
 from phe_trace.server import create_app as create_keyserver_app
 from phe_trace.server.context import Clock
 from phe_trace.server.errors import ConfigError
-from phe_trace.server.settings import ServerSettings
+from phe_trace.server.settings import ServerSettings, load_settings
 
-__all__ = ["ROLES", "Role", "create_app", "verification_available"]
+__all__ = [
+    "ROLES",
+    "ROLE_ENV",
+    "Role",
+    "create_app",
+    "create_app_from_environment",
+    "verification_available",
+]
 
 Role = Literal["all", "keyserver", "verification"]
+#: Environment variable naming the role for :func:`create_app_from_environment`.
+ROLE_ENV = "PHE_TRACE_ROLE"
 #: The roles ``phe-trace server run --role`` accepts.
 ROLES: tuple[Role, ...] = ("all", "keyserver", "verification")
 
@@ -87,3 +97,15 @@ def create_app(
     if role == "all":
         _mount_verification(app, settings, clock)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """App factory for several worker processes (``uvicorn --factory``).
+
+    Settings come from ``PHE_TRACE_*`` and the role from ``PHE_TRACE_ROLE`` (default
+    ``all``); each worker runs the export loop, whose leases keep workers apart.
+    """
+    role = os.environ.get(ROLE_ENV, "all")
+    if role not in ROLES:
+        raise ConfigError(f"{ROLE_ENV} must be one of {', '.join(ROLES)}")
+    return create_app(load_settings(), role=role, background_export=True)

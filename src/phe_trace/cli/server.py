@@ -10,6 +10,8 @@ import typer
 
 from phe_trace.errors import PheTraceError
 
+from .server_admin import app as admin_app
+
 app = typer.Typer(help="The diagnosis-key server of a health authority.", no_args_is_help=True)
 ha_app = typer.Typer(
     help="Health authorities whose certificates are accepted.", no_args_is_help=True
@@ -17,7 +19,7 @@ ha_app = typer.Typer(
 key_app = typer.Typer(help="Export signing keys.", no_args_is_help=True)
 app.add_typer(ha_app, name="health-authority")
 app.add_typer(key_app, name="signing-key")
-from .server_admin import app as admin_app; app.add_typer(admin_app, name="admin")  # noqa: E402, E702, I001
+app.add_typer(admin_app, name="admin")
 
 DataDir = Annotated[
     Path | None,
@@ -62,25 +64,40 @@ def run(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     data_dir: DataDir = None,
     role: Annotated[str, typer.Option(help="all | keyserver | verification")] = "all",
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL: up to cores).")] = 1,
 ) -> None:
     """Serve the key server (and the verification service when installed)."""
+    import os
+
     import uvicorn
 
-    from phe_trace.hosting import ROLES, create_app
+    from phe_trace.hosting import ROLE_ENV, ROLES, create_app
 
     if role not in ROLES:
         raise CliError(f"--role must be one of {', '.join(ROLES)}")
-    settings = _settings(data_dir)
-    application = create_app(settings, role=role, background_export=True)
+    if workers < 1:
+        raise CliError("--workers must be at least 1")
+    settings = _settings(data_dir)  # every configuration error reported here, once
     # access_log=False: client addresses are never written anywhere.
-    uvicorn.run(
-        application,
+    options: dict[str, Any] = dict(
         host=host,
         port=port,
         access_log=False,
         log_level="warning",
         proxy_headers=False,
         server_header=False,
+    )
+    if workers == 1:
+        uvicorn.run(create_app(settings, role=role, background_export=True), **options)
+        return
+    from phe_trace.server import ServerContext
+
+    ServerContext.open(settings).close()  # migrate and create keys once, before the workers
+    if data_dir is not None:
+        os.environ["PHE_TRACE_DATA_DIR"] = str(data_dir)
+    os.environ[ROLE_ENV] = role
+    uvicorn.run(
+        "phe_trace.hosting:create_app_from_environment", factory=True, workers=workers, **options
     )
 
 
