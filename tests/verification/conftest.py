@@ -37,6 +37,22 @@ WORKER_PASSWORD = "worker-password-for-tests"
 SECRET = "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0"
 
 
+_HASHES: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _reuse_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash each test password with Argon2id once per run (real hashes, computed once)."""
+    from phe_trace.verification import accounts, passwords
+
+    def cached(password: str, strength: passwords.Strength = "interactive") -> str:
+        if password not in _HASHES:
+            _HASHES[password] = passwords.hash_password(password, strength)
+        return _HASHES[password]
+
+    monkeypatch.setattr(accounts, "hash_password", cached)
+
+
 class RunningServer:
     """uvicorn serving an ASGI app on a free loopback port, in a thread."""
 

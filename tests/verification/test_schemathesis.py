@@ -27,7 +27,7 @@ def test_device_api_never_answers_5xx(tmp_path: Path, sqlite_url: str) -> None:
 
             @given(case=strategy)
             @settings(
-                max_examples=80,
+                max_examples=50,
                 deadline=None,
                 suppress_health_check=list(HealthCheck),
                 database=None,
