@@ -14,6 +14,7 @@ from phe_trace.agent.radio.bumble import BumbleLink
 from phe_trace.agent.risk import Assessment
 
 from .conftest import T0
+from .exports import new_signer, spki
 from .scenario import FAST
 
 
@@ -32,6 +33,10 @@ async def test_run_loop_advertises_scans_and_stops(tmp_path: Path) -> None:
         scan_period_s=60,
         scan_jitter_s=0,
         scan_duration_s=0.1,
+        # A key server that is down: the periodic check fails, the radio work goes on.
+        key_server_url="http://127.0.0.1:9",
+        export_public_keys=spki(new_signer()),
+        download_retries=0,
     )
     agent = Agent.open(config, now=T0, radio=radio)
     speed, start = 600.0, time.monotonic()
@@ -41,7 +46,7 @@ async def test_run_loop_advertises_scans_and_stops(tmp_path: Path) -> None:
 
     stop = asyncio.Event()
     asyncio.get_running_loop().call_later(1.5, stop.set)
-    await agent.run(clock=clock, stop=stop)
+    await agent.run(clock=clock, stop=stop, sync_every_s=3600)
     try:
         assert not radio.advertising  # stopped on the way out
         assert radio.rotations >= 1
@@ -50,6 +55,7 @@ async def test_run_loop_advertises_scans_and_stops(tmp_path: Path) -> None:
         assert {s.rssi_max for s in heard} == {-55}  # 1 m in the link's model
         # The clock it ran on was recorded for the next start's backwards-clock check.
         assert agent.store.get_meta("state")["last_now"] >= T0 + 600
+        assert "kept failing" in agent.status(clock())["last_check_error"]
     finally:
         agent.close()
         await radio.close()

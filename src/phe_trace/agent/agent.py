@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phe_trace.crypto import Metadata, new_temporary_exposure_key
+from phe_trace.errors import PheTraceError
 from phe_trace.exposure import ExposureConfig, ExposureError, default_config, load_config
 from phe_trace.protocol.advertisement import SERVICE_DATA_LENGTH
 
@@ -247,9 +248,11 @@ class Agent:
             while not stop.is_set():
                 await self.step(clock())
                 if self.config.key_server_url and clock() >= next_sync:
+                    # In this thread: the store's connection is not shared across threads.
+                    # BlueZ keeps advertising meanwhile; the next scan window is late.
                     try:
-                        await asyncio.to_thread(self.sync, clock(), client)
-                    except Exception as exc:  # keep broadcasting whatever the server does
+                        self.sync(clock(), client)
+                    except (PheTraceError, OSError) as exc:  # keep broadcasting regardless
                         log.error("check for exposures failed: %s", exc)
                     next_sync = clock() + sync_every_s
                 try:
