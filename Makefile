@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 
 test: lint
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)  # portal browser tests
 	$(BIN)/python -m pytest
 	$(BIN)/python protocol_spec/check_traceability.py
 
