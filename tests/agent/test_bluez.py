@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,3 +156,46 @@ def test_bleak_advertisement_data_to_sighting() -> None:
     assert sighting_from_advertisement(adv({UUID: bytes(19)}), 1.0) is None
     other = "0000feaa-0000-1000-8000-00805f9b34fb"
     assert sighting_from_advertisement(adv({other: bytes(20)}), 1.0) is None
+
+
+def _cli(*args: str, bus: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHE_TRACE_AGENT_")}
+    env["DBUS_SYSTEM_BUS_ADDRESS"] = bus
+    return subprocess.run(
+        [sys.executable, "-m", "phe_trace.cli", "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def test_check_radio_command(bus_address: str, tmp_path: Path) -> None:
+    """`phe-trace agent check-radio` names the problem, or registers and removes an advert.
+
+    (SPEC AGENT-1)
+    """
+    missing = _cli("check-radio", bus=f"unix:path={tmp_path / 'no-such-socket'}")
+    assert missing.returncode != 0
+    assert (
+        missing.stderr.strip().splitlines() == [missing.stderr.strip().splitlines()[0]]
+        and "system D-Bus" in missing.stderr
+    )
+    no_bluez = _cli("check-radio", bus=bus_address)
+    assert no_bluez.returncode != 0 and "BlueZ is not running" in no_bluez.stderr
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        fake_bus, state = asyncio.run_coroutine_threadsafe(
+            start_fake_bluez(bus_address), loop
+        ).result(timeout=10)
+        ok = _cli("check-radio", bus=bus_address)
+        assert ok.returncode == 0, ok.stderr
+        assert "advertising works" in ok.stdout
+        assert [k for k, _ in state.history] == ["register", "unregister"]
+        loop.call_soon_threadsafe(fake_bus.disconnect)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
