@@ -269,3 +269,19 @@ def test_exports_served_with_cache_headers(small_ctx: ServerContext) -> None:
         assert c.get("/v1/exports/ZZ/..%2Fsecret").status_code in (400, 404)
         pem = c.get("/v1/exports/signing-key.pem")
         assert pem.text.startswith("-----BEGIN PUBLIC KEY-----")
+
+
+def test_every_active_signing_key_signs(small_ctx: ServerContext) -> None:
+    """After a rotation each file carries one verifying signature per active key (PUB-30)."""
+    from phe_trace.server.signing import rotate_signing_key
+
+    assert rotate_signing_key(small_ctx.settings.signing_key_dir) == "v2"
+    _insert(small_ctx, 3, T - 3 * HOUR)
+    name = run_export(small_ctx, NOW).files_written[0]
+    published = _public_keys(small_ctx)
+    assert sorted(v for _, v in published) == ["v1", "v2"]
+    data = (small_ctx.settings.effective_export_dir / name).read_bytes()
+    for key_name, public in published.items():  # each key alone verifies the file
+        assert len(export.verify_export_zip(data, {key_name: public}).keys) == 3
+    for path in small_ctx.settings.signing_key_dir.glob("v*.pem"):
+        assert path.stat().st_mode & 0o777 == 0o600

@@ -21,7 +21,10 @@ def _rows(ctx: ServerContext) -> list[sa.Row]:
 def test_publish_stores_keys(
     client: httpx.Client, ctx: ServerContext, authority: Authority
 ) -> None:
-    """A verified upload is stored with protocol fields only (SPEC PUB-1, PUB-10)."""
+    """A verified upload is stored with protocol fields only; the answer is padded.
+
+    (SPEC PUB-1, PUB-10, PUB-22)
+    """
     keys = day_keys(NOW, 14)
     response = client.post("/v1/publish", json=publish_body(authority, keys, NOW))
     assert response.status_code == 200, response.text
@@ -229,3 +232,51 @@ def test_illegal_transition(client: httpx.Client, ctx: ServerContext, authority:
     )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_report_type_transition"
+
+
+def test_unknown_health_authority_id(tmp_path, database_url, authority: Authority) -> None:
+    """With an allow-list, another healthAuthorityID is refused with 401 (SPEC PUB-4)."""
+    from phe_trace.server import create_app, register_health_authority
+
+    from .conftest import LiveServer, make_settings
+
+    settings = make_settings(tmp_path, database_url, allowed_health_authority_ids=["org.other"])
+    ctx = ServerContext.open(settings, clock=Clock())
+    register_health_authority(
+        ctx.engine,
+        issuer=authority.issuer,
+        audience=authority.audience,
+        name="HA",
+        public_keys={authority.kid: authority.public_pem},
+    )
+    try:
+        with LiveServer(create_app(context=ctx)) as live:
+            response = httpx.post(
+                f"{live.url}/v1/publish", json=publish_body(authority, day_keys(NOW, 2), NOW)
+            )
+        assert response.status_code == 401
+        assert response.json()["code"] == "unknown_health_authority_id"
+        assert _rows(ctx) == []
+    finally:
+        ctx.close()
+
+
+def test_negative_first_upload_and_repeats(
+    client: httpx.Client, ctx: ServerContext, authority: Authority
+) -> None:
+    """A first "negative" upload stores nothing; an unchanged re-upload is a no-op (PUB-24)."""
+    keys = day_keys(NOW, 2)
+    negative = client.post(
+        "/v1/publish", json=publish_body(authority, keys, NOW, reportType="negative")
+    )
+    assert negative.status_code == 200 and negative.json()["insertedExposures"] == 0
+    assert _rows(ctx) == []
+    assert (
+        client.post("/v1/publish", json=publish_body(authority, keys, NOW)).json()[
+            "insertedExposures"
+        ]
+        == 2
+    )
+    again = client.post("/v1/publish", json=publish_body(authority, keys, NOW))
+    assert again.status_code == 200 and again.json()["insertedExposures"] == 0
+    assert len(_rows(ctx)) == 2

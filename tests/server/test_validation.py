@@ -76,7 +76,7 @@ def test_age_boundary() -> None:
 
 
 def test_overlap_and_same_start() -> None:
-    """Overlaps refuse the upload; up to 3 keys may share a start (SPEC PUB-13, PUB-14)."""
+    """Overlaps, duplicates refuse the upload; 3 may share a start (PUB-13, PUB-14, PUB-18)."""
     with pytest.raises(BadRequestError, match="overlaps"):
         run([key(1, TODAY - 144), key(2, TODAY - 100, 10)])
     shared = run([key(1, TODAY - 144, 144), key(2, TODAY - 144, 72), key(3, TODAY - 144, 10)])
