@@ -49,7 +49,7 @@ _register_subcommands()
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the CLI, mapping phe-trace errors to one stderr line."""
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)  # typer returns 130 on Ctrl-C
     except PheTraceError as exc:
         print(f"phe-trace: error: {exc}", file=sys.stderr)
         return 2
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"phe-trace: error: {format_message()}", file=sys.stderr)
             return int(getattr(exc, "exit_code", 2))
         raise
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def demo(
             outcome = run_demo(config, lambda s: live.update(_progress_table(s, days)))
     except KeyboardInterrupt:
         print("phe-trace: demo interrupted; servers stopped, nothing left running", file=sys.stderr)
-        raise typer.Exit(130) from None
+        raise  # the entry point turns it into exit status 130
     console.print(_final_table(outcome.summary))
     parts = outcome.summary["parts"]
     assert isinstance(parts, dict)

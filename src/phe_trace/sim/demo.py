@@ -55,6 +55,13 @@ def _parts(result: SimResult) -> dict[str, str]:
             "real: phe_trace.agent, one per app user"
         ),
     }
+    if result.hci:
+        h = result.hci
+        parts["radio over HCI (--radio bumble)"] = (
+            f"real HCI: {h['devices']} devices advertise and scan on bumble virtual controllers "
+            f"whenever they meet ({h['scans']} scans, "
+            f"{h['advertisements_heard_over_hci']} advertisements heard)"
+        )
     if result.backend_real:
         parts["key server, export worker, signed exports"] = "real: " + result.backend
         parts["verification service (codes, tokens, certificates)"] = (
@@ -78,5 +85,5 @@ def run_demo(
     with _quiet_devices():
         result = Simulation(config, backend_factory, progress).run()
     metrics = compute_metrics(result)
-    summary = write_report(config.out, result, metrics, _parts(result))
+    summary = write_report(config.out, result, metrics, _parts(result), result.aggregate)
     return DemoOutcome(result, metrics, summary)

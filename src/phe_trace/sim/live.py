@@ -40,7 +40,11 @@ from .standin import SyncOutcome
 
 __all__ = ["EdgeCache", "LiveBackend", "SimClock", "live_backend_available"]
 
-_IDENTITY_HINTS = ("ip", "addr", "user", "name", "email", "phone", "device", "imei", "identity")
+#: Column-name words that would betray who someone is or where a request came from.
+_IDENTITY_HINTS = (
+    "ip", "addr", "address", "user", "email", "phone", "device", "imei", "identity",
+    "person", "agent", "mac", "location",
+)
 
 
 def live_backend_available() -> str | None:
@@ -204,7 +208,8 @@ class LiveBackend:
         self.edge = EdgeCache(httpx.HTTPTransport())
         self._client = httpx.Client(transport=self.edge, timeout=60.0)
         self.description = (
-            f"phe_trace.hosting key server at {self.url} (SQLite in {self.tmp}), "
+            f"phe_trace.hosting key server at {self.url} (SQLite in a temporary directory, "
+            "removed at the end), "
             "export worker on the simulated clock, verification service "
             + ("mounted by hosting" if self.mounted else f"at {self.verification_url}")
             + "; devices sync, verify signatures, match and score with the real agent"
@@ -223,6 +228,7 @@ class LiveBackend:
         vs = self.vservice
         accounts = vs.accounts
         realm = accounts.create_realm("demo-city", daily_quota=1_000_000)
+        self.realm_id = realm.id
         self.case_worker = accounts.create_user(
             realm.id, "case-worker", secrets.token_urlsafe(16), is_admin=False, actor="demo"
         )
@@ -292,6 +298,57 @@ class LiveBackend:
             self.edge.device = None
         downloaded = self.edge.bytes_by_device.get(person, 0) - before
         return SyncOutcome(result.risk_level == "high", downloaded, result.matched_sightings)
+
+    def aggregate(self) -> dict[str, Any]:
+        """What the health authority sees: per-day counts of its own services, no person."""
+        stats = self.vservice.codes.stats(self.realm_id, self.clock.now(), days=60)
+        with self.keyserver.engine.connect() as conn:
+            from sqlalchemy import inspect, text
+
+            names = inspect(self.keyserver.engine).get_table_names()
+            exposures = next((n for n in names if n.endswith("exposures")), None)
+            keys = (
+                int(conn.execute(text(f'SELECT count(*) FROM "{exposures}"')).scalar_one())  # noqa: S608
+                if exposures
+                else None
+            )
+        return {
+            "source": "verification service statistics and key server counts",
+            "verification_per_day": [
+                {
+                    "day": d.day.isoformat(),
+                    "codes_issued": d.codes_issued,
+                    "codes_claimed": d.codes_claimed,
+                    "codes_invalid": d.codes_invalid,
+                    "tokens_claimed": d.tokens_claimed,
+                }
+                for d in stats
+                if d.codes_issued or d.codes_claimed or d.tokens_claimed
+            ],
+            "diagnosis_keys_stored": keys,
+            "privacy_preserving_analytics": "not part of this demo yet (phe_trace.analytics)",
+        }
+
+    def risk_rule(self) -> dict[str, Any]:
+        """The agents' scoring configuration (their default: ``exposure.default_config``)."""
+        from phe_trace.exposure import default_config
+
+        calc = default_config().risk_calculation
+        weights = [
+            [w.attenuation_range.min, w.attenuation_range.max, w.weight]
+            for w in calc.minutes_at_attenuation_weights
+        ]
+        high = [
+            r.normalized_time_range.min
+            for r in calc.normalized_time_per_day_to_risk_level
+            if int(r.risk_level) == 2
+        ]
+        return {
+            "source": "the agent's default exposure configuration (phe_trace.exposure)",
+            "thresholds_db": sorted({w[1] for w in weights}),
+            "minutes_at_attenuation_weights": weights,
+            "high_risk_at_normalized_minutes_per_day": high[0] if high else None,
+        }
 
     def storage(self) -> dict[str, Any]:
         """Every table of the key server's database: columns and row counts."""

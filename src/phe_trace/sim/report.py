@@ -40,11 +40,7 @@ def build_summary(result: SimResult, metrics: Metrics, parts: dict[str, str]) ->
             "report_rate": cfg.report_rate,
             "radio": cfg.radio,
             "scan_period_s": cfg.scan_period_s,
-            "risk": {
-                "attenuation_thresholds_db": list(cfg.risk.attenuation_thresholds_db),
-                "bucket_weights": list(cfg.risk.bucket_weights),
-                "minimum_minutes": cfg.risk.minimum_minutes,
-            },
+            "risk_rule": result.risk_rule,
         },
         "parts": parts,
         "city": {
@@ -122,9 +118,9 @@ def _tradeoff_chart(path: Path, m: Metrics, result: SimResult) -> None:
         label="precision",
     )
     ax1.plot(th, [p.recall if p.recall is not None else np.nan for p in pts], "s-", label="recall")
-    for t in result.config.risk.attenuation_thresholds_db:
+    for t in result.risk_rule.get("thresholds_db", []):
         ax1.axvline(t, color="grey", linestyle=":", linewidth=1)
-    ax1.set_xlabel("attenuation threshold (dB): time below counts")
+    ax1.set_xlabel("attenuation threshold (dB): time below counts (dotted: devices' rule)")
     ax1.set_ylim(-0.02, 1.02)
     ax1.set_title("Moving the threshold")
     ax1.legend()
@@ -220,6 +216,7 @@ wall time {s["wall_seconds"]:.1f} s.</p>
             ]
         )
     }
+<p>Scoring rule of the devices:</p><pre>{html.escape(json.dumps(cfg["risk_rule"], indent=1))}</pre>
 <h2>Outbreak</h2>
 {_table(list(s["outbreak"].items()))}
 <h2>Time and bytes</h2>

@@ -26,6 +26,7 @@ from phe_trace.errors import PheTraceError
 from .config import SIM_EPOCH, SimConfig
 from .encounters import day_contacts
 from .fleet import Fleet
+from .hci import HciBridge, pick_bumble_devices
 from .outbreak import DAY_S, Outbreak, Report
 from .radio import rssi_dbm
 from .reference import PublishedKey
@@ -47,6 +48,7 @@ class Backend(Protocol):
     def export(self, now: float) -> int: ...
     def sync(self, fleet: Fleet, person: int, now: float) -> SyncOutcome: ...
     def storage(self) -> dict[str, Any]: ...
+    def risk_rule(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -98,6 +100,12 @@ class SimResult:
     #: What every device stored, read back at the end: person → (rpi, aem, time, rssi).
     stored_sightings: dict[int, list[tuple[bytes, bytes, float, int]]] = field(default_factory=dict)
     server_storage: dict[str, Any] = field(default_factory=dict)
+    #: ``--radio bumble``: what went through the virtual HCI controllers.
+    hci: dict[str, int] = field(default_factory=dict)
+    #: What the health authority sees in aggregate (its own services' counts).
+    aggregate: dict[str, Any] = field(default_factory=dict)
+    #: The scoring rule the devices' notifications came from (``thresholds_db`` included).
+    risk_rule: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     tests_total: int = 0
     positives_total: int = 0
@@ -124,6 +132,7 @@ class Simulation:
         self.outbreak.seed(config.seeds)
         self._backend_factory = backend_factory
         self._progress = progress
+        self._hci: HciBridge | None = None
 
     def run(self) -> SimResult:
         started = time.perf_counter()
@@ -137,10 +146,10 @@ class Simulation:
                 self.config.scan_period_s,
                 getattr(backend, "agent_settings", None),
             )
-            setup = getattr(backend, "attach", None)
-            if callable(setup):
-                setup(fleet)
+            if self.config.radio == "bumble":
+                self._hci = HciBridge(pick_bumble_devices(self.city, self.config.bumble_devices))
             result = SimResult(self.config, self.city, backend.description, backend.real)
+            result.risk_rule = backend.risk_rule()
             sync_rng = np.random.default_rng(self.config.seed + 1)
             result.sync_hour = {p: float(sync_rng.uniform(6.0, 23.0)) for p in fleet}
             result.bytes_by_day = {p: [0] * self.config.days for p in fleet}
@@ -155,6 +164,8 @@ class Simulation:
             result.wall_s = time.perf_counter() - started
             return result
         finally:
+            if self._hci is not None:
+                self._hci.close()
             if fleet is not None:
                 fleet.close()
             backend.close()
@@ -236,8 +247,8 @@ class Simulation:
                 steps.append((float(day_start + (w[0] - day_start) // step * step), s, r, q, w))
         return steps
 
-    @staticmethod
     def _radio_step(
+        self,
         fleet: Fleet,
         now: float,
         scanner: IntArray,
@@ -247,12 +258,22 @@ class Simulation:
     ) -> None:
         payloads = fleet.advance(np.unique(np.concatenate([scanner, sender])), now)
         hear = fleet.hear
+        hci = self._hci
+        over_hci: dict[float, list[tuple[int, int, int]]] = {}
         for s, t, q, w in zip(
             scanner.tolist(), sender.tolist(), rssi.tolist(), when.tolist(), strict=True
         ):
             payload = payloads.get(t)
-            if payload is not None:
+            if payload is None:
+                continue
+            if hci is not None and s in hci.people and t in hci.people:
+                over_hci.setdefault(w, []).append((s, t, q))
+            else:
                 hear(s, payload, q, w)
+        for w, encounters in sorted(over_hci.items()):
+            assert hci is not None
+            for listener, data, q in hci.deliver(encounters, payloads, w):
+                hear(listener, data, q, w)
 
     @staticmethod
     def _report(
@@ -314,3 +335,12 @@ class Simulation:
         result.close_minutes = np.concatenate([m for *_, m in closes])
         result.infected_day = self.outbreak.infected_day.copy()
         result.server_storage = backend.storage()
+        if self._hci is not None:
+            result.hci = {
+                "devices": len(self._hci.people),
+                "scans": self._hci.scans,
+                "advertisements_heard_over_hci": self._hci.delivered,
+            }
+        aggregate = getattr(backend, "aggregate", None)
+        if callable(aggregate):
+            result.aggregate = aggregate()

@@ -109,5 +109,13 @@ class StandInBackend:
             "identity_columns": [],
         }
 
+    def risk_rule(self) -> dict[str, Any]:
+        return {
+            "source": "the simulator's reference rule (stand-in)",
+            "thresholds_db": list(self.risk.attenuation_thresholds_db),
+            "bucket_weights": list(self.risk.bucket_weights),
+            "notify_at_weighted_minutes_per_day": self.risk.minimum_minutes,
+        }
+
     def close(self) -> None:
         self._pending.clear()
