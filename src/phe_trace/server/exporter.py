@@ -31,6 +31,7 @@ from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 from .context import ServerContext
 from .logs import log_event
 from .planner import BatchWindow, plan_batches
+from .settings import ServerSettings
 from .signing import load_signing_keys
 from .storage import queries
 from .storage.tables import export_batches, export_files
@@ -55,8 +56,20 @@ class ExportReport:
     keys_deleted: int = 0
 
 
-def run_export(ctx: ServerContext, now: float, *, worker_id: str | None = None) -> ExportReport:
-    """Plan, write and sign every due batch at ``now``, then apply retention."""
+def run_export(
+    ctx: ServerContext | ServerSettings, now: float, *, worker_id: str | None = None
+) -> ExportReport:
+    """Plan, write and sign every due batch at ``now``, then apply retention.
+
+    ``ctx`` is a running server's context (``app.state.keyserver``) or settings, for
+    which a context is opened and closed around the run.
+    """
+    if isinstance(ctx, ServerSettings):
+        context = ServerContext.open(ctx)
+        try:
+            return run_export(context, now, worker_id=worker_id)
+        finally:
+            context.close()
     report = ExportReport()
     worker = worker_id or secrets.token_hex(8)
     stamp = int(now)
