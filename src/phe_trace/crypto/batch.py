@@ -22,7 +22,7 @@ precomputed. Two paths compute it:
   known-answer self-test at import): ``hashlib`` with copied midstates for HKDF and one
   ``cryptography`` cipher object per key.
 
-:func:`backend` says which path is in use.
+:func:`backend` says which path is in use; ``libcrypto`` is loaded on first use.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
+from functools import cache
 from itertools import accumulate, repeat
 from typing import Any
 
@@ -300,12 +301,15 @@ def _load_libcrypto() -> _LibCrypto | None:
     return engine
 
 
-_ENGINE = _load_libcrypto()
+@cache
+def _engine() -> _LibCrypto | None:
+    """The libcrypto path, loaded and self-tested on first use (``None``: unavailable)."""
+    return _load_libcrypto()
 
 
 def backend() -> str:
     """``"libcrypto"`` when the ctypes path is active, else ``"cryptography"``."""
-    return "libcrypto" if _ENGINE is not None else "cryptography"
+    return "libcrypto" if _engine() is not None else "cryptography"
 
 
 def _as_array(name: str, values: Sequence[int] | npt.NDArray[np.integer[Any]]) -> IntArray:
@@ -365,8 +369,9 @@ def rpis_into(
     need = RPI_LENGTH * sum(count_list)
     if not isinstance(out, bytearray) or offset < 0 or len(out) < offset + need:
         raise InvalidLengthError("out", out, offset + need)
-    if _ENGINE is not None and not portable:
-        return _ENGINE.derive(out, offset, teks, starts, count_list)
+    engine = None if portable else _engine()
+    if engine is not None:
+        return engine.derive(out, offset, teks, starts, count_list)
     return _derive_portable(out, offset, teks, starts, count_list)
 
 
