@@ -11,6 +11,9 @@ Cases (one JSON line each):
   measured in the same run on a subset of keys: HKDF object + one AES call per
   identifier + a set lookup. ``cpu_seconds`` adds this process's and the workers' CPU
   time, which (unlike wall time) does not grow when other processes share the cores;
+- ``match_streamed``: the same with the keys made one by one from a generator, in a
+  separate process, to show the memory bound: its peak RSS is the matcher's, not the
+  1M-key input list's;
 - ``match_1_worker``: the same in this process only (on a subset with ``--n`` ≥ 200k);
 - ``openssl_limit``: the keys/s the machine's AES-128-ECB and HMAC-SHA256 speed allow
   (``openssl speed``, measured now, one process and ``-multi`` all cores), and ``match``'s
@@ -30,8 +33,10 @@ import argparse
 import os
 import random
 import resource
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,32 +57,64 @@ DAYS = 14
 SEED = 20201125
 
 
+class Workload:
+    """N keys (made on demand from one random blob) and sightings, 1% of them true."""
+
+    def __init__(self, n: int, n_sightings: int) -> None:
+        rng = random.Random(SEED)
+        self.n = n
+        self.blob = rng.randbytes(16 * n)
+        self.starts = [FIRST_DAY_START + 144 * d for d in range(DAYS)]
+        self.n_true = max(1, n_sightings // 100)
+        metadata = crypto.Metadata(tx_power_dbm=-8, version_minor=1).to_bytes()
+        sightings = []
+        for i in range(self.n_true):
+            key = self.key(rng.randrange(min(n, 10_000 + i)))
+            j = rng.randrange(144)
+            ids = crypto.rpis(crypto.rpik(key.key_data), key.rolling_start_interval_number)
+            aem = crypto.encrypt_metadata(crypto.aemk(key.key_data), ids[j], metadata)
+            t = (key.rolling_start_interval_number + j) * 600 + rng.randrange(600)
+            sightings.append(Sighting(ids[j], aem, -70 + rng.randrange(30), t))
+        for _ in range(n_sightings - self.n_true):
+            t = FIRST_DAY_START * 600 + rng.randrange(DAYS * 86_400)
+            sightings.append(Sighting(rng.randbytes(16), rng.randbytes(4), -80, t))
+        rng.shuffle(sightings)
+        self.sightings = sightings
+
+    def key(self, i: int) -> DiagnosisKey:
+        tek = self.blob[16 * i : 16 * i + 16]
+        return DiagnosisKey(tek, self.starts[i % DAYS], 144, 6, ReportType.CONFIRMED_TEST, 0)
+
+    def keys(self) -> Iterator[DiagnosisKey]:
+        """The keys as a stream (nothing but the 16-byte blob is held)."""
+        return map(self.key, range(self.n))
+
+
 def workload(n: int, n_sightings: int) -> tuple[list[DiagnosisKey], list[Sighting], int]:
-    """Keys, sightings, and the number of sightings that must match."""
-    rng = random.Random(SEED)
-    blob = rng.randbytes(16 * n)
-    starts = [FIRST_DAY_START + 144 * d for d in range(DAYS)]
-    keys = [
-        DiagnosisKey(
-            blob[16 * i : 16 * i + 16], starts[i % DAYS], 144, 6, ReportType.CONFIRMED_TEST, 0
-        )
-        for i in range(n)
-    ]
-    n_true = max(1, n_sightings // 100)
-    metadata = crypto.Metadata(tx_power_dbm=-8, version_minor=1).to_bytes()
-    sightings = []
-    for i in range(n_true):
-        key = keys[rng.randrange(min(n, 10_000 + i))]
-        j = rng.randrange(144)
-        ids = crypto.rpis(crypto.rpik(key.key_data), key.rolling_start_interval_number)
-        aem = crypto.encrypt_metadata(crypto.aemk(key.key_data), ids[j], metadata)
-        t = (key.rolling_start_interval_number + j) * 600 + rng.randrange(600)
-        sightings.append(Sighting(ids[j], aem, -70 + rng.randrange(30), t))
-    for _ in range(n_sightings - n_true):
-        t = FIRST_DAY_START * 600 + rng.randrange(DAYS * 86_400)
-        sightings.append(Sighting(rng.randbytes(16), rng.randbytes(4), -80, t))
-    rng.shuffle(sightings)
-    return keys, sightings, n_true
+    """Keys (as a list), sightings, and the number of sightings that must match."""
+    w = Workload(n, n_sightings)
+    return list(w.keys()), w.sightings, w.n_true
+
+
+def stream_child(n: int, n_sightings: int) -> None:
+    """Case ``match_streamed``, in its own process so its peak RSS is its own."""
+    w = Workload(n, n_sightings)
+    seconds, result = timed(lambda: match(w.keys(), w.sightings))
+    if len(result.matches) != w.n_true:
+        raise SystemExit(f"wrong match count {len(result.matches)}, expected {w.n_true}")
+    emit(
+        bench="matching",
+        case="match_streamed",
+        n=n,
+        seconds=round(seconds, 3),
+        rate=round(n / seconds),
+        unit="keys/s",
+        sightings=n_sightings,
+        matches=len(result.matches),
+        cpu_seconds=round(LAST_CPU[0], 3),
+        note="keys made one by one from a generator inside the timed run (as a reader of "
+        "export files would); peak_rss_mb of this process and its workers only",
+    )
 
 
 def naive(keys: list[DiagnosisKey], sightings: list[Sighting]) -> int:
@@ -178,7 +215,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small run (CI)")
     parser.add_argument("--profile", action="store_true", help="also print per-component costs")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs per case")
+    parser.add_argument("--stream-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stream_child:
+        stream_child(args.n, args.sightings)
+        return
     n = 100_000 if args.quick else args.n
     n_sightings = 20_000 if args.quick else args.sightings
     n_naive = min(n, 2_000 if args.quick else 20_000)
@@ -215,6 +256,19 @@ def main() -> None:
         baseline_cpu_us_per_key=round(cpu_naive / n_naive * 1e6, 3),
         ratio_cpu=round((cpu_naive / n_naive) / (cpu_match / n), 1),
         load_average_1m=os.getloadavg()[0],
+    )
+
+    subprocess.run(  # match_streamed: its own process, so its own peak RSS
+        [
+            sys.executable,
+            __file__,
+            "--stream-child",
+            "--n",
+            str(n),
+            "--sightings",
+            str(n_sightings),
+        ],
+        check=True,
     )
 
     n_serial = min(n, 200_000)
