@@ -130,9 +130,9 @@ def test_wrong_secret_cannot_open_the_signing_key(tmp_path: Path, sqlite_url: st
     """The signing key is sealed with a key derived from the server secret (SPEC VER-9)."""
     import pytest
 
-    from phe_trace.crypto import SealError
+    from phe_trace.verification.errors import ConfigurationError
 
     VerificationService(make_settings(tmp_path, sqlite_url)).close()
     other = make_settings(tmp_path, sqlite_url, secret="z9y8x7w6v5u4t3s2r1q0p9o8n7m6l5k4j3i2h1g0")
-    with pytest.raises(SealError):
-        VerificationService(other).signing.active()
+    with pytest.raises(ConfigurationError):
+        VerificationService(other)

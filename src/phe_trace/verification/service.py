@@ -10,6 +10,7 @@ from datetime import date
 
 from sqlalchemy import Engine
 
+from phe_trace.crypto import SealError
 from phe_trace.protocol.errors import TekHmacError
 from phe_trace.protocol.tekmac import TEK_HMAC_LENGTH, decode_base64
 
@@ -17,7 +18,12 @@ from .accounts import Accounts
 from .clock import Clock, SystemClock
 from .codes import CodeStore, accepted_test_types
 from .database import make_engine, migrate
-from .errors import HmacInvalidError, MaintenanceModeError, UnauthorizedError
+from .errors import (
+    ConfigurationError,
+    HmacInvalidError,
+    MaintenanceModeError,
+    UnauthorizedError,
+)
 from .keyring import Keyring, load_secret
 from .models import IssuedCode, User, VerifiedCode
 from .ratelimit import RateLimiter
@@ -55,6 +61,13 @@ class VerificationService:
         self.codes = CodeStore(self.engine, self.keyring, settings)
         self.signing = SigningKeys(self.engine, self.keyring.sealing_key)
         self.signing.ensure_active(self.clock.now())
+        try:
+            self.signing.active()  # fail at start-up, not per request, on a wrong secret
+        except SealError:
+            raise ConfigurationError(
+                "the server secret does not open the stored signing key "
+                "(PHE_TRACE_VERIFICATION_SECRET or the secret file changed)"
+            ) from None
         self.verify_limiter = RateLimiter(
             settings.verify_rate_limit, settings.verify_rate_window_seconds
         )
