@@ -182,6 +182,11 @@ def test_check_radio_command(bus_address: str, tmp_path: Path) -> None:
     assert "system D-Bus" in missing.stderr
     no_bluez = _cli("check-radio", bus=bus_address)
     assert no_bluez.returncode != 0 and "BlueZ is not running" in no_bluez.stderr
+    # The daemon stops at once with the same clear message (and keeps its store).
+    daemon = _cli("run", "--data-dir", str(tmp_path / "store"), bus=bus_address)
+    assert daemon.returncode != 0
+    assert daemon.stderr.strip().splitlines()[-1].startswith("phe-trace: error: BlueZ is not")
+    assert (tmp_path / "store" / "store.key").exists()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
