@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -296,17 +297,60 @@ def _check_arguments(tolerance: int, chunk_size: int, workers: int | None) -> No
 
 
 Raw = tuple[DiagnosisKey, int, int]
+Chunks = Iterable[tuple[int, list[DiagnosisKey]]]
+Found = list[tuple[int, int, int]]
+
+
+class _Collector:
+    """Packs chunks and gathers raw matches, refusals and the key count."""
+
+    def __init__(self) -> None:
+        self.raw: list[Raw] = []
+        self.rejected: list[RejectedKey] = []
+        self.total = 0
+
+    def pack(self, base: int, chunk: list[DiagnosisKey]) -> tuple[_Packed, list[int]]:
+        self.total += len(chunk)
+        packed, good, refused = _pack(chunk, base)
+        self.rejected += refused
+        return packed, good
+
+    def add(self, chunk: list[DiagnosisKey], good: list[int], found: Found) -> None:
+        self.raw += [(chunk[good[k]], s, j) for k, s, j in found]
+
+
+def _run_serial(index: _SightingIndex, chunks: Chunks, tolerance: int, out: _Collector) -> None:
+    for base, chunk in chunks:
+        packed, good = out.pack(base, chunk)
+        out.add(chunk, good, _match_packed(index, packed, tolerance))
+
+
+def _run_pool(
+    index: _SightingIndex, chunks: Chunks, tolerance: int, workers: int, out: _Collector
+) -> None:
+    """Chunks in forked workers, at most ``2 × workers`` in flight (MATCH-7)."""
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(index,)
+    ) as pool:
+        flight: collections.deque[tuple[list[DiagnosisKey], list[int], Future[Found]]]
+        flight = collections.deque()
+        for base, chunk in chunks:
+            packed, good = out.pack(base, chunk)
+            flight.append((chunk, good, pool.submit(_worker_task, packed, tolerance)))
+            while len(flight) > 2 * workers:
+                c, g, fut = flight.popleft()
+                out.add(c, g, fut.result())
+        while flight:
+            c, g, fut = flight.popleft()
+            out.add(c, g, fut.result())
 
 
 def _run(
-    index: _SightingIndex,
-    keys: Iterable[DiagnosisKey],
-    tolerance: int,
-    chunk_size: int,
-    workers: int,
-) -> tuple[list[Raw], int, list[RejectedKey]]:
-    """Run all chunks, serially or in a pool; return raw matches, key count, refusals."""
-    stream = _chunks(keys, chunk_size)
+    index: _SightingIndex, keys: Iterable[DiagnosisKey], tolerance: int, size: int, workers: int
+) -> _Collector:
+    """All chunks, in a pool when there are workers and enough keys, else in this process."""
+    stream = _chunks(keys, size)
     head: list[tuple[int, list[DiagnosisKey]]] = []
     seen = 0
     for base, chunk in stream:
@@ -314,46 +358,18 @@ def _run(
         seen += len(chunk)
         if seen >= PARALLEL_MIN_KEYS:
             break
-    parallel = (
+    chunks = itertools.chain(head, stream)
+    out = _Collector()
+    if (
         workers > 1
         and seen >= PARALLEL_MIN_KEYS
         and len(index) > 0
         and "fork" in multiprocessing.get_all_start_methods()
-    )
-
-    def everything() -> Iterator[tuple[int, list[DiagnosisKey]]]:
-        yield from head
-        yield from stream
-
-    raw: list[Raw] = []
-    rejected: list[RejectedKey] = []
-    total = 0
-    if not parallel:
-        for base, chunk in everything():
-            total += len(chunk)
-            packed, good, refused = _pack(chunk, base)
-            rejected += refused
-            raw += [(chunk[good[k]], s, j) for k, s, j in _match_packed(index, packed, tolerance)]
-        return raw, total, rejected
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(index,)
-    ) as pool:
-        flight: collections.deque[
-            tuple[list[DiagnosisKey], list[int], Future[list[tuple[int, int, int]]]]
-        ] = collections.deque()
-        for base, chunk in everything():
-            total += len(chunk)
-            packed, good, refused = _pack(chunk, base)
-            rejected += refused
-            flight.append((chunk, good, pool.submit(_worker_task, packed, tolerance)))
-            while len(flight) > 2 * workers:
-                c, g, fut = flight.popleft()
-                raw += [(c[g[k]], s, j) for k, s, j in fut.result()]
-        while flight:
-            c, g, fut = flight.popleft()
-            raw += [(c[g[k]], s, j) for k, s, j in fut.result()]
-    return raw, total, rejected
+    ):
+        _run_pool(index, chunks, tolerance, workers, out)
+    else:
+        _run_serial(index, chunks, tolerance, out)
+    return out
 
 
 def _metadata(key: DiagnosisKey, sighting: Sighting, cache: dict[bytes, bytes]) -> Metadata | None:
@@ -409,13 +425,11 @@ def match(
         if not isinstance(s, Sighting):
             raise MatchInputError(f"sightings must be Sighting values, got {type(s).__name__}")
     index = _SightingIndex(seen)
-    raw, total, rejected = _run(
-        index, diagnosis_keys, tolerance_intervals, chunk_size, _workers(workers)
-    )
+    out = _run(index, diagnosis_keys, tolerance_intervals, chunk_size, _workers(workers))
     cache: dict[bytes, bytes] = {}
-    unique = {(key, s): j for key, s, j in raw}
+    unique = {(key, s): j for key, s, j in out.raw}
     found = [
         Match(key, seen[s], j, _metadata(key, seen[s], cache)) for (key, s), j in unique.items()
     ]
     found.sort(key=_order)
-    return MatchResult(tuple(found), total, tuple(rejected))
+    return MatchResult(tuple(found), out.total, tuple(out.rejected))
