@@ -185,3 +185,23 @@ def test_scan_windows_follow_the_duty_cycle(make_agent) -> None:
     assert all(240 <= g <= 300 + 10 for g in gaps), (min(gaps), max(gaps))
     assert max(gaps) - min(gaps) > 10  # jittered, not a fixed period
     assert {d for _, d in radio.scans} == {4}
+
+
+def test_public_surface_is_pinned() -> None:
+    """What the simulator and the CLI import from ``phe_trace.agent``."""
+    import phe_trace.agent as agent_pkg
+
+    required = {
+        "Agent",
+        "AgentConfig",
+        "AgentError",
+        "AgentStore",
+        "RadioSighting",
+        "ReportResult",
+        "SyncResult",
+        "TickResult",
+        "load_config",
+    }
+    assert required <= set(agent_pkg.__all__)
+    assert all(hasattr(agent_pkg, name) for name in agent_pkg.__all__)
+    assert {"current_payload", "inject", "drain", "set_payload", "rotations"} <= set(dir(SimRadio))

@@ -26,7 +26,9 @@ from .errors import (
 )
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
+from .report import ReportResult
 from .store import AgentStore
+from .sync import SyncResult
 
 __all__ = [
     "Agent",
@@ -44,6 +46,7 @@ __all__ = [
     "RadioSighting",
     "RadioStateError",
     "ReportError",
+    "ReportResult",
     "ServerUnavailableError",
     "SightingRecord",
     "StoreCorruptError",
@@ -51,6 +54,7 @@ __all__ = [
     "StoreKeyError",
     "StoredKey",
     "SyncError",
+    "SyncResult",
     "TickResult",
     "load_config",
 ]
