@@ -155,3 +155,25 @@ def test_same_seed_same_epidemic(tmp_path: Path, outcome) -> None:
     ).result
     assert np.array_equal(first.infected_day, again.infected_day)
     assert [r.person for r in first.reports] == [r.person for r in again.reports]
+
+
+def test_server_stored_keys_but_nothing_about_people(outcome) -> None:
+    """What the key server holds: diagnosis keys and export bookkeeping, no identity."""
+    result = outcome[0].result
+    storage = result.server_storage
+    assert result.backend_real, "the real key server should run under the demo"
+    assert storage["identity_columns"] == []
+    columns = {c.lower() for t in storage["tables"].values() for c in t["columns"]}
+    for word in ("ip", "ip_address", "user_agent", "device_id", "phone", "email"):
+        assert word not in columns
+    exposures = [t for name, t in storage["tables"].items() if name.endswith("exposures")]
+    assert exposures and exposures[0]["rows"] >= sum(result.report_keys.values()) - len(
+        result.report_keys
+    )  # every report's keys, less at most the embargoed key of its own day
+
+
+def test_health_authority_aggregate_counts_the_codes_it_issued(outcome) -> None:
+    result = outcome[0].result
+    per_day = result.aggregate["verification_per_day"]
+    assert sum(d["codes_issued"] for d in per_day) == len(result.reports)
+    assert sum(d["tokens_claimed"] for d in per_day) == len(result.report_keys)

@@ -56,9 +56,9 @@ class SimConfig:
     #: identifier when due (every 10–20 minutes) and stores what its radio heard.
     radio_step_s: int = 1200
     #: Hours (UTC, simulated) at which the export worker runs each day.
-    export_hours: tuple[int, ...] = (1, 7, 13, 19)
+    export_hours: tuple[int, ...] = (1, 13)
     #: Length of one export batch window (seconds); a batch is written an hour after it ends.
-    export_period_s: int = 21_600
+    export_period_s: int = 43_200
     #: Exports with fewer keys are padded with random keys up to this many.
     export_padding_keys: int = 0
     #: Devices driven over the bumble radio (virtual HCI) with ``radio="bumble"``.

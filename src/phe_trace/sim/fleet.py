@@ -39,18 +39,19 @@ class Fleet:
         self._last = np.full(city.n, -np.inf)
         rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         extra = dict(settings or {})
+        # One validated settings object, copied per device (validation once, not 10,000 times).
+        base = AgentConfig(
+            data_dir=None,
+            radio="sim",
+            scan_period_s=float(scan_period_s),
+            scan_jitter_s=0.0,
+            desktop_notifications=False,
+            **extra,  # type: ignore[arg-type]
+        )
         for person in np.flatnonzero(city.has_app):
             p = int(person)
             radio = SimRadio()
-            config = AgentConfig(
-                data_dir=None,
-                radio="sim",
-                tx_power_dbm=int(city.tx_power_dbm[p]),
-                scan_period_s=float(scan_period_s),
-                scan_jitter_s=0.0,
-                desktop_notifications=False,
-                **extra,  # type: ignore[arg-type]
-            )
+            config = base.model_copy(update={"tx_power_dbm": int(city.tx_power_dbm[p])})
             self.agents[p] = Agent.open(
                 config,
                 radio=radio,

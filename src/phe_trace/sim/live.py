@@ -42,8 +42,19 @@ __all__ = ["EdgeCache", "LiveBackend", "SimClock", "live_backend_available"]
 
 #: Column-name words that would betray who someone is or where a request came from.
 _IDENTITY_HINTS = (
-    "ip", "addr", "address", "user", "email", "phone", "device", "imei", "identity",
-    "person", "agent", "mac", "location",
+    "ip",
+    "addr",
+    "address",
+    "user",
+    "email",
+    "phone",
+    "device",
+    "imei",
+    "identity",
+    "person",
+    "agent",
+    "mac",
+    "location",
 )
 
 
