@@ -211,10 +211,10 @@ class HealthAuthorityDirectory:
         with self._lock:
             self._table = None
 
-    def _authorities(self) -> dict[str, HealthAuthority]:
+    def _authorities(self, max_age: float = TABLE_CACHE_SECONDS) -> dict[str, HealthAuthority]:
         now = time.monotonic()
         with self._lock:
-            if self._table and now - self._table[0] < TABLE_CACHE_SECONDS:
+            if self._table and now - self._table[0] < max_age:
                 return self._table[1]
         table = {ha.issuer: ha for ha in list_health_authorities(self._engine)}
         with self._lock:
@@ -226,6 +226,8 @@ class HealthAuthorityDirectory:
     ) -> tuple[HealthAuthority, list[ec.EllipticCurvePublicKey]]:
         """The authority ``issuer`` and its keys named ``kid`` valid at ``now``."""
         authority = self._authorities().get(issuer)
+        if authority is None:  # registered a moment ago, maybe by another process
+            authority = self._authorities(max_age=1.0).get(issuer)
         if authority is None:
             raise CertificateInvalidError("certificate issuer is not a registered health authority")
         keys = [
