@@ -17,8 +17,10 @@ peak RSS is its own):
   holding N diagnosis keys over 14 days from a real HTTP server on loopback, verify their
   signatures, open 14 days of stored sightings (288 scan windows a day, 20 identifiers
   each) and match, score, store. 500 sightings are true identifiers of published keys;
-  the run aborts unless exactly those match. Baseline: ``phe_trace.exposure.match`` alone
-  on the same keys and sightings in memory. Target: ≤ 2 s at N = 100,000.
+  the run aborts unless exactly those match. Best of ``--repeats`` (3; 1 with
+  ``--quick``), each a first check of all files. Baseline: ``phe_trace.exposure.match``
+  alone (1 worker) on the same keys and sightings in memory, best of as many. Target:
+  ≤ 2 s at N = 100,000.
 
 Usage: ``python benchmarks/agent.py [--n N] [--quick] [--speedup F]``.
 """
@@ -216,7 +218,7 @@ def _static_server(files: dict[str, bytes], root: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def case_sync(n: int, baseline: bool) -> dict[str, float]:
+def case_sync(n: int, baseline: bool, repeats: int) -> dict[str, float]:
     import httpx
 
     from phe_trace.agent import Agent, AgentConfig
@@ -232,9 +234,11 @@ def case_sync(n: int, baseline: bool) -> dict[str, float]:
                 Sighting(r.rpi, r.aem, r.rssi_mean, r.unix_time) for r in store.sightings()
             ]
             store.close()
-            t = time.perf_counter()
-            result = match(keys, sightings, workers=1)  # type: ignore[arg-type]
-            seconds = time.perf_counter() - t
+            seconds = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                result = match(keys, sightings, workers=1)  # type: ignore[arg-type]
+                seconds = min(seconds, time.perf_counter() - t)
             found = len(result.matches)
         else:
             with _static_server(files, Path(d) / "www") as url:
@@ -248,9 +252,13 @@ def case_sync(n: int, baseline: bool) -> dict[str, float]:
                 now = T0 + 14 * DAY - 600  # the end of the 14th day: nothing purged
                 agent = Agent.open(config, now=now)
                 with httpx.Client() as client:
-                    t = time.perf_counter()
-                    res = agent.sync(now, client)
-                    seconds = time.perf_counter() - t
+                    seconds = float("inf")
+                    for _ in range(repeats):  # each a first check: nothing processed yet
+                        agent.store.put_meta("sync", {"processed": []})
+                        agent.store.put_meta("matches", {"items": []})
+                        t = time.perf_counter()
+                        res = agent.sync(now, client)
+                        seconds = min(seconds, time.perf_counter() - t)
                 found = res.matched_sightings
                 assert res.files_checked == 24 and res.keys_checked == n, res
                 agent.close()
@@ -276,20 +284,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="published keys to check")
     parser.add_argument("--quick", action="store_true", help="small run (CI)")
     parser.add_argument("--speedup", type=float, default=None, help="idle time compression")
+    parser.add_argument("--repeats", type=int, default=None, help="best of (sync_match)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     speedup = args.speedup or (240.0 if args.quick else 30.0)
     n = 20_000 if args.quick else args.n
+    args.repeats = args.repeats or (1 if args.quick else 3)
     if args.case == "idle":
         row = case_idle(speedup, args.baseline)
     elif args.case == "sync":
-        row = case_sync(n, args.baseline)
+        row = case_sync(n, args.baseline, args.repeats)
     if args.case:
         row["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(row))
         return
-    flags = ["--speedup", str(speedup), "--n", str(n)]
+    flags = ["--speedup", str(speedup), "--n", str(n), "--repeats", str(args.repeats)]
     agent = _child(["--case", "idle", *flags])
     bare = _child(["--case", "idle", "--baseline", *flags])
     rate, base_rate = agent["cpu"] * speedup, bare["cpu"] * speedup
