@@ -136,3 +136,29 @@ def test_wrong_secret_cannot_open_the_signing_key(tmp_path: Path, sqlite_url: st
     other = make_settings(tmp_path, sqlite_url, secret="z9y8x7w6v5u4t3s2r1q0p9o8n7m6l5k4j3i2h1g0")
     with pytest.raises(ConfigurationError):
         VerificationService(other)
+
+
+def test_concurrent_first_starts_agree_on_schema_secret_and_signing_key(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Workers starting at once share one secret and one active signing key.
+
+    (SPEC VER-8, VER-9)
+    """
+    import concurrent.futures
+
+    settings = make_settings(tmp_path, database_url, secret=None)
+
+    def start(_: int) -> tuple[bytes, dict[str, object]]:
+        service = VerificationService(settings)
+        try:
+            return service.keyring.code_key, service.signing.jwks()
+        finally:
+            service.close()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(start, range(4)))
+    assert len({key for key, _ in results}) == 1
+    assert all(jwks == results[0][1] for _, jwks in results)
+    assert len(results[0][1]["keys"]) == 1  # type: ignore[arg-type]
+    assert (tmp_path / "data" / "verification-secret").stat().st_size == 32

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
-__all__ = ["MIGRATIONS_DIR", "make_engine", "migrate", "normalize_url"]
+__all__ = ["MIGRATIONS_DIR", "init_lock", "make_engine", "migrate", "normalize_url"]
+
+#: PostgreSQL advisory-lock id guarding the service's first-start work ("vfinit").
+_ADVISORY_LOCK_ID = 0x7666696E6974
 
 #: Directory of the service's Alembic environment (inside the package).
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -54,3 +60,30 @@ def migrate(engine: Engine, revision: str = "heads") -> None:
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+
+
+@contextmanager
+def init_lock(engine: Engine) -> Iterator[None]:
+    """Serialize start-up work (migrations, first signing key) across worker processes.
+
+    PostgreSQL: a session advisory lock. SQLite file: ``flock`` on ``<file>.init-lock``.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _ADVISORY_LOCK_ID})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _ADVISORY_LOCK_ID})
+                conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.init-lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)

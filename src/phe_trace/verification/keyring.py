@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,22 +40,33 @@ def load_secret(settings: VerificationSettings) -> bytes:
     path: Path = settings.effective_secret_file
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+        if not path.exists():
+            _create_secret_file(path)
         data = path.read_bytes()
-        if len(data) < _SECRET_BYTES:
-            raise ConfigurationError(
-                f"secret file {path} holds {len(data)} bytes, need at least {_SECRET_BYTES}"
-            ) from None
-        return data
     except OSError as exc:
-        raise ConfigurationError(f"cannot create secret file {path}: {exc.strerror}") from None
-    data = os.urandom(_SECRET_BYTES)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        raise ConfigurationError(f"cannot read or create secret file {path}: {exc}") from None
+    if len(data) < _SECRET_BYTES:
+        raise ConfigurationError(
+            f"secret file {path} holds {len(data)} bytes, need at least {_SECRET_BYTES}"
+        )
     return data
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write 32 random bytes to ``path`` (0600) atomically; a concurrent creator wins."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(_SECRET_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # fails if another process created it first
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)

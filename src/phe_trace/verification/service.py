@@ -17,7 +17,7 @@ from phe_trace.protocol.tekmac import TEK_HMAC_LENGTH, decode_base64
 from .accounts import Accounts
 from .clock import Clock, SystemClock
 from .codes import CodeStore, accepted_test_types
-from .database import make_engine, migrate
+from .database import init_lock, make_engine, migrate
 from .errors import (
     ConfigurationError,
     HmacInvalidError,
@@ -54,13 +54,14 @@ class VerificationService:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.engine = engine or make_engine(_prepare_url(settings))
-        if run_migrations:
-            migrate(self.engine)
         self.keyring = Keyring.from_secret(load_secret(settings))
+        self.signing = SigningKeys(self.engine, self.keyring.sealing_key)
+        with init_lock(self.engine):  # several workers may start at once
+            if run_migrations:
+                migrate(self.engine)
+            self.signing.ensure_active(self.clock.now())
         self.accounts = Accounts(self.engine, self.keyring, settings, self.clock)
         self.codes = CodeStore(self.engine, self.keyring, settings)
-        self.signing = SigningKeys(self.engine, self.keyring.sealing_key)
-        self.signing.ensure_active(self.clock.now())
         try:
             self.signing.active()  # fail at start-up, not per request, on a wrong secret
         except SealError:
