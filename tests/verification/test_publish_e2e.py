@@ -172,3 +172,18 @@ def test_unknown_kid_is_refused_until_the_jwks_url_is_registered(combined: Combi
     ctx.directory.invalidate()
     accepted = _publish(combined, keys, certificate, hmac_key)
     assert accepted.status_code == 200, accepted.text
+
+
+def test_role_verification_serves_only_the_verification_service(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--role verification``: device API, portal and JWKS without the key server (SPEC VER-8)."""
+    monkeypatch.setenv("PHE_TRACE_VERIFICATION_DATABASE_URL", sqlite_url)
+    app = create_hosting_app(load_settings(data_dir=tmp_path / "data"), role="verification")
+    with RunningServer(app) as url, httpx.Client(base_url=url) as client:
+        jwks = client.get("/.well-known/jwks.json").json()
+        assert [k["kty"] for k in jwks["keys"]] == ["EC"]
+        assert client.get("/portal/login").status_code == 200
+        assert client.post("/api/verify", json={"code": "1"}).json()["errorCode"] == "unauthorized"
+        assert client.post("/v1/publish", json={}).status_code == 404
+    app.state.verification.close()
