@@ -138,6 +138,18 @@ def test_settings_errors_are_reported_together() -> None:
     assert AgentConfig().retention_days == 14
 
 
+def test_env_file_typos_are_refused_other_names_ignored(tmp_path) -> None:
+    from phe_trace.agent import ConfigError, load_config
+
+    shared = tmp_path / "shared.env"
+    shared.write_text("LANG=C.UTF-8\nPHE_TRACE_AGENT_RADIO=sim\n")
+    assert load_config(shared).radio == "sim"
+    typo = tmp_path / "typo.env"
+    typo.write_text("PHE_TRACE_AGENT_RETENTON_DAYS=3\n")
+    with pytest.raises(ConfigError, match="PHE_TRACE_AGENT_RETENTON_DAYS"):
+        load_config(typo)
+
+
 def test_keys_to_publish_are_the_last_14_days_with_today(make_agent) -> None:
     """(SPEC AGENT-3, AGENT-17)"""
     from phe_trace.agent.report import keys_to_publish

@@ -7,21 +7,27 @@ is what the systemd unit passes as ``EnvironmentFile``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 
-__all__ = ["AgentConfig", "load_config"]
+__all__ = ["ENV_PREFIX", "AgentConfig", "load_config"]
+
+
+#: Prefix of every environment variable of the agent.
+ENV_PREFIX = "PHE_TRACE_AGENT_"
 
 
 class AgentConfig(BaseSettings):
     """Settings of one device agent (``protocol_spec/SPEC.md`` §14)."""
 
-    model_config = SettingsConfigDict(env_prefix="PHE_TRACE_AGENT_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     #: Where the store and its key live; ``None`` keeps everything in memory (simulator).
     data_dir: Path | None = Field(default=None)
@@ -100,6 +106,7 @@ def load_config(env_file: Path | None = None, **overrides: Any) -> AgentConfig:
     """
     if env_file is not None and not env_file.is_file():
         raise ConfigError(f"config file {env_file} does not exist")
+    _check_names(env_file)
     try:
         return AgentConfig(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
@@ -108,3 +115,16 @@ def load_config(env_file: Path | None = None, **overrides: Any) -> AgentConfig:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid agent settings: {problems}") from None
+
+
+def _check_names(env_file: Path | None) -> None:
+    """Refuse ``PHE_TRACE_AGENT_*`` names that are no setting (typos); ignore other names."""
+    names = set(os.environ)
+    if env_file is not None:
+        names |= set(dotenv_values(env_file))
+    known = {ENV_PREFIX + name.upper() for name in AgentConfig.model_fields}
+    unknown = sorted(
+        n for n in names if n.upper().startswith(ENV_PREFIX) and n.upper() not in known
+    )
+    if unknown:
+        raise ConfigError(f"unknown agent settings: {', '.join(unknown)}")
