@@ -344,3 +344,23 @@ class Simulation:
         aggregate = getattr(backend, "aggregate", None)
         if callable(aggregate):
             result.aggregate = aggregate()
+        result.aggregate["keys_published_per_day_dp"] = _dp_key_counts(result)
+
+
+def _dp_key_counts(result: SimResult) -> dict[str, Any]:
+    """The health authority's differentially private daily count of published keys."""
+    try:
+        from phe_trace.analytics import dp_key_count
+    except ImportError:  # pragma: no cover - analytics is part of every build
+        return {"status": "not available in this build"}
+    per_day = [0] * result.config.days
+    for report in result.reports:
+        if report.person in result.report_keys:
+            per_day[min(result.config.days - 1, int(report.time_s // DAY_S))] += result.report_keys[
+                report.person
+            ]
+    return {
+        "mechanism": "phe_trace.analytics.dp_key_count (default epsilon per day)",
+        "released": [max(0, dp_key_count(k)) for k in per_day],
+        "true_counts_known_only_to_the_simulation": per_day,
+    }
