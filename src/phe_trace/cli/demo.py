@@ -45,6 +45,18 @@ def _progress_table(stats: object, days: int) -> Table:
     return table
 
 
+def _progress_line(stats: object) -> str:
+    from phe_trace.sim import DayStats
+
+    assert isinstance(stats, DayStats)
+    return (
+        f"day {stats.day + 1}: infected {stats.infected}, tests {stats.tests}, "
+        f"positives {stats.positives}, reports {stats.reports}, "
+        f"keys published {stats.keys_published}, notified {stats.notified} "
+        f"({stats.wall_s:.1f} s)"
+    )
+
+
 def _final_table(summary: dict[str, object]) -> Table:
     n = summary["notifications"]
     b = summary["bytes_per_device_per_day"]
@@ -101,8 +113,13 @@ def demo(
         f"(uptake {uptake}, report rate {report_rate})"
     )
     try:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            outcome = run_demo(config, lambda s: live.update(_progress_table(s, days)))
+        if console.is_terminal:
+            with Live(console=console, refresh_per_second=4, transient=False) as live:
+                outcome = run_demo(config, lambda s: live.update(_progress_table(s, days)))
+        else:  # a log (CI): one plain line per simulated day
+            outcome = run_demo(
+                config, lambda s: console.print(_progress_line(s), highlight=False, soft_wrap=True)
+            )
     except KeyboardInterrupt:
         print("phe-trace: demo interrupted; servers stopped, nothing left running", file=sys.stderr)
         raise  # the entry point turns it into exit status 130
@@ -110,7 +127,7 @@ def demo(
     parts = outcome.summary["parts"]
     assert isinstance(parts, dict)
     for part, how in parts.items():
-        console.print(f"  {part}: {how}", highlight=False)
+        console.print(f"  {part}: {how}", highlight=False, soft_wrap=True)
     console.print(
         f"wall time {outcome.result.wall_s:.1f} s; report: {(out / 'report.html').resolve()}",
         highlight=False,
