@@ -109,5 +109,7 @@ class SimConfig:
             problems.append(f"initial_infected must be 0..people, got {self.initial_infected}")
         if self.scan_period_s not in (60, 120, 150, 200, 300, 600):
             problems.append(f"scan_period_s must divide 600, got {self.scan_period_s}")
+        if self.out.exists() and not self.out.is_dir():
+            problems.append(f"--out {self.out} exists and is not a directory")
         if problems:
             raise SimConfigError("; ".join(problems))

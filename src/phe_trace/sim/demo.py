@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import SIM_EPOCH, SimConfig
+from .errors import SimError
 from .live import LiveBackend, live_backend_available
 from .metrics import Metrics, compute_metrics
 from .report import write_report
@@ -85,5 +86,8 @@ def run_demo(
     with _quiet_devices():
         result = Simulation(config, backend_factory, progress).run()
     metrics = compute_metrics(result)
-    summary = write_report(config.out, result, metrics, _parts(result), result.aggregate)
+    try:
+        summary = write_report(config.out, result, metrics, _parts(result), result.aggregate)
+    except OSError as exc:
+        raise SimError(f"cannot write the report to {config.out}: {exc.strerror or exc}") from None
     return DemoOutcome(result, metrics, summary)

@@ -147,8 +147,8 @@ class _Truth:
             return False
         return day >= int((check - SIM_EPOCH) // DAY_S) - 13
 
-    def contacts(self) -> tuple[dict[int, list[int]], set[tuple[int, int]]]:
-        """person → eligible reporters with a close contact; and all reporter meetings."""
+    def contacts(self) -> dict[int, list[int]]:
+        """person → the reporters with whom they had an eligible close contact."""
         r = self.result
         has_app = r.city.has_app
         reporters = set(self.report_time)
@@ -159,15 +159,15 @@ class _Truth:
             for person, other in ((a, b), (b, a)):
                 if other in reporters and has_app[person] and self.eligible(person, other, day):
                     should.setdefault(person, []).append(other)
-        return should, set()
+        return should
 
 
 def compute_metrics(result: SimResult) -> Metrics:
     """All metrics of a finished run (see the module docstring for definitions)."""
     truth = _Truth(result)
-    should, _ = truth.contacts()
+    should = truth.contacts()
     notified = set(result.notified_at)
-    met_reporter = _met_reporters(result, set(truth.report_time))
+    met_reporter = _met_reporters(result)
     tp = len(notified & set(should))
     fp_people = notified - set(should)
     confusion = Confusion(
@@ -194,7 +194,7 @@ def compute_metrics(result: SimResult) -> Metrics:
     )
 
 
-def _met_reporters(result: SimResult, reporters: set[int]) -> set[int]:
+def _met_reporters(result: SimResult) -> set[int]:
     """App users whose devices heard any reporter at all (from what they stored)."""
     table = ExposureTable()
     table.add(result.published)

@@ -24,7 +24,7 @@ import numpy as np
 from phe_trace.errors import PheTraceError
 
 from .config import SIM_EPOCH, SimConfig
-from .encounters import day_contacts
+from .encounters import DayContacts, day_contacts
 from .fleet import Fleet
 from .hci import HciBridge, pick_bumble_devices
 from .outbreak import DAY_S, Outbreak, Report
@@ -215,7 +215,7 @@ class Simulation:
         result.days.append(self._stats(day, new_infections, result, len(contacts)))
 
     def _radio_steps(
-        self, contacts: Any, day_start: float
+        self, contacts: DayContacts, day_start: float
     ) -> list[tuple[float, IntArray, IntArray, IntArray, IntArray]]:
         """Per radio step: (time, scanners, transmitters, rssi, scan times)."""
         has_app = self.city.has_app
