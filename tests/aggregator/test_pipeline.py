@@ -8,7 +8,6 @@ aggregates and releases with noise. Expected values are the devices' plain count
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 import statistics
@@ -33,7 +32,7 @@ from phe_trace.aggregator import (
 )
 from phe_trace.analytics.dp import noise_std
 from phe_trace.analytics.metrics import METRICS, DailyObservation, encode_daily
-from phe_trace.analytics.reports import make_report
+from phe_trace.analytics.reports import daily_reports, make_report, upload_body
 from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
 
@@ -55,22 +54,9 @@ class World:
         keys = (self.leader.public_key(), self.helper.public_key())
         with httpx.Client() as client:
             for o in obs:
-                reports = [make_report(m, v, day, *keys) for m, v in encode_daily(o).items()]
-                body = {
-                    "reports": [
-                        {
-                            "metric": r.metric,
-                            "day": r.day,
-                            "leader_share": base64.b64encode(r.leader_share).decode(),
-                            "helper_share": base64.b64encode(r.helper_share).decode(),
-                        }
-                        for r in reports
-                    ]
-                }
-                assert (
-                    client.post(f"{self.ingest_url}/v1/analytics/reports", json=body).status_code
-                    == 202
-                )
+                body = upload_body(daily_reports(o, day, *keys))
+                resp = client.post(f"{self.ingest_url}/v1/analytics/reports", json=body)
+                assert resp.status_code == 202
 
 
 def _settings(

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phe_trace import __version__
@@ -36,25 +36,36 @@ __all__ = ["create_app"]
 MetricName = Literal["notified", "risk_level", "days_to_notification", "reported_positive"]
 
 
+def _no_bool(value: object) -> object:
+    """``true`` or ``"5"`` is not a day number (JSON Schema admits ``0.0``, not those)."""
+    if isinstance(value, bool | str):
+        raise ValueError("a day number must be an integer")
+    return value
+
+
+#: A UTC day number (``unix_seconds // 86400``).
+Day = Annotated[int, Field(ge=0, lt=2**32), BeforeValidator(_no_bool)]
+
+
 class PrepareItem(BaseModel):
     report_id: str = Field(max_length=64)
     prep_share: str = Field(max_length=8192)
 
 
 class PrepareIn(BaseModel):
-    day: int = Field(ge=0, lt=2**32)
+    day: Day
     metric: MetricName
     items: list[PrepareItem] = Field(max_length=5000)
 
 
 class AggregateShareIn(BaseModel):
-    day: int = Field(ge=0, lt=2**32)
+    day: Day
     metric: MetricName
     report_ids: list[str] = Field(max_length=1_000_000)
 
 
 class CollectIn(BaseModel):
-    day: int = Field(ge=0, lt=2**32)
+    day: Day
 
 
 def _b64(value: str) -> bytes:

@@ -4,8 +4,10 @@ A pure library (layer 1): it imports only ``phe_trace.crypto`` / ``protocol`` an
 standard scientific stack. ``protocol_spec/SPEC.md`` §15, ``protocol_spec/PRIVACY.md``.
 """
 
+from .dp import DEFAULT_EPSILON, DEFAULT_MIN_BATCH_SIZE, dp_key_count
 from .errors import AnalyticsError, EncodingError, PrivacyBudgetError, VerificationError
 from .field import FIELD64, FIELD128, Field
+from .metrics import METRICS, DailyObservation, encode_daily
 from .prio3 import (
     DRAFT_VERSION,
     NONCE_SIZE,
@@ -19,14 +21,19 @@ from .prio3 import (
     prio3_histogram,
     prio3_sum,
 )
+from .reports import SealedReport, daily_reports, make_report, open_share, upload_body
 
 __all__ = [
+    "DEFAULT_EPSILON",
+    "DEFAULT_MIN_BATCH_SIZE",
     "DRAFT_VERSION",
     "FIELD64",
     "FIELD128",
+    "METRICS",
     "NONCE_SIZE",
     "VERIFY_KEY_SIZE",
     "AnalyticsError",
+    "DailyObservation",
     "EncodingError",
     "Field",
     "HelperShare",
@@ -35,8 +42,15 @@ __all__ = [
     "PrepState",
     "Prio3",
     "PrivacyBudgetError",
+    "SealedReport",
     "VerificationError",
+    "daily_reports",
+    "dp_key_count",
+    "encode_daily",
+    "make_report",
+    "open_share",
     "prio3_count",
     "prio3_histogram",
     "prio3_sum",
+    "upload_body",
 ]

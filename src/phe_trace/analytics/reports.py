@@ -13,6 +13,7 @@ sees only the two ciphertexts, the metric name and the day.
 
 from __future__ import annotations
 
+import base64
 import os
 import struct
 from dataclasses import dataclass
@@ -23,15 +24,17 @@ from nacl.exceptions import CryptoError as NaclCryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from .errors import EncodingError, VerificationError
-from .metrics import METRICS, context_for
+from .metrics import METRICS, DailyObservation, context_for, encode_daily
 from .prio3 import NONCE_SIZE, InputShare
 
 __all__ = [
     "PAYLOAD_VERSION",
     "OpenedShare",
     "SealedReport",
+    "daily_reports",
     "make_report",
     "open_share",
+    "upload_body",
 ]
 
 #: Version byte of the sealed payload.
@@ -126,3 +129,28 @@ def open_share(
     if len(rest) < public_len:
         raise VerificationError
     return OpenedShare(metric, day, nonce, public, share)
+
+
+def daily_reports(
+    obs: DailyObservation, day: int, leader_public_key: bytes, helper_public_key: bytes
+) -> list[SealedReport]:
+    """The device's four sealed reports for ``day`` (SPEC AGG-10, AGG-15)."""
+    return [
+        make_report(metric, value, day, leader_public_key, helper_public_key)
+        for metric, value in encode_daily(obs).items()
+    ]
+
+
+def upload_body(reports: list[SealedReport]) -> dict[str, object]:
+    """The JSON body of ``POST /v1/analytics/reports`` for ``reports`` (SPEC AGG-18)."""
+    return {
+        "reports": [
+            {
+                "metric": r.metric,
+                "day": r.day,
+                "leader_share": base64.b64encode(r.leader_share).decode(),
+                "helper_share": base64.b64encode(r.helper_share).decode(),
+            }
+            for r in reports
+        ]
+    }

@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.engine import Engine
 
 __all__ = ["MAX_BOX_BYTES", "MAX_REPORTS_PER_UPLOAD", "IngestStore", "router"]
@@ -55,6 +55,17 @@ reports_table = sa.Table(
     sa.Column("helper_share", sa.LargeBinary, nullable=False),
     sa.Index("ix_analytics_day_metric", "day", "metric", "seq"),
 )
+
+
+def _no_bool(value: object) -> object:
+    """``true`` or ``"5"`` is not a day number (JSON Schema admits ``0.0``, not those)."""
+    if isinstance(value, bool | str):
+        raise ValueError("a day number must be an integer")
+    return value
+
+
+#: A UTC day number (``unix_seconds // 86400``).
+Day = Annotated[int, Field(ge=0, lt=2**32), BeforeValidator(_no_bool)]
 
 
 class IngestStore:
@@ -124,7 +135,7 @@ class SealedReportIn(BaseModel):
     """One report: a metric, a UTC day number and two base64 sealed boxes."""
 
     metric: Literal["notified", "risk_level", "days_to_notification", "reported_positive"]
-    day: int = Field(ge=0, lt=2**32)
+    day: Day
     leader_share: str = Field(min_length=96, max_length=5460, pattern=_B64)
     helper_share: str = Field(min_length=96, max_length=5460, pattern=_B64)
 
