@@ -5,6 +5,8 @@ step API driven by an injected clock (see :mod:`phe_trace.agent.agent`); radios 
 :mod:`phe_trace.agent.radio` (``bluez``, ``bumble``, ``sim``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .agent import Agent, TickResult
 from .config import AgentConfig, load_config
 from .errors import (
@@ -26,9 +28,7 @@ from .errors import (
 )
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
-from .report import ReportResult
 from .store import AgentStore
-from .sync import SyncResult
 
 __all__ = [
     "Agent",
@@ -58,3 +58,21 @@ __all__ = [
     "TickResult",
     "load_config",
 ]
+
+if TYPE_CHECKING:
+    from .report import ReportResult
+    from .sync import SyncResult
+
+
+def __getattr__(name: str) -> Any:
+    """Import the sync and report results on first use: an idle agent never loads the
+    matcher, the export reader or the HTTP client (resident memory, AGENT-12)."""
+    if name == "SyncResult":
+        from .sync import SyncResult
+
+        return SyncResult
+    if name == "ReportResult":
+        from .report import ReportResult
+
+        return ReportResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

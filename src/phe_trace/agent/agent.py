@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from phe_trace.crypto import Metadata, new_temporary_exposure_key
 from phe_trace.errors import PheTraceError
-from phe_trace.exposure import ExposureConfig, ExposureError, default_config, load_config
 from phe_trace.protocol.advertisement import SERVICE_DATA_LENGTH
 
 from .config import AgentConfig
@@ -45,6 +44,8 @@ from .store import AgentStore, utc_day
 
 if TYPE_CHECKING:
     import httpx
+
+    from phe_trace.exposure import ExposureConfig
 
     from .report import ReportResult
     from .sync import SyncResult
@@ -98,6 +99,8 @@ class Agent:
     def exposure_config(self) -> ExposureConfig:
         """The scoring configuration (loaded once from ``config.exposure_config``)."""
         if self._exposure_config is None:
+            from phe_trace.exposure import ExposureError, default_config, load_config
+
             path = self.config.exposure_config
             try:
                 self._exposure_config = load_config(path) if path else default_config()
