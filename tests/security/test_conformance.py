@@ -2,11 +2,10 @@
 
 The checker runs as an auditor would run it — the ``phe-trace conformance`` command, over
 HTTP, with a conformance-test health authority registered beforehand — and every check
-must pass. A second part breaks the server's answers on purpose (a proxy that drops the
-padding or re-signs exports with another key) to show the battery can fail.
-(SPEC PUB-1, PUB-2, PUB-3, PUB-5, PUB-6, PUB-7, PUB-11, PUB-12, PUB-13, PUB-14, PUB-16,
-PUB-19, PUB-20, PUB-22, PUB-23, PUB-25, PUB-27, PUB-31, PUB-33, EXP-2, EXP-6, EXP-11,
-EXP-14)
+must pass. A last test gives it a wrong export key and a wrong key id, to show the
+battery can fail. (SPEC CONF-1, CONF-2, CONF-3, CONF-4, PUB-1, PUB-2, PUB-3, PUB-5,
+PUB-6, PUB-7, PUB-11, PUB-12, PUB-13, PUB-14, PUB-16, PUB-19, PUB-20, PUB-22, PUB-23,
+PUB-25, PUB-27, PUB-31, PUB-33, EXP-2, EXP-6, EXP-11, EXP-14)
 """
 
 from __future__ import annotations
@@ -53,13 +52,14 @@ def keyserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server
 
 
 def _conformance(
-    server: ServerProcess, root: Path, *extra: str
+    server: ServerProcess, root: Path, *extra: str, export_key: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    key = export_key or root / "export.pub.pem"
     return subprocess.run(
         [
             *PHE_TRACE, "conformance", "--server", server.url,
             "--ha-key", str(root / "ha" / "ha.pem"), "--issuer", ISSUER,
-            "--audience", AUDIENCE, "--kid", KID, "--export-key", str(root / "export.pub.pem"),
+            "--audience", AUDIENCE, "--kid", KID, "--export-key", str(key),
             "--min-export-records", str(MIN_RECORDS), *extra,
         ],
         capture_output=True, text=True, timeout=300, check=False, env=server.env,
@@ -96,3 +96,22 @@ def test_table_output_names_requirement_ids(keyserver: tuple[ServerProcess, Path
     assert done.returncode == 0, done.stdout + done.stderr
     assert "EXP-14" in done.stdout and "PUB-31" in done.stdout
     assert "0 failed" in done.stdout
+
+
+def test_a_failing_check_fails_the_run(
+    keyserver: tuple[ServerProcess, Path], tmp_path: Path
+) -> None:
+    """A wrong export key or kid: those rows fail and the exit is non-zero (CONF-3)."""
+    server, root = keyserver
+    wrong = TestAuthority(tmp_path / "wrong")
+    done = _conformance(server, root, "--json", "--only", "exports", export_key=wrong.public_pem)
+    rows = {r["check"]: r for r in _rows(done.stdout)}
+    assert done.returncode != 0
+    assert "checks failed" in done.stderr
+    signature_row = rows["every file verifies with the export key"]
+    assert signature_row["status"] == "fail"
+    assert "export_bad_signature" in str(signature_row["detail"])
+    wrong_kid = _conformance(server, root, "--json", "--only", "publish", "--kid", "nope")
+    publish_rows = _rows(wrong_kid.stdout)
+    assert wrong_kid.returncode != 0
+    assert next(r for r in publish_rows if r["requirements"] == ["PUB-1"])["status"] == "fail"
