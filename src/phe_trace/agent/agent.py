@@ -14,6 +14,12 @@ In-process step API (what the simulator and tests use; all synchronous)::
     agent.status(now)        # risk level, last exposure day, last check
     agent.close()
 
+``AgentConfig(data_dir=None)`` keeps the store in memory (sealed all the same under a
+key that lives only in the process). ``client`` may be any ``httpx.Client`` — e.g. one
+with an in-process transport; the URLs come from ``config.key_server_url``,
+``config.export_base_url`` and ``config.verification_url``. Without a client the agent
+makes its own.
+
 ``tick`` talks to a radio only if it has the synchronous in-process methods of
 :class:`~phe_trace.agent.radio.sim.SimRadio` (``set_payload``/``drain``). For real
 radios the asynchronous :meth:`Agent.step` (one tick plus the radio calls it implies)
