@@ -4,8 +4,8 @@ The checker runs as an auditor would run it — the ``phe-trace conformance`` co
 HTTP, with a conformance-test health authority registered beforehand — and every check
 must pass. A last test gives it a wrong export key and a wrong key id, to show the
 battery can fail. (SPEC CONF-1, CONF-2, CONF-3, CONF-4, PUB-1, PUB-2, PUB-3, PUB-5,
-PUB-6, PUB-7, PUB-11, PUB-12, PUB-13, PUB-14, PUB-16, PUB-19, PUB-20, PUB-22, PUB-23,
-PUB-25, PUB-27, PUB-31, PUB-33, EXP-2, EXP-6, EXP-11, EXP-14)
+PUB-6, PUB-7, PUB-11, PUB-12, PUB-13, PUB-14, PUB-16, PUB-18, PUB-19, PUB-20, PUB-22,
+PUB-23, PUB-24, PUB-25, PUB-27, PUB-31, PUB-33, EXP-2, EXP-6, EXP-11, EXP-14)
 """
 
 from __future__ import annotations

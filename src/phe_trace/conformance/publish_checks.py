@@ -27,6 +27,8 @@ CERT_INVALID = "health_authority_verification_certificate_invalid"
 UNKNOWN_HA = "unknown_health_authority_id"
 #: Keys of a GAEN success response (ENS ``PublishResponse``).
 RESPONSE_FIELDS = {"revisionToken", "insertedExposures", "padding"}
+#: Fields every publish answer carries, success or error (GAEN v1, PUB-1).
+RESPONSE_FIELDS_ALL = RESPONSE_FIELDS | {"error", "code"}
 
 
 def _accepted(
@@ -54,6 +56,9 @@ def valid_publish(b: Battery) -> str:
 def response_padding(b: Battery) -> str:
     ok = json_of(b.client.publish(b.client.body(day_keys(b.now, 1), b.now)))
     refused = json_of(b.client.publish(b"{"))
+    for name, body in (("success", ok), ("refusal", refused)):
+        missing = RESPONSE_FIELDS_ALL - set(body)
+        expect(not missing, f"{name} answer lacks {sorted(missing)}")
     sizes = [len(str(ok.get("padding", ""))), len(str(refused.get("padding", "")))]
     expect(sizes[0] > 0, "success answer is not padded")
     expect(sizes[1] > 0, "error answer is not padded")
@@ -127,14 +132,48 @@ def too_many_keys(b: Battery) -> None:
 
 
 def bad_key_dropped(b: Battery) -> str:
-    keys = day_keys(b.now, 2) + day_keys(b.now, 1, first_day_back=20)
+    start = today_start(b.now)
+    bad = [
+        *day_keys(b.now, 1, first_day_back=20),  # ended before now − 15 days
+        TestKey(secrets.token_bytes(16), start + TEK_ROLLING_PERIOD),  # starts tomorrow
+        TestKey(secrets.token_bytes(16), start - 5 * TEK_ROLLING_PERIOD, 144, 9),  # risk 9
+        TestKey(secrets.token_bytes(16), start - 6 * TEK_ROLLING_PERIOD, 0),  # period 0
+    ]
+    keys = day_keys(b.now, 2) + bad
     response = b.client.publish(b.client.body(keys, b.now))
     body = json_of(response)
     expect(response.status_code == 200, f"got HTTP {response.status_code}, expected 200")
     expect(body.get("insertedExposures") == 2, f"insertedExposures {body.get('insertedExposures')}")
     expect(body.get("code") == "partial_failure", f"code {body.get('code')!r}, not partial_failure")
-    expect(bool(body.get("warnings")), "no warning names the dropped key")
-    return "20-day-old key dropped with a warning, 2 stored"
+    warnings = body.get("warnings") or []
+    expect(len(warnings) >= len(bad), f"{len(warnings)} warnings for {len(bad)} dropped keys")
+    return "old, future, risk 9 and period 0 keys dropped with warnings; 2 stored"
+
+
+def repeated_upload(b: Battery) -> str:
+    keys = day_keys(b.now, 2)
+    _accepted(b, keys)
+    again = _accepted(b, keys, expect_inserted=0)
+    expect(not again.get("code"), f"re-upload answered code {again.get('code')!r}")
+    return "the same keys again: 200, insertedExposures 0"
+
+
+def odd_bodies(b: Battery) -> str:
+    cases: list[bytes] = [
+        b"", b"[]", b"null", b'"text"', b'{"temporaryExposureKeys": null}',
+        b'{"temporaryExposureKeys": [{"key": 1}]}',
+        b'{"temporaryExposureKeys": [], "verificationPayload": "x", "hmacKey": "y"}',
+        b'{"temporaryExposureKeys": [{"key": "AAAA", "rollingStartNumber": 1e400}]}',
+        b'{"temporaryExposureKeys": [{"key": "%%%", "rollingStartNumber": -1,'
+        b' "rollingPeriod": 144}], "verificationPayload": "a.b.c", "hmacKey": "!!"}',
+    ]  # fmt: skip
+    statuses = []
+    for raw in cases:
+        response = b.client.publish(raw)
+        statuses.append(response.status_code)
+        expect(400 <= response.status_code < 500, f"{raw[:40]!r} got HTTP {response.status_code}")
+        expect(bool(json_of(response).get("code")), f"{raw[:40]!r}: no code in the answer")
+    return f"{len(cases)} malformed bodies: {sorted(set(statuses))}"
 
 
 def overlapping_keys(b: Battery) -> None:
@@ -209,9 +248,10 @@ def chaff(b: Battery) -> str:
 
 PUBLISH_CHECKS: tuple[Check, ...] = (
     Check(("PUB-1",), "valid upload is accepted with a revision token", valid_publish),
-    Check(("PUB-22",), "answers (success and refusal) are padded", response_padding),
+    Check(("PUB-1", "PUB-22"), "answers (success and refusal) are padded", response_padding),
     Check(("PUB-2",), "malformed JSON → 400 bad_request", malformed_json),
     Check(("PUB-2",), "wrong JSON types → 400 bad_request", wrong_types),
+    Check(("PUB-2",), "odd bodies → 4xx with a code, never 5xx", odd_bodies),
     Check(("PUB-3",), "oversized body (1 MiB) → 413", oversized_body),
     Check(("PUB-5",), "certificate signed by another key → 401, nothing stored", foreign_signature),
     Check(("PUB-5",), "expired certificate → 401, nothing stored", expired_certificate),
@@ -219,9 +259,10 @@ PUBLISH_CHECKS: tuple[Check, ...] = (
     Check(("PUB-6", "HMAC-3"), "keys changed after certification → 401", tekmac_mismatch),
     Check(("PUB-7",), "a certificate is accepted once", certificate_replay),
     Check(("PUB-11",), "more keys than the maximum → 400", too_many_keys),
-    Check(("PUB-12",), "one bad key dropped with a warning, the rest stored", bad_key_dropped),
+    Check(("PUB-12",), "bad keys dropped with warnings, the rest stored", bad_key_dropped),
+    Check(("PUB-24",), "the same keys uploaded again insert nothing", repeated_upload),
     Check(("PUB-13",), "overlapping keys → 400", overlapping_keys),
-    Check(("PUB-13",), "the same key twice → 400", duplicate_key),
+    Check(("PUB-18",), "the same key twice → 400", duplicate_key),
     Check(("PUB-14",), "four keys sharing a start → 400", same_start),
     Check(("PUB-16",), "today's (still valid) key is accepted", same_day_key),
     Check(("PUB-19", "PUB-21"), "revision needs the revision token, once", revision),
