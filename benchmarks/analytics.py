@@ -9,6 +9,10 @@ Cases (one JSON line each):
   aggregators (batched), combined, finished and aggregated, per second for the pair in
   one process; baseline: the naive per-report path (scalar XOF, one report at a time),
   measured on a subset in the same run.
+* ``service_collect`` — the real aggregator service: boxes in the key server's ingestion
+  table (SQLite), the helper on a uvicorn server with its own SQLite database, the leader
+  pulling over HTTP, preparing with the helper over HTTP, aggregating and releasing one
+  metric; baseline: the in-process batched pair rate above.
 * ``day_of_100k_devices`` — the time the pair needs for 100,000 reports at the measured
   batched rate (``seconds`` is projected unless ``--n 100000``); target ≤ 60 s.
   ``cpu_seconds`` is the process CPU time: on a shared, loaded machine the wall clock
@@ -22,22 +26,34 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import socket
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+import sqlalchemy as sa
+import uvicorn
 from _common import emit
+from fastapi import FastAPI
 from nacl.public import PrivateKey
 
+from phe_trace.aggregator import Aggregator, AggregatorSettings, create_app
 from phe_trace.analytics.batch import (
     prep_init_batch,
     prep_shares_to_prep_batch,
 )
 from phe_trace.analytics.metrics import METRICS, context_for
-from phe_trace.analytics.reports import make_report, open_share
+from phe_trace.analytics.reports import SealedReport, make_report, open_share
+from phe_trace.server import analytics_ingest
+from phe_trace.server.analytics_ingest import IngestStore
 
 BENCH = "analytics"
 METRIC = "days_to_notification"
@@ -47,12 +63,66 @@ TARGET_DEVICES = 100_000
 CHUNK = 5000
 
 
+def service_collect(reports: list[SealedReport], leader: PrivateKey, helper: PrivateKey) -> float:
+    """Seconds for the leader service to collect and release ``reports`` with a helper."""
+    tmp = Path(tempfile.mkdtemp(prefix="phe-trace-bench-"))
+    ingest = FastAPI()
+    ingest.include_router(analytics_ingest.router)
+    ingest.state.analytics_ingest = IngestStore(sa.create_engine(f"sqlite:///{tmp / 'k.db'}"))
+    ingest.state.analytics_ingest.add(
+        [(DAY, METRIC, r.leader_share, r.helper_share) for r in reports]
+    )
+
+    def settings(
+        role: str, key: PrivateKey, helper_url: str | None, url: str
+    ) -> AggregatorSettings:
+        return AggregatorSettings(
+            role=role,
+            database_url=f"sqlite:///{tmp / (role + '.db')}",
+            private_key=bytes(key).hex(),
+            verify_key=bytes(32).hex(),
+            peer_token="bench-peer-token-0123456789",
+            helper_url=helper_url,
+            ingest_url=url,
+            min_batch_size=1,
+        )  # type: ignore[arg-type]
+
+    with _serve(ingest) as ingest_url:
+        helper_agg = Aggregator(settings("helper", helper, None, ingest_url))
+        with _serve(create_app(helper_agg)) as helper_url:
+            leader_agg = Aggregator(settings("leader", leader, helper_url, ingest_url))
+            start = time.perf_counter()
+            release = leader_agg.collect(DAY, METRIC)
+            seconds = time.perf_counter() - start
+    assert release.report_count == len(reports)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return seconds
+
+
+@contextmanager
+def _serve(app: FastAPI) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=10_000, help="reports in the batch")
     parser.add_argument("--quick", action="store_true", help="small run (1,000 reports)")
     args = parser.parse_args()
-    n = 1000 if args.quick else args.n
+    quick = bool(args.quick)
+    n = 1000 if quick else args.n
     naive_n = min(n, 300)
     leader, helper = PrivateKey.generate(), PrivateKey.generate()
     keys = (bytes(leader.public_key), bytes(helper.public_key))
@@ -157,6 +227,19 @@ def main() -> None:
         ratio=round(rate / (naive_n / naive_s), 3),
         cpu_seconds=round(batch_cpu, 3),
         cpu_rate=round(n / batch_cpu, 1),
+    )
+    service_n = min(n, 500 if quick else 5000)
+    service_s = service_collect(reports[:service_n], leader, helper)
+    emit(
+        bench=BENCH,
+        case="service_collect",
+        n=service_n,
+        seconds=round(service_s, 3),
+        rate=round(service_n / service_s, 1),
+        unit="reports/s",
+        baseline="pair_open_prepare_aggregate",
+        baseline_rate=round(rate, 1),
+        ratio=round(service_n / service_s / rate, 3),
     )
     day_s = batch_s if n == TARGET_DEVICES else TARGET_DEVICES / rate
     emit(
