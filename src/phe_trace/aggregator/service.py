@@ -100,6 +100,11 @@ class Aggregator:
         self._private_key = settings.private_key_bytes()
         self._verify_key = settings.verify_key_bytes()
 
+    def close(self) -> None:
+        """Release the HTTP client and database connections."""
+        self.http.close()
+        self.engine.dispose()
+
     def public_key(self) -> bytes:
         """This aggregator's X25519 public key (what devices seal to)."""
         from nacl.public import PrivateKey

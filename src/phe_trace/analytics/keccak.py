@@ -306,7 +306,6 @@ def turboshake128_batch(
         block = np.ascontiguousarray(padded[:, off : off + RATE]).view("<u8")  # (n, 21)
         state[:21] ^= block.T
         state = keccak_p1600_batch(state, rounds)
-    out = np.empty((n, 0), dtype=np.uint8)
     chunks = []
     produced = 0
     while True:
