@@ -329,3 +329,20 @@ def test_rising_risk_notifies_once(
     assert b.sync(NOW + 120).risk_level == "high"
     lines = log.read_text().splitlines()
     assert len(lines) == 1 and "2026-11-02" in lines[0]
+
+
+async def test_check_in_a_child_process_shares_the_store(make_agent, host: ExportHost) -> None:
+    """The daemon's isolated check: ``phe-trace agent sync`` on the same store. (SPEC AGENT-13)"""
+    a, b = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    publish(host.files, [_zip_of(signer, a_key)], int(T0 + DAY))
+    _configure(b, host, spki(signer))
+    # (The child runs on the real clock, so its retention purge drops this old contact;
+    # what is checked here is that the child's check lands in the shared store.)
+    await b._sync_in_child()
+    last = b.store.get_meta("last_check")
+    assert last is not None and last["files_checked"] == 1 and last["error"] is None
+    host.down = True
+    await b._sync_in_child()  # fails in the child; logged, nothing raised here
+    assert "kept failing" in b.store.get_meta("last_check")["error"]

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from phe_trace.crypto import Metadata, new_temporary_exposure_key
 from phe_trace.errors import PheTraceError
 from phe_trace.protocol.advertisement import SERVICE_DATA_LENGTH
 
-from .config import AgentConfig
+from .config import ENV_PREFIX, AgentConfig
 from .errors import ConfigError, StoreCorruptError
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
@@ -249,29 +251,66 @@ class Agent:
         *,
         sync_every_s: float = 6 * 3600,
         client: httpx.Client | None = None,
+        isolate_sync: bool = False,
     ) -> None:
-        """The daemon loop: step every few seconds, sync every ``sync_every_s``."""
+        """The daemon loop: step until ``stop``; check for exposures every ``sync_every_s``.
+
+        With ``isolate_sync`` each check runs as a child process (``phe-trace agent
+        sync`` on the same store) while the radio work goes on: the daemon never loads
+        the matcher, so it stays small, and scan windows are not delayed. Otherwise the
+        check runs in this thread (the store's connection is not shared across threads).
+        """
         stop = stop or asyncio.Event()
         next_sync = clock() + 60.0
+        check: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 await self.step(clock())
-                if self.config.key_server_url and clock() >= next_sync:
-                    # In this thread: the store's connection is not shared across threads.
-                    # BlueZ keeps advertising meanwhile; the next scan window is late.
-                    try:
-                        self.sync(clock(), client)
-                    except (PheTraceError, OSError) as exc:  # keep broadcasting regardless
-                        log.error("check for exposures failed: %s", exc)
+                due = self.config.key_server_url and clock() >= next_sync
+                if due and (check is None or check.done()):
                     next_sync = clock() + sync_every_s
+                    if isolate_sync and self.config.data_dir is not None:
+                        check = asyncio.create_task(self._sync_in_child())
+                    else:
+                        try:
+                            self.sync(clock(), client)
+                        except (PheTraceError, OSError) as exc:  # keep broadcasting
+                            log.error("check for exposures failed: %s", exc)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self._sleep_for(clock()))
                 except TimeoutError:
                     pass
         finally:
+            if check is not None and not check.done():
+                check.cancel()
             if self.radio is not None:
                 await self.radio.stop_advertising()
             self._save_state()
+
+    async def _sync_in_child(self) -> None:
+        """``phe-trace agent sync`` on this store, configured like this agent."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        for name, value in self.config.model_dump(exclude_none=True).items():
+            env[ENV_PREFIX + name.upper()] = str(value)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "phe_trace.cli",
+            "agent",
+            "sync",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, err = await proc.communicate()
+        except asyncio.CancelledError:
+            proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode:
+            lines = err.decode("utf-8", "replace").strip().splitlines()
+            log.error("check for exposures failed: %s", lines[-1] if lines else proc.returncode)
 
     def _sleep_for(self, now: float) -> float:
         nexts = [t for t in (self._rotation.next_at, self._scan.next_at) if t is not None]

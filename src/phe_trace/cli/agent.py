@@ -214,7 +214,7 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await agent.run(stop=stop, sync_every_s=sync_every_hours * 3600)
+        await agent.run(stop=stop, sync_every_s=sync_every_hours * 3600, isolate_sync=True)
 
     try:
         asyncio.run(main())
