@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -213,9 +214,13 @@ def bench_publish(n: int, clients: int, db: str, database_url: str, workers: int
             _wait_ready(port)
             health = [_http_request("GET", "/healthz")] * n
             _drive(port, health[: min(n, 200)], clients)  # warm-up
+            cpu_before = _tree_cpu_seconds(child.pid)
             base_seconds, _, _ = _drive(port, health, clients)
+            base_cpu = _tree_cpu_seconds(child.pid) - cpu_before
             requests = [_http_request("POST", "/v1/publish", b) for b in bodies]
+            cpu_before = _tree_cpu_seconds(child.pid)
             seconds, latencies, failures = _drive(port, requests, clients)
+            server_cpu = _tree_cpu_seconds(child.pid) - cpu_before
         finally:
             child.terminate()
             child.wait(timeout=30)
@@ -241,7 +246,25 @@ def bench_publish(n: int, clients: int, db: str, database_url: str, workers: int
         p50_ms=round(_percentile(latencies, 0.50) * 1000, 2),
         p99_ms=round(_percentile(latencies, 0.99) * 1000, 2),
         keys_per_publish=14,
+        server_cpu_ms_per_publish=round(server_cpu / n * 1000, 3),
+        server_cpu_ms_per_baseline=round(base_cpu / n * 1000, 3),
     )
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        todo += [int(c) for c in children]
+    return total
 
 
 def _wait_ready(port: int) -> None:

@@ -11,8 +11,11 @@ from .context import ServerContext
 __all__ = ["ContextDep", "get_context"]
 
 
-def get_context(request: Request) -> ServerContext:
-    """The :class:`ServerContext` of the app serving ``request``."""
+async def get_context(request: Request) -> ServerContext:
+    """The :class:`ServerContext` of the app serving ``request``.
+
+    ``async`` although it does not wait: FastAPI would otherwise run it in a worker thread.
+    """
     ctx: ServerContext = request.app.state.keyserver
     return ctx
 
