@@ -175,3 +175,23 @@ def test_corrupt_database_is_reported_and_kept(tmp_path: Path) -> None:
     agent.tick(T0 + 60)
     assert len(agent.store.teks()) == 1
     agent.close()
+
+
+def test_state_records_do_not_reveal_a_report_by_presence_or_size(tmp_path: Path) -> None:
+    """Every state record exists from creation, padded: a report adds no row, no bytes.
+
+    (SPEC AGENT-7)
+    """
+    store = AgentStore.open(tmp_path / "d")
+    conn = store._conn
+
+    def rows() -> dict[str, int]:
+        return {n: len(b) for n, b in conn.execute("SELECT name, sealed FROM meta")}
+
+    before = rows()
+    assert set(before) >= {"report", "notified", "matches"}
+    store.put_meta("report", {"published_at": 1.0, "revision_token": "x" * 300, "keys_sent": 14})
+    store.put_meta("notified", {"level": "high", "at": 2.0})
+    assert rows() == before
+    assert store.get_meta("report")["keys_sent"] == 14
+    store.close()

@@ -32,7 +32,15 @@ from .records import (
     encode_tek,
 )
 
-__all__ = ["DB_NAME", "KEY_NAME", "SECONDS_PER_DAY", "AgentStore", "utc_day"]
+__all__ = [
+    "DB_NAME",
+    "KEY_NAME",
+    "META_NAMES",
+    "META_PAD",
+    "SECONDS_PER_DAY",
+    "AgentStore",
+    "utc_day",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,10 @@ KEY_NAME = "store.key"
 SECONDS_PER_DAY = 86_400
 _SCHEMA_VERSION = 1
 _CANARY = b"phe-trace agent store"
+#: The small state records; all exist from the store's creation (AGENT-7).
+META_NAMES = ("state", "sync", "matches", "last_check", "notified", "report", "warnings")
+#: Sealed state records are padded to a multiple of this many bytes (AGENT-7).
+META_PAD = 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);
@@ -122,6 +134,8 @@ class AgentStore:
                     "INSERT INTO meta (name, sealed) VALUES ('store', ?)",
                     (key.seal("meta/store", _CANARY + bytes([_SCHEMA_VERSION])),),
                 )
+            for name in META_NAMES:
+                store.put_meta(name, {})
         else:
             try:
                 key.open("meta/store", canary[0])
@@ -231,7 +245,10 @@ class AgentStore:
         return value
 
     def put_meta(self, name: str, value: dict[str, Any]) -> None:
-        sealed = self._key.seal(f"meta/{name}", json.dumps(value, sort_keys=True).encode())
+        """Seal ``value`` as state record ``name``, padded with JSON whitespace (AGENT-7)."""
+        plain = json.dumps(value, sort_keys=True).encode()
+        plain += b" " * (-len(plain) % META_PAD)
+        sealed = self._key.seal(f"meta/{name}", plain)
         with self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta (name, sealed) VALUES (?, ?)", (name, sealed)
