@@ -196,7 +196,7 @@ class LiveBackend:
             chaff_max_delay_ms=0,
             log_level="WARNING",
         )
-        self.app = hosting.create_app(self.settings, role="keyserver", clock=self.clock)
+        self.app = hosting.create_app(self.settings, role="all", clock=self.clock)
         self.keyserver = self.app.state.keyserver
         self.url = self._serve(self.app)
         self.vservice = getattr(self.app.state, "verification", None)
@@ -238,12 +238,16 @@ class LiveBackend:
 
         vs = self.vservice
         accounts = vs.accounts
+        keys = load_signing_keys(self.settings.signing_key_dir, self.settings.signing_key_id)
+        self.export_key = base64.b64encode(keys[0].public_key_der).decode("ascii")
         realm = accounts.create_realm("demo-city", daily_quota=1_000_000)
         self.realm_id = realm.id
         self.case_worker = accounts.create_user(
             realm.id, "case-worker", secrets.token_urlsafe(16), is_admin=False, actor="demo"
         )
         _, self.api_key = accounts.create_api_key(realm.id, "demo-app", "demo")
+        if self.mounted:
+            return  # hosting registered its own verification service with the key server
         register_health_authority(
             self.keyserver.engine,
             issuer=vs.settings.issuer,
@@ -252,8 +256,6 @@ class LiveBackend:
             jwks_url=self.verification_url.rstrip("/") + JWKS_PATH,
             now=self.clock.t,
         )
-        keys = load_signing_keys(self.settings.signing_key_dir, self.settings.signing_key_id)
-        self.export_key = base64.b64encode(keys[0].public_key_der).decode("ascii")
 
     @property
     def agent_settings(self) -> dict[str, object]:
