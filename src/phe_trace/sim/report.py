@@ -185,7 +185,16 @@ def _html(s: dict[str, Any]) -> str:
     b = s["bytes_per_device_per_day"]
     d = s["test_to_notification_hours"]
     parts = _table(list(s["parts"].items()))
-    storage = html.escape(json.dumps(s["server_storage"], indent=2, default=str))
+    stored = s["server_storage"]
+    flagged = stored.get("identity_columns") or []
+    storage = _table(
+        [
+            (name, f"{t['rows']} rows: {', '.join(t['columns'])}")
+            for name, t in sorted(stored.get("tables", {}).items())
+        ]
+        + [("columns that could identify a person", ", ".join(flagged) or "none")]
+        + [("export files", len(stored.get("export_files", [])))]
+    )
     aggregate = html.escape(json.dumps(s["aggregate"], indent=2, default=str))
     charts = "".join(f'<p><img src="{c}" alt="{c}"></p>' for c in CHARTS)
     cfg = s["config"]
@@ -232,7 +241,7 @@ wall time {s["wall_seconds"]:.1f} s.</p>
         )
     }
 <h2>Charts</h2>{charts}
-<h2>What the server stored</h2><pre>{storage}</pre>
+<h2>What the server stored</h2>{storage}
 <h2>What the health authority sees in aggregate</h2><pre>{aggregate}</pre>
 <p>All numbers: <a href="summary.json">summary.json</a>.</p>
 </body></html>
