@@ -100,3 +100,21 @@ def test_rate_limiter_counts_per_key_and_window() -> None:
     assert info.value.retry_after == 60
     clock.advance(timedelta(seconds=60))
     limiter.hit(1, clock.now())
+
+
+def test_public_surface_is_pinned() -> None:
+    """What hosting, the CLI and the simulator import from the package (SPEC VER-8)."""
+    import phe_trace.verification as verification
+
+    assert set(verification.__all__) == {
+        "JWKS_PATH",
+        "Clock",
+        "ManualClock",
+        "SystemClock",
+        "VerificationError",
+        "VerificationService",
+        "VerificationSettings",
+        "create_app",
+    }
+    assert all(hasattr(verification, name) for name in verification.__all__)
+    assert verification.JWKS_PATH == "/.well-known/jwks.json"

@@ -25,6 +25,8 @@ __all__ = [
     "PRESIGNIN_COOKIE",
     "SESSION_COOKIE",
     "CsrfError",
+    "ForbiddenError",
+    "NotSignedInError",
     "Portal",
     "SignedIn",
 ]
