@@ -1,9 +1,10 @@
 """``create_app(aggregator)``: the HTTP face of one aggregator (leader or helper).
 
 Both roles: ``GET /v1/aggregator/config`` (role, X25519 public key, metrics).
-Helper: ``POST /v1/aggregator/prepare`` and ``POST /v1/aggregator/aggregate_share``
-(leader-only, bearer token). Leader: ``GET /v1/aggregates`` (the published noisy
-aggregates with ε) and ``POST /v1/aggregator/collect`` (bearer token; collect a day).
+Helper: ``POST /v1/aggregator/pull``, ``POST /v1/aggregator/prepare`` and
+``POST /v1/aggregator/aggregate_share`` (leader-only, bearer token). Leader:
+``GET /v1/aggregates`` (the published noisy aggregates with ε) and
+``POST /v1/aggregator/collect`` (bearer token; collect a day).
 Errors are JSON ``{"error", "code"}``; bad input is a 400, never a 500.
 """
 
@@ -62,6 +63,11 @@ class AggregateShareIn(BaseModel):
     day: Day
     metric: MetricName
     report_ids: list[str] = Field(max_length=1_000_000)
+
+
+class PullIn(BaseModel):
+    day: Day
+    metric: MetricName
 
 
 class CollectIn(BaseModel):
@@ -134,6 +140,10 @@ def create_app(aggregator: Aggregator) -> FastAPI:
                 for rid, ok, msg in results
             ]
         }
+
+    @app.post("/v1/aggregator/pull", dependencies=[Depends(peer), role("helper")])
+    def pull(body: PullIn) -> dict[str, int]:
+        return {"stored": agg.pull(body.day, body.metric)}
 
     @app.post("/v1/aggregator/aggregate_share", dependencies=[Depends(peer), role("helper")])
     def aggregate_share(body: AggregateShareIn) -> dict[str, str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,42 +287,61 @@ class Aggregator:
         return [(rid, *results.get(rid, (False, None))) for rid in wanted]
 
     def _prepare_with_helper(self, day: int, metric: str) -> None:
+        """Step 2, pipelined: chunk k+1 is queried here while the helper finishes chunk k."""
         vdaf = _vdaf(metric)
         rows = self._load(day, metric, None, PENDING)
-        for start in range(0, len(rows), _PAGE):
-            chunk = rows[start : start + _PAGE]
-            inits = self._prep_init(vdaf, day, metric, chunk)
-            updates: list[tuple[str, int, bytes | None]] = []
-            send = []
-            states = {}
-            for row, init in zip(chunk, inits, strict=True):
-                if init is None:
-                    updates.append((row.report_id, REJECTED, None))
-                    continue
-                states[row.report_id] = init[0]
-                send.append(
-                    {
-                        "report_id": row.report_id,
-                        "prep_share": base64.b64encode(vdaf.encode_prep_share(init[1])).decode(),
-                    }
-                )
-            answer = self._peer("prepare", {"day": day, "metric": metric, "items": send})
-            for item in answer["results"]:
-                rid = item["report_id"]
-                if rid not in states:
-                    continue
-                status, out_bytes = REJECTED, None
-                if item["ok"]:
-                    msg = base64.b64decode(item["prep_msg"]) if item["prep_msg"] else None
-                    try:
-                        out_bytes = vdaf.field.encode_vec(vdaf.prep_next(states[rid], msg))
-                        status = ACCEPTED
-                    except VerificationError:
-                        pass
-                updates.append((rid, status, out_bytes))
-                del states[rid]
-            updates += [(rid, REJECTED, None) for rid in states]
-            self._set_status(updates)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            inflight: tuple[dict[str, Any], Future[dict[str, Any]]] | None = None
+            for start in range(0, len(rows), _PAGE):
+                states, send = self._leader_chunk(vdaf, day, metric, rows[start : start + _PAGE])
+                body = {"day": day, "metric": metric, "items": send}
+                future = pool.submit(self._peer, "prepare", body)
+                if inflight is not None:
+                    self._finish_chunk(vdaf, *inflight)
+                inflight = (states, future)
+            if inflight is not None:
+                self._finish_chunk(vdaf, *inflight)
+
+    def _leader_chunk(
+        self, vdaf: Prio3[Any, Any], day: int, metric: str, chunk: list[Any]
+    ) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """prep_init of one chunk: states kept here, prep shares to send to the helper."""
+        inits = self._prep_init(vdaf, day, metric, chunk)
+        rejected: list[tuple[str, int, bytes | None]] = []
+        send = []
+        states: dict[str, Any] = {}
+        for row, init in zip(chunk, inits, strict=True):
+            if init is None:
+                rejected.append((row.report_id, REJECTED, None))
+                continue
+            states[row.report_id] = init[0]
+            share = base64.b64encode(vdaf.encode_prep_share(init[1])).decode()
+            send.append({"report_id": row.report_id, "prep_share": share})
+        self._set_status(rejected)
+        return states, send
+
+    def _finish_chunk(
+        self, vdaf: Prio3[Any, Any], states: dict[str, Any], future: Future[dict[str, Any]]
+    ) -> None:
+        """prep_next with the helper's answers; anything unanswered is rejected."""
+        answer = future.result()
+        updates: list[tuple[str, int, bytes | None]] = []
+        for item in answer["results"]:
+            rid = item["report_id"]
+            if rid not in states:
+                continue
+            status, out_bytes = REJECTED, None
+            if item["ok"]:
+                msg = base64.b64decode(item["prep_msg"]) if item["prep_msg"] else None
+                try:
+                    out_bytes = vdaf.field.encode_vec(vdaf.prep_next(states[rid], msg))
+                    status = ACCEPTED
+                except VerificationError:
+                    pass
+            updates.append((rid, status, out_bytes))
+            del states[rid]
+        updates += [(rid, REJECTED, None) for rid in states]
+        self._set_status(updates)
 
     def _peer(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self.settings.helper_url is not None
@@ -425,7 +445,11 @@ class Aggregator:
         if done is not None:
             return done
         vdaf = _vdaf(metric)
-        self.pull(day, metric)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The helper fetches its boxes while the leader fetches its own.
+            helper_pull = pool.submit(self._peer, "pull", {"day": day, "metric": metric})
+            self.pull(day, metric)
+            helper_pull.result()
         self._prepare_with_helper(day, metric)
         rows = self._load(day, metric, None, ACCEPTED)
         try:
