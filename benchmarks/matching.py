@@ -112,9 +112,19 @@ def stream_child(n: int, n_sightings: int) -> None:
         sightings=n_sightings,
         matches=len(result.matches),
         cpu_seconds=round(LAST_CPU[0], 3),
+        peak_rss_mb=own_peak_rss_mb(),
         note="keys made one by one from a generator inside the timed run (as a reader of "
-        "export files would); peak_rss_mb of this process and its workers only",
+        "export files would); peak_rss_mb: the larger of this process's VmHWM and its "
+        "workers' peak RSS",
     )
+
+
+def own_peak_rss_mb() -> float:
+    """Peak RSS of this process's own address space (VmHWM; ru_maxrss survives exec)."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return round(max(hwm, kids) / 1024, 1)
 
 
 def naive(keys: list[DiagnosisKey], sightings: list[Sighting]) -> int:
