@@ -62,16 +62,18 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
     keyserver = getattr(app.state, "keyserver", None)
     if keyserver is not None:  # role "all": trust this service's JWKS keys, no PEM by hand
         from phe_trace.server import register_health_authority
+        from phe_trace.verification.database import init_lock
 
-        register_health_authority(
-            keyserver.engine,
-            issuer=vsettings.issuer,
-            audience=vsettings.audience,
-            name="verification service (this server)",
-            public_keys=vapp.state.service.signing.public_pems(),
-            jwks_url=vsettings.jwks_url,
-            now=keyserver.now(),
-        )
+        with init_lock(vapp.state.service.engine):  # workers start at once
+            register_health_authority(
+                keyserver.engine,
+                issuer=vsettings.issuer,
+                audience=vsettings.audience,
+                name="verification service (this server)",
+                public_keys=vapp.state.service.signing.public_pems(),
+                jwks_url=vsettings.jwks_url,
+                now=keyserver.now(),
+            )
         keyserver.directory.invalidate()
     app.state.verification = vapp.state.service
     app.mount("/", vapp)  # last: /api/, /portal/, /.well-known/jwks.json
