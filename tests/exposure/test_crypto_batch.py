@@ -42,6 +42,7 @@ def test_batch_equals_per_key_derivation(
     assert batch.rpis_concat(teks, starts, counts, portable=portable) == _reference(specs)
 
 
+@settings(deadline=None)
 @given(key_specs, st.integers(0, 64))
 def test_rpis_into_writes_at_offset_only(specs: list[tuple[bytes, int, int]], offset: int) -> None:
     """MATCH-8: rpis_into fills exactly [offset, offset + 16·Σcount) of the buffer."""
