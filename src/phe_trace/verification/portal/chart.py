@@ -10,7 +10,7 @@ from ..models import DayStats
 __all__ = ["stats_svg"]
 
 _W, _H = 640, 200
-_LEFT, _BOTTOM, _TOP = 36, 24, 12
+_LEFT, _BOTTOM, _TOP = 36, 24, 24
 _ISSUED, _CLAIMED = "#3b6ea5", "#7fb069"
 
 
@@ -39,7 +39,8 @@ def stats_svg(days: Sequence[DayStats]) -> str:
                 f'height="{h:.1f}" fill="{color}"><title>{escape(d.day.isoformat())}: '
                 f"{value} {label}</title></rect>"
             )
-        if i % 7 == 0 or i == len(days) - 1:
+        last = len(days) - 1
+        if (i % 7 == 0 and last - i >= 4) or i == last:
             parts.append(
                 f'<text x="{x + bar:.1f}" y="{_H - 8}" font-size="10" text-anchor="middle">'
                 f"{escape(d.day.strftime('%m-%d'))}</text>"
