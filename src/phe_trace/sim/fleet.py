@@ -95,10 +95,6 @@ class Fleet:
             (r.rpi, r.aem, r.unix_time, r.rssi_mean) for r in self.agents[person].store.sightings()
         ]
 
-    def sighting_records(self) -> int:
-        """Sighting records stored by all agents together."""
-        return sum(len(a.store.sightings()) for a in self.agents.values())
-
     def close(self) -> None:
         for agent in self.agents.values():
             with suppress(AgentError, OSError):

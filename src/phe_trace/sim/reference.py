@@ -69,6 +69,10 @@ class ExposureTable:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def __contains__(self, rpi_: object) -> bool:
+        """Whether ``rpi_`` is an identifier of any published key."""
+        return rpi_ in self._rpis
+
     def add(self, keys: Iterable[PublishedKey]) -> None:
         for key in keys:
             index = len(self._keys)

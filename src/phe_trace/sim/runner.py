@@ -29,7 +29,7 @@ from .fleet import Fleet
 from .hci import HciBridge, pick_bumble_devices
 from .outbreak import DAY_S, Outbreak, Report
 from .radio import rssi_dbm
-from .reference import PublishedKey
+from .reference import ExposureTable, PublishedKey
 from .standin import SyncOutcome
 from .world import City, IntArray, build_city
 
@@ -97,7 +97,8 @@ class SimResult:
     notified_at: dict[int, float] = field(default_factory=dict)
     #: Bytes each device downloaded per day: person → list over days.
     bytes_by_day: dict[int, list[int]] = field(default_factory=dict)
-    #: What every device stored, read back at the end: person → (rpi, aem, time, rssi).
+    #: What every device stored of published keys' identifiers, read back from its sealed
+    #: store at the end: person → (rpi, aem, time, rssi).
     stored_sightings: dict[int, list[tuple[bytes, bytes, float, int]]] = field(default_factory=dict)
     server_storage: dict[str, Any] = field(default_factory=dict)
     #: ``--radio bumble``: what went through the virtual HCI controllers.
@@ -325,9 +326,14 @@ class Simulation:
         closes: list[tuple[int, IntArray, IntArray, np.ndarray]],
     ) -> None:
         end = result.end_time - 1.0
+        published = ExposureTable()
+        published.add(result.published)
         for person in fleet:
             fleet.tick(person, end)
-            result.stored_sightings[person] = fleet.sightings(person)
+            # keep only what could matter (identifiers of published keys): memory stays small
+            result.stored_sightings[person] = [
+                r for r in fleet.sightings(person) if r[0] in published
+            ]
         days = [np.full(len(a), d, dtype=np.int64) for d, a, _, _ in closes]
         result.close_day = np.concatenate(days) if days else result.close_day
         result.close_a = np.concatenate([a for _, a, _, _ in closes])
