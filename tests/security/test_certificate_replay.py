@@ -59,11 +59,6 @@ def test_exact_replay_is_refused(
     assert client.post("/v1/publish", json=body).status_code == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the single-use marker is SHA-256 of the token text, and ECDSA "
-    "(r, n-s) re-spelling of the same certificate verifies with a new digest",
-)
 def test_re_spelled_certificate_is_refused(
     keyserver: tuple[httpx.Client, ServerContext, Clock, Authority],
 ) -> None:
@@ -77,11 +72,6 @@ def test_re_spelled_certificate_is_refused(
     assert replay.status_code == 401, replay.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: retention deletes the marker once exp < now, but the certificate "
-    "still verifies until exp + certificate_clock_skew_seconds",
-)
 def test_marker_outlives_the_clock_skew(
     keyserver: tuple[httpx.Client, ServerContext, Clock, Authority],
 ) -> None:

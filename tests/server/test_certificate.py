@@ -157,6 +157,12 @@ def test_tekmac_check() -> None:
 
 
 def test_single_use_digest() -> None:
-    """The single-use marker is SHA-256 of the token text (SPEC PUB-7)."""
+    """The single-use marker is SHA-256 of header.payload, whatever the signature's spelling.
+
+    (SPEC PUB-7)
+    """
     tok = token()
-    assert cert.certificate_digest(tok) == hashlib.sha256(tok.encode()).digest()
+    head, payload, _ = tok.split(".")
+    assert cert.certificate_digest(tok) == hashlib.sha256(f"{head}.{payload}".encode()).digest()
+    assert cert.certificate_digest(f"{head}.{payload}.AAAA") == cert.certificate_digest(tok)
+    assert cert.certificate_digest(token(jti="other")) != cert.certificate_digest(tok)

@@ -114,8 +114,14 @@ def sign_certificate(
 
 
 def certificate_digest(token: str) -> bytes:
-    """SHA-256 of the token text: the single-use marker a key server stores (PUB-7)."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    """The single-use marker of a certificate a key server stores (PUB-7).
+
+    SHA-256 of the signing input (``header.payload``), not of the whole text: ECDSA
+    signatures are malleable (``(r, s)`` and ``(r, n − s)`` both verify), so the same
+    certificate has several valid spellings, but only one signed header and payload.
+    """
+    signing_input = token.rsplit(".", 1)[0]
+    return hashlib.sha256(signing_input.encode("utf-8", "surrogatepass")).digest()
 
 
 def _b64url_json(segment: str) -> Any:

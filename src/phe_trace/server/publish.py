@@ -155,7 +155,9 @@ def _store(
     ]
     try:
         with ctx.write_lock, ctx.engine.begin() as conn:
-            queries.mark_certificate_used(conn, digest, claims.expires_at)
+            # kept while the certificate could still verify: until exp + clock skew
+            keep_until = claims.expires_at + ctx.settings.certificate_clock_skew_seconds
+            queries.mark_certificate_used(conn, digest, keep_until)
             inserted = queries.insert_new_exposures(conn, fresh)
             others = [a for a in accepted if a.key.key_data not in inserted]
             existing = queries.existing_exposures(conn, [a.key.key_data for a in others])

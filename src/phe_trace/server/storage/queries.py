@@ -21,7 +21,10 @@ __all__ = [
 
 def mark_certificate_used(conn: Connection, digest: bytes, expires_at: int) -> None:
     """Record a certificate as used; raises IntegrityError if it was used before."""
-    conn.execute(used_certificates.insert().values(digest=digest, expires_at=expires_at))
+    conn.exec_driver_sql(
+        f"INSERT INTO ks_used_certificates (digest, expires_at) VALUES ({_marks(conn, 2)})",  # noqa: S608
+        (digest, expires_at),
+    )
 
 
 def certificate_used(conn: Connection, digest: bytes) -> bool:
@@ -44,20 +47,49 @@ def insert_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         conn.execute(exposures.insert(), list(rows))
 
 
+#: Column order of :func:`insert_new_exposures`.
+_INSERT_COLUMNS = (
+    "key_data",
+    "region",
+    "traveler",
+    "rolling_start_interval_number",
+    "rolling_period",
+    "transmission_risk_level",
+    "report_type",
+    "days_since_onset_of_symptoms",
+    "created_at",
+    "health_authority_id",
+)
+
+
+def _marks(conn: Connection, count: int) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * count)
+
+
 def insert_new_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[bytes]:
-    """Insert rows whose key is not stored yet; returns the keys actually inserted."""
+    """Insert the rows whose key is not stored yet; returns the keys inserted.
+
+    The publish hot path: two plain driver statements (which keys exist, insert the
+    others), without the ORM-free but still costly statement machinery of SQLAlchemy.
+    A key inserted concurrently by another request raises IntegrityError.
+    """
     if not rows:
         return set()
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(exposures)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(exposures)
-    stmt = stmt.on_conflict_do_nothing(index_elements=["key_data"]).returning(exposures.c.key_data)
-    return {bytes(k) for k in conn.execute(stmt, list(rows)).scalars()}
+    keys = [r["key_data"] for r in rows]
+    found = conn.exec_driver_sql(
+        f"SELECT key_data FROM ks_exposures WHERE key_data IN ({_marks(conn, len(keys))})",  # noqa: S608
+        tuple(keys),
+    ).all()
+    stored = {bytes(r[0]) for r in found}
+    fresh = [tuple(r[c] for c in _INSERT_COLUMNS) for r in rows if r["key_data"] not in stored]
+    if fresh:
+        conn.exec_driver_sql(
+            f"INSERT INTO ks_exposures ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({_marks(conn, len(_INSERT_COLUMNS))})",
+            fresh,
+        )
+    return {f[0] for f in fresh}
 
 
 def revise_exposure(conn: Connection, key_data: bytes, values: dict[str, Any]) -> bool:
