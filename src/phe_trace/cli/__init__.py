@@ -35,12 +35,18 @@ def version() -> None:
 
 
 def _register_subcommands() -> None:
-    """Attach each role's command group. Add one line per role module."""
-    from .server import app as server_app; app.add_typer(server_app, name="server")  # noqa: E702, I001
-    from .agent import app as agent_app; app.add_typer(agent_app, name="agent")  # noqa: E702, I001
-    from .aggregator import app as aggregator_app; app.add_typer(aggregator_app, name="aggregator")  # noqa: E702, I001
-    from .demo import demo as demo_command; app.command("demo")(demo_command)  # noqa: E702, I001
-    from .conformance import conformance as conformance_command; app.command("conformance")(conformance_command)  # noqa: E501, E702, I001
+    """Attach each role's command group (imported here so ``version`` stays light)."""
+    from .agent import app as agent_app
+    from .aggregator import app as aggregator_app
+    from .conformance import conformance as conformance_command
+    from .demo import demo as demo_command
+    from .server import app as server_app
+
+    app.add_typer(server_app, name="server")
+    app.add_typer(agent_app, name="agent")
+    app.add_typer(aggregator_app, name="aggregator")
+    app.command("demo")(demo_command)
+    app.command("conformance")(conformance_command)
 
 
 _register_subcommands()
