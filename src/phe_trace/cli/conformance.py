@@ -130,7 +130,7 @@ def conformance(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines.")] = False,
 ) -> None:
-    """Run the documented battery against SERVER; exit 1 if a check fails."""
+    """Run the documented battery against SERVER; exit non-zero if a check fails."""
     if only not in {"all", "publish", "exports"}:
         raise ConformanceConfigError("--only must be all, publish or exports")
     config = ConformanceConfig(
