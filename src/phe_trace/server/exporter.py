@@ -332,10 +332,15 @@ def _complete(
 
 
 def rewrite_index(ctx: ServerContext, region: str) -> list[str]:
-    """Rewrite ``region/index.txt`` from the recorded files, oldest first (PUB-31)."""
-    with ctx.engine.connect() as conn:
+    """Rewrite ``region/index.txt`` from the recorded files, oldest first (PUB-31).
+
+    Runs under the region's index lock, so that of two concurrent rewrites the later one
+    lists every file committed before it: an index never loses a published file.
+    """
+    with ctx.engine.begin() as conn:
+        queries.lock_index(conn, region, int(ctx.now()))
         names = [row.name for row in queries.completed_files(conn, region)]
-    ctx.store.replace(export.index_file_name(region), export.format_index(names))
+        ctx.store.replace(export.index_file_name(region), export.format_index(names))
     return names
 
 

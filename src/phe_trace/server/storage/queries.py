@@ -8,7 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from .tables import export_batches, export_files, export_padding, exposures, used_certificates
+from .tables import (
+    export_batches,
+    export_files,
+    export_indexes,
+    export_padding,
+    exposures,
+    used_certificates,
+)
 
 __all__ = [
     "count_exposures",
@@ -193,3 +200,23 @@ def completed_files(conn: Connection, region: str) -> list[Row[Any]]:
         .order_by(export_files.c.end_timestamp, export_files.c.name)
     )
     return list(conn.execute(query))
+
+
+def lock_index(conn: Connection, region: str, now: int) -> None:
+    """Take the region's index lock for the rest of the transaction (an upsert of its row).
+
+    On PostgreSQL the row lock, on SQLite the database write lock, makes concurrent index
+    rewrites wait for each other, so the last one sees every committed file.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(export_indexes)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(export_indexes)
+    stmt = stmt.values(region=region, rewritten_at=now).on_conflict_do_update(
+        index_elements=["region"], set_={"rewritten_at": now}
+    )
+    conn.execute(stmt)

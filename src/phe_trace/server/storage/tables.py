@@ -25,6 +25,7 @@ from sqlalchemy import (
 __all__ = [
     "export_batches",
     "export_files",
+    "export_indexes",
     "export_padding",
     "exposures",
     "health_authorities",
@@ -137,4 +138,11 @@ export_padding = Table(
     Column("transmission_risk_level", Integer, nullable=False),
     Column("report_type", Integer, nullable=False),
     Column("days_since_onset_of_symptoms", Integer, nullable=True),
+)
+
+export_indexes = Table(
+    "ks_export_indexes",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("rewritten_at", BigInteger, nullable=False),
 )
