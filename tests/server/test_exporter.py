@@ -285,3 +285,12 @@ def test_every_active_signing_key_signs(small_ctx: ServerContext) -> None:
         assert len(export.verify_export_zip(data, {key_name: public}).keys) == 3
     for path in small_ctx.settings.signing_key_dir.glob("v*.pem"):
         assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_odd_region_names_are_404(small_ctx: ServerContext) -> None:
+    """Region names the export naming refuses are not found, never a 500 (SPEC PUB-2)."""
+    with LiveServer(create_app(context=small_ctx)) as live, httpx.Client(base_url=live.url) as c:
+        for region in ("-", "-x", "_"):
+            response = c.get(f"/v1/exports/{region}/index.txt")
+            assert response.status_code in (400, 404), region
+            assert response.json()["code"] in ("bad_request", "not_found")

@@ -16,7 +16,7 @@ from .errors import ExportStoreError
 
 __all__ = ["DirectoryExportStore", "ExportStore", "check_object_name"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}/[A-Za-z0-9_.-]{1,200}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
 
 def check_object_name(name: str) -> str:

@@ -37,7 +37,7 @@ PLACEHOLDER_SECRETS = frozenset(
         "default",
     }
 )
-_REGION = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_REGION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
 
 
 class ServerSettings(BaseSettings):
@@ -194,7 +194,9 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _check_region(cls, value: str) -> str:
         if not _REGION.match(value):
-            raise ValueError("region must be 1-32 characters of A-Z a-z 0-9 _ -")
+            raise ValueError(
+                "region must be 1-32 characters of A-Z a-z 0-9 _ -, not starting with -"
+            )
         return value
 
     @field_validator("database_url")

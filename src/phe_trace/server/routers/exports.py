@@ -40,7 +40,7 @@ _NOT_FOUND: dict[int | str, dict[str, object]] = {
         "content": {"application/json": {"schema": _ERROR_SCHEMA}},
     },
 }
-Region = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Region = Annotated[str, Path(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")]
 ZipName = Annotated[str, Path(pattern=r"^[0-9]{1,20}-[0-9]{1,20}-[0-9]{5}\.zip$")]
 
 
@@ -71,7 +71,11 @@ def signing_key_pem(ctx: ContextDep) -> Response:
 )
 def index(region: Region, ctx: ContextDep) -> Response:
     """``index.txt`` of ``region``: one relative path per line, oldest to newest."""
-    data = ctx.store.read(export.index_file_name(region))
+    try:
+        name = export.index_file_name(region)
+    except export.ExportError:
+        raise ExportStoreError("no such export region") from None
+    data = ctx.store.read(name)
     return Response(
         data,
         media_type="text/plain; charset=us-ascii",
