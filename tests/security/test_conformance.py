@@ -115,3 +115,24 @@ def test_a_failing_check_fails_the_run(
     publish_rows = _rows(wrong_kid.stdout)
     assert wrong_kid.returncode != 0
     assert next(r for r in publish_rows if r["requirements"] == ["PUB-1"])["status"] == "fail"
+
+
+def test_a_fresh_server_passes_the_export_checks(tmp_path: Path) -> None:
+    """Before any batch the index exists and is empty: its checks pass, the rest skip (EXP-14)."""
+    authority = TestAuthority(tmp_path / "ha")
+    server = ServerProcess(tmp_path / "data")
+    server.register(authority)
+    server.start()
+    try:
+        import httpx
+
+        pem = httpx.get(server.url + "/v1/exports/signing-key.pem").content
+        (tmp_path / "export.pub.pem").write_bytes(pem)
+        done = _conformance(server, tmp_path, "--json", "--only", "exports")
+    finally:
+        server.stop()
+    rows = {r["check"]: r for r in _rows(done.stdout)}
+    assert done.returncode == 0, (rows, done.stderr)
+    assert rows["index.txt: text/plain, oldest first, valid names"]["status"] == "pass"
+    assert rows["cache headers: index short-lived, zips long-lived; 404"]["status"] == "pass"
+    assert all(r["status"] in ("pass", "skip") for r in rows.values()), rows

@@ -294,3 +294,17 @@ def test_odd_region_names_are_404(small_ctx: ServerContext) -> None:
             response = c.get(f"/v1/exports/{region}/index.txt")
             assert response.status_code in (400, 404), region
             assert response.json()["code"] in ("bad_request", "not_found")
+
+
+def test_index_exists_and_is_empty_before_the_first_batch(small_ctx: ServerContext) -> None:
+    """A fresh server serves an empty index.txt with the usual headers (SPEC EXP-14, PUB-31)."""
+    with LiveServer(create_app(context=small_ctx)) as live, httpx.Client(base_url=live.url) as c:
+        index = c.get("/v1/exports/ZZ/index.txt")
+        assert index.status_code == 200
+        assert index.content == b""
+        assert index.headers["content-type"].startswith("text/plain")
+        assert index.headers["cache-control"] == "public, max-age=60"
+        assert c.get("/v1/exports/XX/index.txt").status_code == 404  # not our region
+        _insert(small_ctx, 2, T - 3 * HOUR)
+        name = run_export(small_ctx, NOW).files_written[0]
+        assert c.get("/v1/exports/ZZ/index.txt").text == name

@@ -70,12 +70,21 @@ def signing_key_pem(ctx: ContextDep) -> Response:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **_NOT_FOUND},
 )
 def index(region: Region, ctx: ContextDep) -> Response:
-    """``index.txt`` of ``region``: one relative path per line, oldest to newest."""
+    """``index.txt`` of ``region``: one relative path per line, oldest to newest.
+
+    The configured region always has an index: before the first batch is written it is
+    empty (SPEC EXP-14). Any other region is not found.
+    """
     try:
         name = export.index_file_name(region)
     except export.ExportError:
         raise ExportStoreError("no such export region") from None
-    data = ctx.store.read(name)
+    try:
+        data = ctx.store.read(name)
+    except ExportStoreError:
+        if region != ctx.settings.region:
+            raise
+        data = b""
     return Response(
         data,
         media_type="text/plain; charset=us-ascii",
