@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -43,8 +44,12 @@ def api_schema(api_server: LiveServer):
     return schemathesis.openapi.from_url(f"{api_server.url}/openapi.json")
 
 
-#: The key server's own operations (other routers mounted into the app test themselves).
-KEYSERVER_PATHS = ("/v1/publish", "/v1/exports", "/healthz", "/metrics")
+#: Every operation the key server app serves, the mounted analytics ingestion included.
+KEYSERVER_PATHS = ("/v1/publish", "/v1/exports", "/v1/analytics", "/healthz", "/metrics")
+
+
+def _all(api_schema) -> list[schemathesis.APIOperation]:  # type: ignore[no-untyped-def]
+    return [result.ok() for result in api_schema.get_all_operations()]
 
 
 @pytest.mark.parametrize(
@@ -57,7 +62,14 @@ def test_api_has_no_server_errors(api_schema, mode: schemathesis.GenerationMode)
         for op in (result.ok() for result in api_schema.get_all_operations())
         if op.path.startswith(KEYSERVER_PATHS)
     ]
-    assert {op.path for op in operations} >= {"/v1/publish", "/healthz", "/metrics"}
+    assert {op.path for op in operations} >= {
+        "/v1/publish",
+        "/healthz",
+        "/metrics",
+        "/v1/analytics/reports",
+        "/v1/analytics/shares",
+    }
+    assert all(op.path.startswith(KEYSERVER_PATHS) for op in _all(api_schema))
     for operation in operations:
         examples = 60 if operation.path == "/v1/publish" else 15
 
@@ -78,3 +90,39 @@ def test_api_has_no_server_errors(api_schema, mode: schemathesis.GenerationMode)
         except Unsatisfiable:
             # no parameters and no body: nothing can be made schema-violating
             assert mode == schemathesis.GenerationMode.NEGATIVE
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"after": str(2**70)},
+        {"after": "-1"},
+        {"after": str(2**31)},
+        {"day": str(2**31)},
+        {"day": str(2**64)},
+        {"limit": str(2**64)},
+        {"limit": "0"},
+    ],
+)
+def test_analytics_paging_out_of_range_is_400(
+    tmp_path: Path, database_url: str, params: dict[str, str]
+) -> None:
+    """Out-of-range paging values are refused with a 4xx, never a database 500 (PUB-2).
+
+    The largest accepted values (32-bit columns) still answer 200 on SQLite and PostgreSQL.
+    """
+    ctx = ServerContext.open(make_settings(tmp_path, database_url), clock=Clock())
+    query = {"role": "leader", "day": "20000", "metric": "notified", **params}
+    try:
+        with LiveServer(create_app(context=ctx)) as live:
+            response = httpx.get(f"{live.url}/v1/analytics/shares", params=query)
+            largest = httpx.get(
+                f"{live.url}/v1/analytics/shares",
+                params={**query, "after": str(2**31 - 1), "limit": "5000", "day": str(2**31 - 1)},
+            )
+    finally:
+        ctx.close()
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "bad_request"
+    assert largest.status_code == 200, largest.text
+    assert largest.json() == {"shares": [], "next_after": 2**31 - 1}

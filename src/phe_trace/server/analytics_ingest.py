@@ -42,6 +42,9 @@ MAX_REPORTS_PER_UPLOAD = 8
 _B64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 #: Smallest plausible sealed report (48 bytes of box overhead + a 24-byte header).
 _MIN_BOX_BYTES = 64
+#: Exclusive bound of day numbers and paging cursors: the columns are 32-bit integers on
+#: every backend (PostgreSQL ``integer``), so a larger value is a 400, not a database error.
+_INT_LIMIT = 2**31
 
 _metadata = sa.MetaData()
 reports_table = sa.Table(
@@ -65,7 +68,7 @@ def _no_bool(value: object) -> object:
 
 
 #: A UTC day number (``unix_seconds // 86400``).
-Day = Annotated[int, Field(ge=0, lt=2**32), BeforeValidator(_no_bool)]
+Day = Annotated[int, Field(ge=0, lt=_INT_LIMIT), BeforeValidator(_no_bool)]
 
 
 class IngestStore:
@@ -217,9 +220,9 @@ def upload(body: UploadIn, store: StoreDep) -> UploadOut:
 def shares(
     store: StoreDep,
     role: Literal["leader", "helper"],
-    day: Annotated[int, Query(ge=0, lt=2**32)],
+    day: Annotated[int, Query(ge=0, lt=_INT_LIMIT)],
     metric: Literal["notified", "risk_level", "days_to_notification", "reported_positive"],
-    after: Annotated[int, Query(ge=0, lt=2**62)] = 0,
+    after: Annotated[int, Query(ge=0, lt=_INT_LIMIT)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     authorization: Annotated[str | None, Header()] = None,
 ) -> SharesOut:
