@@ -119,3 +119,32 @@ def test_systemd_unit_runs_unprivileged_with_bounded_capabilities() -> None:
 @pytest.mark.parametrize("section", ["What it stores", "Check that it runs", "BlueZ"])
 def test_readme_covers(section: str) -> None:
     assert section in (DEVICE / "README.md").read_text()
+
+
+def test_sync_against_a_fresh_key_server_says_nothing_published(tmp_path: Path) -> None:
+    """A real key server with no batch yet: ``sync`` succeeds and says so (SPEC EXP-14)."""
+    from phe_trace.server import ServerContext, create_app, load_settings
+
+    from .http_host import serve
+
+    settings = load_settings(
+        data_dir=tmp_path / "ks", database_url=f"sqlite:///{tmp_path / 'ks.sqlite3'}", region="ZZ"
+    )
+    context = ServerContext.open(settings, clock=time.time)
+    try:
+        with serve(create_app(context=context)) as url:
+            pem = tmp_path / "export.pem"
+            import httpx
+
+            pem.write_bytes(httpx.get(f"{url}/v1/exports/signing-key.pem").content)
+            done = _run(
+                tmp_path / "agent",
+                "sync",
+                PHE_TRACE_AGENT_KEY_SERVER_URL=url,
+                PHE_TRACE_AGENT_EXPORT_PUBLIC_KEYS=str(pem),
+            )
+    finally:
+        context.close()
+    assert done.returncode == 0, done.stderr
+    assert "nothing published yet" in done.stdout
+    assert "checked 0 file(s)" in done.stdout

@@ -346,3 +346,27 @@ async def test_check_in_a_child_process_shares_the_store(make_agent, host: Expor
     host.down = True
     await b._sync_in_child()  # fails in the child; logged, nothing raised here
     assert "kept failing" in b.store.get_meta("last_check")["error"]
+
+
+def test_no_index_yet_is_nothing_published(make_agent, host: ExportHost) -> None:
+    """No index yet (404) is not a failed check (SPEC AGENT-13, EXP-14)."""
+    b = make_agent("b", now=T0)
+    _configure(b, host, spki(new_signer()))
+    result = b.sync(NOW)
+    assert result.nothing_published and result.files_checked == 0
+    assert result.risk_level == "low"
+    assert b.status(NOW)["last_check_error"] is None
+    host.files["ZZ/index.txt"] = b""  # an empty index (SPEC EXP-14) says the same
+    assert b.sync(NOW).nothing_published
+    host.files["ZZ/0-1-00001.zip"] = b"not listed, never fetched"
+    host.files["ZZ/index.txt"] = b"ZZ/0-1-00001.zip"
+    assert not b.sync(NOW).nothing_published
+
+
+def test_a_missing_listed_file_still_fails(make_agent, host: ExportHost) -> None:
+    """Only the index may be absent: a listed file that is 404 is an error."""
+    b = make_agent("b", now=T0)
+    _configure(b, host, spki(new_signer()))
+    host.files["ZZ/index.txt"] = b"ZZ/0-1-00001.zip"
+    with pytest.raises(SyncError, match="HTTP 404"):
+        b.sync(NOW)

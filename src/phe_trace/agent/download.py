@@ -3,7 +3,8 @@
 ``protocol_spec/SPEC.md`` AGENT-13. A transfer cut off mid-body is resumed from the
 byte it stopped at when the server answers ``206``; otherwise it restarts. Server
 errors (5xx, 408, 429) and connection failures are retried ``retries`` times with
-delays ``backoff_s × 2^k``; other 4xx answers fail at once.
+delays ``backoff_s × 2^k``; other 4xx answers fail at once (404 as
+:class:`ExportNotFoundError`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import httpx
 
-from .errors import ServerUnavailableError, SyncError
+from .errors import ExportNotFoundError, ServerUnavailableError, SyncError
 
 __all__ = ["MAX_DOWNLOAD_BYTES", "download"]
 
@@ -42,6 +43,8 @@ def download(
                 if response.status_code in _RETRY_STATUS:
                     last_error = f"HTTP {response.status_code}"
                     continue
+                if response.status_code == 404:
+                    raise ExportNotFoundError(f"{_short(url)}: HTTP 404")
                 if response.status_code >= 400:
                     raise SyncError(f"{_short(url)}: HTTP {response.status_code}")
                 if response.status_code != 206:

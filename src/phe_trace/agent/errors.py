@@ -114,6 +114,12 @@ class ServerUnavailableError(SyncError):
     code = "server_unavailable"
 
 
+class ExportNotFoundError(SyncError):
+    """Raised by a download the server answers 404 (for ``index.txt``: nothing published yet)."""
+
+    code = "export_not_found"
+
+
 class ExportRejectedError(SyncError):
     """Raised when an export file fails its signature or format check; it is never matched."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -34,13 +35,27 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .records import StoredKey
 
-__all__ = ["PUBLISH_DAYS", "ReportResult", "keys_to_publish", "run_report", "run_revise"]
+__all__ = [
+    "PUBLISH_DAYS",
+    "UPLOAD_SIZE_CLASS",
+    "ReportResult",
+    "keys_to_publish",
+    "padded_upload",
+    "run_report",
+    "run_revise",
+]
 
 log = logging.getLogger("phe_trace.agent")
 
 #: Days of keys a report publishes, today's included.
 PUBLISH_DAYS = 14
 _HMAC_KEY_LENGTH = 32
+#: A publish body is padded to a whole multiple of this many bytes (AGENT-18): uploads of
+#: 1 … 30 keys, first reports and revisions alike, are all exactly this size.
+UPLOAD_SIZE_CLASS = 8192
+#: Least padding of an upload (the GAEN client guidance asks for at least 1 KiB).
+_MIN_UPLOAD_PADDING = 1024
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 @dataclass(slots=True)
@@ -61,11 +76,41 @@ def keys_to_publish(agent: Agent, now: float) -> list[StoredKey]:
     return [k for k in agent.store.teks() if first <= k.rolling_start_interval_number <= last]
 
 
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def padded_upload(body: dict[str, Any]) -> bytes:
+    """The JSON bytes of a publish ``body`` with ``padding`` filling a whole size class.
+
+    The padding is random base64 (whole groups of four) of at least 1 KiB; the body then
+    is ``UPLOAD_SIZE_CLASS`` bytes (or a multiple, for an unusually large body), the last
+    0–3 of them JSON whitespace, so its size does not reveal the number of keys.
+    """
+    bare = len(_encode({**body, "padding": ""}))
+    classes = -(-(bare + _MIN_UPLOAD_PADDING) // UPLOAD_SIZE_CLASS)
+    target = classes * UPLOAD_SIZE_CLASS
+    room = target - bare
+    padding = "".join(secrets.choice(_B64_ALPHABET) for _ in range(room - room % 4))
+    data = _encode({**body, "padding": padding}) + b" " * (room % 4)
+    assert len(data) == target
+    return data
+
+
 def _post(
-    client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str], what: str
+    client: httpx.Client,
+    url: str,
+    body: dict[str, Any] | bytes,
+    headers: dict[str, str],
+    what: str,
 ) -> dict[str, Any]:
     try:
-        response = client.post(url, json=body, headers=headers)
+        if isinstance(body, bytes):
+            response = client.post(
+                url, content=body, headers={**headers, "Content-Type": "application/json"}
+            )
+        else:
+            response = client.post(url, json=body, headers=headers)
     except httpx.TransportError as exc:
         raise ReportError(
             f"{what}: cannot reach {url.split('?')[0]} ({type(exc).__name__})"
@@ -160,13 +205,16 @@ def _publish(
         "hmacKey": _b64(hmac_key),
         "traveler": False,
         "revisionToken": revision_token,
-        "padding": _b64(secrets.token_bytes(64)),
     }
     onset = _symptom_onset_interval(verified.get("symptomDate"))
     if onset is not None:
         body["symptomOnsetInterval"] = onset
     published = _post(
-        client, f"{cfg.key_server_url.rstrip('/')}/v1/publish", body, {}, "publishing the keys"
+        client,
+        f"{cfg.key_server_url.rstrip('/')}/v1/publish",
+        padded_upload(body),
+        {},
+        "publishing the keys",
     )
     new_token = str(published.get("revisionToken") or "")
     test_type = verified.get("testtype") if isinstance(verified.get("testtype"), str) else None

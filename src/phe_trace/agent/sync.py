@@ -34,7 +34,7 @@ from phe_trace.protocol.errors import ExportError
 
 from . import risk
 from .download import download
-from .errors import ConfigError, ServerUnavailableError, SyncError
+from .errors import ConfigError, ExportNotFoundError, ServerUnavailableError, SyncError
 from .notify import notify
 from .records import iter_sighting_fields
 from .store import utc_day
@@ -59,6 +59,8 @@ class SyncResult:
     last_exposure_day: str | None = None
     rejected_files: dict[str, str] = field(default_factory=dict)
     interrupted: str | None = None
+    #: The server has no export yet: no index (404) or an empty one (SPEC EXP-14).
+    nothing_published: bool = False
     days: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class SyncResult:
             "last_exposure_day": self.last_exposure_day,
             "rejected_files": self.rejected_files,
             "interrupted": self.interrupted,
+            "nothing_published": self.nothing_published,
         }
 
 
@@ -127,8 +130,14 @@ def _fetch_new(
 
     try:
         paths = export.parse_index(get(index_url))
+    except ExportNotFoundError:
+        # A server (or export CDN) before its first batch may have no index at all:
+        # nothing is published yet, which is not a failed check.
+        log.info("no export index at %s yet: nothing published", index_url)
+        paths = ()
     except ExportError as exc:
         raise SyncError(f"the export index is malformed: {exc}") from None
+    result.nothing_published = not paths
     verified = []
     for path in paths:
         if path in processed:

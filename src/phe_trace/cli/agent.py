@@ -90,6 +90,8 @@ def sync(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
         result = agent.sync(time.time())
     finally:
         agent.close()
+    if result.nothing_published:
+        typer.echo("nothing published yet: the key server lists no export file")
     typer.echo(
         f"checked {result.files_checked} file(s), {result.keys_checked} key(s): "
         f"risk {result.risk_level}"
