@@ -27,6 +27,10 @@ def _enin_of_midnight(day: str) -> int:
     return calendar.timegm((y, m, d, 0, 0, 0, 0, 0, 0)) // 600
 
 
+#: Padded device-API answers are 3–4 KiB (SPEC VER-2); base64 whole groups may end 3 short.
+PADDED_MIN, PADDED_MAX = 3072, 4096
+
+
 def _tekmac() -> str:
     """A device-side TEK HMAC: HMAC-SHA256 over one key's cleartext (GAEN verification protocol)."""
     key = base64.b64encode(os.urandom(16)).decode()
@@ -69,7 +73,8 @@ def test_whole_flow_certificate_verifies_with_the_jwks(live: Live) -> None:
     assert body["testtype"] == "confirmed"
     assert body["testDate"] == test_day and body["symptomDate"] == onset_day
     assert "error" not in body and "errorCode" not in body
-    assert 1024 <= len(base64.b64decode(body["padding"])) < 2048
+    assert len(base64.b64decode(body["padding"])) >= 1024
+    assert PADDED_MIN - 3 <= len(verified.content) <= PADDED_MAX
 
     mac = _tekmac()
     response = _certificate(live, body["token"], mac)
@@ -288,5 +293,63 @@ def test_chaff_requests_touch_nothing(live_sqlite: Live) -> None:
         issued = issue_code(portal)
     with _api(live) as api:
         chaff = api.post("/api/verify", json={"code": issued.code}, headers={"X-Chaff": "1"})
-    assert chaff.status_code == 200 and set(chaff.json()) == {"padding"}
+    assert chaff.status_code == 200
+    assert set(chaff.json()) == {"testtype", "symptomDate", "testDate", "token", "padding"}
     assert _verify(live, issued.code).status_code == 200
+    fake_token = chaff.json()["token"]
+    refused = _certificate(live, fake_token, _tekmac())  # a chaff token is worth nothing
+    assert refused.status_code == 400 and refused.json()["errorCode"] == "token_invalid"
+
+
+def test_chaff_answers_have_the_shape_and_size_of_real_ones(live_sqlite: Live) -> None:
+    """Over many requests chaff and real answers share status, fields and size range.
+
+    Neither the fields nor the body size (the part TLS does not hide) tell a chaff
+    answer from a real one; the chaff certificate does not verify with the service's
+    keys. (SPEC VER-2, VER-5)
+    """
+    live = live_sqlite
+    rounds = 12
+    day = live.clock.now().date()
+    real: dict[str, list[httpx.Response]] = {"verify": [], "certificate": []}
+    chaff: dict[str, list[httpx.Response]] = {"verify": [], "certificate": []}
+    with _api(live) as api:
+        for _ in range(rounds):
+            code = live.service.issue_code(live.worker, "confirmed", day, day).code
+            mac = _tekmac()
+            fake = {"X-Chaff": "1"}
+            chaff["verify"].append(api.post("/api/verify", json={"code": code}, headers=fake))
+            verified = api.post("/api/verify", json={"code": code})
+            real["verify"].append(verified)
+            token = verified.json()["token"]
+            body = {"token": token, "ekeyhmac": mac}
+            chaff["certificate"].append(api.post("/api/certificate", json=body, headers=fake))
+            real["certificate"].append(api.post("/api/certificate", json=body))
+    for endpoint in ("verify", "certificate"):
+        answers = real[endpoint] + chaff[endpoint]
+        assert {r.status_code for r in answers} == {200}, endpoint
+        assert len({frozenset(r.json()) for r in answers}) == 1, endpoint
+        assert len({frozenset(_headers(r)) for r in answers}) == 1, endpoint
+        for r in answers:
+            assert PADDED_MIN - 3 <= len(r.content) <= PADDED_MAX, (endpoint, len(r.content))
+        # same size distribution: neither kind sits in a corner of the range
+        real_sizes = sorted(len(r.content) for r in real[endpoint])
+        chaff_sizes = sorted(len(r.content) for r in chaff[endpoint])
+        assert real_sizes[0] < chaff_sizes[-1] and chaff_sizes[0] < real_sizes[-1], endpoint
+    jwks = jwt.PyJWKClient(live.url + "/.well-known/jwks.json", cache_keys=False)
+    for r in chaff["certificate"]:
+        certificate = r.json()["certificate"]
+        header = jwt.get_unverified_header(certificate)
+        assert header["alg"] == "ES256" and header["typ"] == "JWT"
+        with pytest.raises(jwt.InvalidSignatureError):
+            jwt.decode(
+                certificate,
+                jwks.get_signing_key_from_jwt(certificate).key,
+                algorithms=["ES256"],
+                audience=live.service.settings.audience,
+                issuer=live.service.settings.issuer,
+            )
+
+
+def _headers(response: httpx.Response) -> set[str]:
+    return {k.lower() for k in response.headers if k.lower() not in ("date", "content-length")}

@@ -3,9 +3,12 @@
 Request and response fields and error codes are those of Google's verification server
 v1 (``protocol_spec/SPEC.md`` §13, VER-2 … VER-8, VER-11), so existing GAEN apps can
 talk to it. Every answer — success or error — is JSON with ``error`` / ``errorCode`` on
-failure and, unless disabled, 1–2 KiB of random ``padding``. Bad input answers
-``unparsable_request`` (400), never a 5xx. A request with an ``X-Chaff`` header gets a
-padded empty answer and touches nothing.
+failure and, unless disabled, random base64 ``padding`` that brings the whole body to
+3–4 KiB (uniform), whatever it carries. Bad input answers ``unparsable_request`` (400),
+never a 5xx. A request with an ``X-Chaff`` header touches nothing and gets an answer of
+the real one's shape: a random token and dates, or a certificate-shaped JWS signed by a
+throwaway key (no key server accepts it), padded the same way — neither fields, status
+nor size class tell chaff from real.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import secrets
 from datetime import date
 from typing import Annotated, Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import RateLimitedError, VerificationError
 from .service import VerificationService
+from .signing import make_certificate
 
 __all__ = [
     "VerificationCertificateRequest",
@@ -86,8 +91,18 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "unparsable_request"}
 
 
-def _padding() -> str:
-    return base64.b64encode(secrets.token_bytes(1024 + secrets.randbelow(1024))).decode()
+#: Padded answers are this many bytes plus a uniform 0 … ``_PADDED_RANGE`` (VER-2).
+_PADDED_MIN = 3072
+_PADDED_RANGE = 1024
+
+
+def _padded(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with random base64 ``padding`` bringing its JSON to the padded size range."""
+    bare = len(JSONResponse({**body, "padding": ""}).body)
+    room = max(_PADDED_MIN + secrets.randbelow(_PADDED_RANGE + 1) - bare, 0)
+    room -= room % 4  # whole base64 groups
+    filler = base64.b64encode(secrets.token_bytes(room // 4 * 3)).decode()
+    return {**body, "padding": filler}
 
 
 def _iso(day: date | None) -> str | None:
@@ -104,14 +119,43 @@ def create_device_api(service: VerificationService) -> FastAPI:
         openapi_url="/openapi.json",
     )
     pad = service.settings.response_padding
+    chaff_key = ec.generate_private_key(ec.SECP256R1())  # signs chaff; trusted nowhere
 
     def reply(
         status: int, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> JSONResponse:
         body = {k: v for k, v in body.items() if v is not None}
         if pad:
-            body["padding"] = _padding()
+            body = _padded(body)
         return JSONResponse(body, status_code=status, headers=headers)
+
+    def chaff_verify() -> dict[str, Any]:
+        today = service.clock.now().date()
+        return {
+            "testtype": "confirmed",
+            "symptomDate": _iso(today),
+            "testDate": _iso(today),
+            "token": secrets.token_urlsafe(32),  # the form of a real token
+        }
+
+    def chaff_certificate(ekeyhmac: str) -> str:
+        now = service.clock.now()
+        kid, _ = service.signing.active()
+        if not 40 <= len(ekeyhmac) <= 48:  # not a 32-byte HMAC: a random one
+            ekeyhmac = base64.b64encode(secrets.token_bytes(32)).decode()
+        return make_certificate(
+            private_key=chaff_key,
+            kid=kid,
+            issuer=service.settings.issuer,
+            audience=service.settings.audience,
+            now=now,
+            skew_seconds=service.settings.allowed_clock_skew_seconds,
+            lifetime_seconds=service.settings.certificate_minutes * 60,
+            report_type="confirmed",
+            tekmac=ekeyhmac,
+            symptom_date=now.date(),
+            test_date=now.date(),
+        )
 
     @app.exception_handler(VerificationError)
     async def _verification_error(_: Request, exc: VerificationError) -> JSONResponse:
@@ -142,7 +186,7 @@ def create_device_api(service: VerificationService) -> FastAPI:
     ) -> JSONResponse:
         """Exchange a verification code for a single-use verification token."""
         if x_chaff is not None:
-            return reply(200, {})
+            return reply(200, chaff_verify())
         result = await run_in_threadpool(service.verify, x_api_key, body.code, body.accept)
         return reply(
             200,
@@ -167,7 +211,8 @@ def create_device_api(service: VerificationService) -> FastAPI:
     ) -> JSONResponse:
         """Exchange a verification token and a TEK HMAC for a verification certificate."""
         if x_chaff is not None:
-            return reply(200, {})
+            chaff = await run_in_threadpool(chaff_certificate, body.ekeyhmac)
+            return reply(200, {"certificate": chaff})
         cert = await run_in_threadpool(service.certificate, x_api_key, body.token, body.ekeyhmac)
         return reply(200, {"certificate": cert})
 
