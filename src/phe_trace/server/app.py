@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from phe_trace import __version__
@@ -26,16 +27,19 @@ from phe_trace.protocol.publish import (
 
 from . import analytics_ingest
 from .context import Clock, ServerContext
-from .errors import ExportStoreError, PublishError, ServerError
+from .errors import DatabaseUnavailableError, ExportStoreError, PublishError, ServerError
 from .logs import configure_logging, log_event
 from .middleware import KeyServerMiddleware
 from .publish import padding_for
 from .routers import exports, ops, publish
 from .settings import ServerSettings
+from .storage.database import is_transient
 
 __all__ = ["create_app"]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: ERROR_PAYLOAD_TOO_LARGE}
+#: Seconds a client should wait after a 503 ``unavailable`` (the database reconnects).
+RETRY_AFTER_SECONDS = 2
 
 
 def _is_publish(request: Request) -> bool:
@@ -43,12 +47,24 @@ def _is_publish(request: Request) -> bool:
 
 
 def _error(
-    ctx: ServerContext, request: Request, status: int, code: str, message: str
+    ctx: ServerContext,
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     if _is_publish(request):
         body = PublishResponse(error=message, code=code, padding=padding_for(ctx))
-        return JSONResponse(body.to_json_dict(), status_code=status)
-    return JSONResponse({"error": message, "code": code}, status_code=status)
+        return JSONResponse(body.to_json_dict(), status_code=status, headers=headers)
+    return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
+
+
+def _unavailable(ctx: ServerContext, request: Request) -> JSONResponse:
+    log_event("database_unavailable", logging.WARNING)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    message = "the database is unavailable; retry later"
+    return _error(ctx, request, 503, DatabaseUnavailableError.code, message, headers)
 
 
 def _install_error_handlers(app: FastAPI, ctx: ServerContext) -> None:
@@ -61,6 +77,17 @@ def _install_error_handlers(app: FastAPI, ctx: ServerContext) -> None:
     @app.exception_handler(ExportStoreError)
     async def not_found(request: Request, exc: ExportStoreError) -> JSONResponse:
         return _error(ctx, request, 404, "not_found", "no such export object")
+
+    @app.exception_handler(DatabaseUnavailableError)
+    async def unavailable(request: Request, exc: DatabaseUnavailableError) -> JSONResponse:
+        return _unavailable(ctx, request)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_transient(exc):  # a dropped connection outside the retried publish write
+            return _unavailable(ctx, request)
+        log_event("internal_error", logging.ERROR, exception=type(exc).__name__)
+        return _error(ctx, request, 500, ERROR_INTERNAL, "internal error")
 
     @app.exception_handler(ServerError)
     async def server_error(request: Request, exc: ServerError) -> JSONResponse:

@@ -16,6 +16,7 @@
     ├── HealthAuthorityError            registration input invalid, JWKS unusable
     ├── SigningKeyError                 export signing key missing or unreadable
     ├── ExportStoreError                export object name invalid or object missing
+    ├── DatabaseUnavailableError        the database connection failed, also on retry (503)
     └── ExportError                     the export worker cannot run (e.g. no export format)
 
 Each class carries a stable ``code``; publish errors also carry the HTTP ``status``.
@@ -30,6 +31,7 @@ __all__ = [
     "BadRequestError",
     "CertificateInvalidError",
     "ConfigError",
+    "DatabaseUnavailableError",
     "ExportError",
     "ExportStoreError",
     "HealthAuthorityError",
@@ -117,6 +119,14 @@ class HealthAuthorityUnavailableError(PublishError):
     """Raised when a health authority's keys cannot be loaded (JWKS unreachable, no cache)."""
 
     code = "unable_to_load_health_authority"
+    status = 503
+
+
+class DatabaseUnavailableError(ServerError):
+    """Raised when a transient database failure (connection dropped, server restarting)
+    outlasts the one retry; answered 503 ``unavailable`` with ``Retry-After``."""
+
+    code = "unavailable"
     status = 503
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from phe_trace.protocol import certificate as cert
 from phe_trace.protocol.diagnosis_key import ReportType
@@ -26,6 +26,7 @@ from .context import ServerContext
 from .errors import (
     BadRequestError,
     CertificateInvalidError,
+    DatabaseUnavailableError,
     InvalidRevisionTokenError,
     InvalidTransitionError,
     KeyAlreadyRevisedError,
@@ -34,6 +35,7 @@ from .errors import (
 )
 from .revision import RevisableKey
 from .storage import queries
+from .storage.database import is_transient
 from .validation import AcceptedKey, UploadedKey, validate_keys
 
 __all__ = ["ALLOWED_TRANSITIONS", "PublishOutcome", "handle_publish", "padding_for"]
@@ -146,13 +148,43 @@ def _store(
     accepted: Sequence[AcceptedKey],
     previous: Sequence[RevisableKey],
 ) -> tuple[int, int]:
-    """One transaction: certificate marker, new keys, revisions of stored keys (PUB-7)."""
+    """One transaction: certificate marker, new keys, revisions of stored keys (PUB-7).
+
+    A transient database failure (a dropped connection) is retried once; the transaction
+    is all-or-nothing, so the retry cannot store anything twice. When the failure hit the
+    commit itself the first attempt may have been stored: the retry then finds its own
+    certificate marker, and answers success if every key of this upload is stored.
+    Otherwise :class:`DatabaseUnavailableError` (503).
+    """
     digest = cert.certificate_digest(request.verification_payload)
     fresh = [
         _new_row(ctx, request, item, authority_id)
         for item in accepted
         if item.key.report_type != ReportType.REVOKED  # a first "negative" is not kept
     ]
+    try:
+        return _store_once(ctx, request, claims, accepted, previous, digest, fresh, False)
+    except DBAPIError as exc:
+        if isinstance(exc, IntegrityError) or not is_transient(exc):
+            raise
+    try:
+        return _store_once(ctx, request, claims, accepted, previous, digest, fresh, True)
+    except DBAPIError as exc:
+        if isinstance(exc, IntegrityError) or not is_transient(exc):
+            raise
+        raise DatabaseUnavailableError("the database is unavailable; retry later") from None
+
+
+def _store_once(
+    ctx: ServerContext,
+    request: PublishRequest,
+    claims: cert.VerificationClaims,
+    accepted: Sequence[AcceptedKey],
+    previous: Sequence[RevisableKey],
+    digest: bytes,
+    fresh: list[dict[str, Any]],
+    retry: bool,
+) -> tuple[int, int]:
     try:
         with ctx.write_lock, ctx.engine.begin() as conn:
             # kept while the certificate could still verify: until exp + clock skew
@@ -168,9 +200,22 @@ def _store(
     except IntegrityError:
         with ctx.engine.connect() as conn:
             if queries.certificate_used(conn, digest):
+                if retry and _all_stored(conn, fresh):
+                    return len(fresh), 0  # the failed attempt's commit did go through
                 raise CertificateInvalidError("certificate was already used") from None
         raise BadRequestError("keys were published concurrently; retry") from None
     return len(inserted), len(revisions)
+
+
+def _all_stored(conn: Any, fresh: Sequence[dict[str, Any]]) -> bool:
+    """Whether every new row of this upload is stored as this upload would store it."""
+    stored = queries.existing_exposures(conn, [row["key_data"] for row in fresh])
+    return all(
+        (found := stored.get(row["key_data"])) is not None
+        and found.rolling_start_interval_number == row["rolling_start_interval_number"]
+        and found.report_type == row["report_type"]
+        for row in fresh
+    )
 
 
 def _plan_revisions(

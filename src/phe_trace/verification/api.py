@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import RateLimitedError, VerificationError
@@ -163,6 +164,18 @@ def create_device_api(service: VerificationService) -> FastAPI:
         if isinstance(exc, RateLimitedError):
             headers = {"Retry-After": str(max(exc.retry_after, 1))}
         return reply(exc.status, {"error": str(exc), "errorCode": exc.code}, headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # A dropped connection or a database restart: the transaction was rolled back
+        # (a code or token stays unclaimed), so the app may simply retry — never a 500.
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return reply(
+                503,
+                {"error": "the database is unavailable; retry later", "errorCode": "unavailable"},
+                {"Retry-After": "2"},
+            )
+        raise exc
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

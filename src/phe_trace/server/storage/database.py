@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-__all__ = ["VERSION_TABLE", "create_engine_for", "migrate"]
+__all__ = ["VERSION_TABLE", "create_engine_for", "is_transient", "migrate"]
 
 #: The Alembic version table of the key server.
 VERSION_TABLE = "alembic_version_keyserver"
@@ -30,6 +30,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database failure worth one retry: a dropped connection or an
+    operational error (server restarting, connection refused, SQLite busy) — never a
+    constraint violation or a bad value."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
 
 
 def create_engine_for(url: str, *, pool_size: int = 10) -> Engine:
