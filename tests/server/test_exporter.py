@@ -308,3 +308,57 @@ def test_index_exists_and_is_empty_before_the_first_batch(small_ctx: ServerConte
         _insert(small_ctx, 2, T - 3 * HOUR)
         name = run_export(small_ctx, NOW).files_written[0]
         assert c.get("/v1/exports/ZZ/index.txt").text == name
+
+
+def test_a_worker_that_lost_its_lease_backs_off(small_ctx: ServerContext) -> None:
+    """Lease taken over while the first worker finishes: it backs off, no error (PUB-29).
+
+    Worker A's lease expires and worker B takes the batch over; B completes it just as A
+    starts to record it. A must neither fail (e.g. on B's file rows) nor count the batch;
+    the batch's file is on disk and recorded exactly once.
+    """
+    from sqlalchemy import event
+
+    from phe_trace.server.exporter import ExportReport, _create_batches, _write_batch
+    from phe_trace.server.storage.tables import export_files
+
+    _insert(small_ctx, 3, T - 3 * HOUR)
+    _create_batches(small_ctx, int(NOW))
+    held = _lease_next(small_ctx, int(NOW), "worker-a")
+    assert held is not None
+    later = int(NOW) + small_ctx.settings.export_lease_seconds + 1
+    taken = _lease_next(small_ctx, later, "worker-b")
+    assert taken is not None and taken.id == held.id
+    a_thread, b_report, fired = threading.get_ident(), ExportReport(), []
+
+    def b_completes_first(conn, cursor, statement: str, *_: object) -> None:
+        recording = export_files.name in statement or statement.startswith(
+            f"UPDATE {export_batches.name}"
+        )
+        if threading.get_ident() == a_thread and recording and not fired:
+            fired.append(statement)
+            other = threading.Thread(
+                target=_write_batch, args=(small_ctx, taken, later, "worker-b", b_report)
+            )
+            other.start()
+            other.join()
+
+    event.listen(small_ctx.engine, "before_cursor_execute", b_completes_first)
+    a_report = ExportReport()
+    try:
+        _write_batch(small_ctx, held, int(NOW), "worker-a", a_report)
+    finally:
+        event.remove(small_ctx.engine, "before_cursor_execute", b_completes_first)
+    assert fired and b_report.batches_written == 1
+    assert a_report.batches_written == 0  # backed off: the batch is B's
+    with small_ctx.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(export_files.c.name).where(export_files.c.batch_id == held.id)
+        ).all()
+        status = conn.execute(
+            sa.select(export_batches.c.status).where(export_batches.c.id == held.id)
+        ).scalar()
+    written = a_report.files_written + b_report.files_written
+    assert len(rows) == 1 and status == "complete"
+    assert written == [rows[0].name]  # one file, created once by whichever came first
+    assert (small_ctx.settings.effective_export_dir / rows[0].name).is_file()

@@ -276,7 +276,8 @@ def _write_batch(
         if ctx.store.create(name, export.build_export_zip(content, signers)):
             report.files_written.append(name)
         names.append((name, number, len(part_keys) + len(part_revised)))
-    _complete(ctx, batch, names, len(parts), now, worker)
+    if not _complete(ctx, batch, names, len(parts), now, worker):
+        return  # the lease was lost: the worker holding it now records the batch
     elapsed = time.perf_counter() - started
     ctx.metrics.export_seconds.observe(elapsed)
     ctx.metrics.export_files.inc(len(names))
@@ -300,9 +301,24 @@ def _complete(
     size: int,
     now: int,
     worker: str,
-) -> None:
+) -> bool:
+    """Record the batch's files and mark it complete, if ``worker`` still holds the lease.
+
+    The lease is checked and the batch closed by the transaction's first statement, so on
+    SQLite the write lock, on PostgreSQL the row lock, is held before the file rows are
+    read and written: a worker whose lease expired and was taken over backs off here
+    (returns False, writes nothing) instead of racing the new holder's rows.
+    """
     b = export_batches.c
     with ctx.engine.begin() as conn:
+        done = conn.execute(
+            export_batches.update()
+            .where(b.id == batch.id, b.lease_owner == worker, b.status == STATUS_OPEN)
+            .values(status=STATUS_COMPLETE, lease_owner=None, lease_expires_at=None)
+        ).rowcount
+        if done != 1:
+            log_event("export_lease_lost", logging.WARNING, batch=batch.id)
+            return False
         known = set(
             conn.execute(
                 sa.select(export_files.c.name).where(export_files.c.batch_id == batch.id)
@@ -322,13 +338,7 @@ def _complete(
                         created_at=now,
                     )
                 )
-        done = conn.execute(
-            export_batches.update()
-            .where(b.id == batch.id, b.lease_owner == worker)
-            .values(status=STATUS_COMPLETE, lease_owner=None, lease_expires_at=None)
-        ).rowcount
-        if done != 1:
-            log_event("export_lease_lost", logging.WARNING, batch=batch.id)
+    return True
 
 
 def rewrite_index(ctx: ServerContext, region: str) -> list[str]:
