@@ -64,6 +64,11 @@ class SimConfig:
     #: Devices driven over the bumble radio (virtual HCI) with ``radio="bumble"``.
     bumble_devices: int = 4
     risk: RiskConfig = field(default_factory=RiskConfig)
+    #: Aggregate statistics: fewer device reports than this for a day and metric and the
+    #: aggregators release nothing (the aggregator's default).
+    analytics_min_batch: int = 100
+    #: ε of each released (day, metric) aggregate (the aggregator's default).
+    analytics_epsilon: float = 1.0
 
     @classmethod
     def create(cls, **kwargs: object) -> SimConfig:
@@ -109,6 +114,10 @@ class SimConfig:
             problems.append(f"initial_infected must be 0..people, got {self.initial_infected}")
         if self.scan_period_s not in (60, 120, 150, 200, 300, 600):
             problems.append(f"scan_period_s must divide 600, got {self.scan_period_s}")
+        if self.analytics_min_batch < 1:
+            problems.append(f"analytics_min_batch must be ≥ 1, got {self.analytics_min_batch}")
+        if not 0 < self.analytics_epsilon <= 100:
+            problems.append(f"analytics_epsilon must be in (0, 100], got {self.analytics_epsilon}")
         if self.out.exists() and not self.out.is_dir():
             problems.append(f"--out {self.out} exists and is not a directory")
         if problems:

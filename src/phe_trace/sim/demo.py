@@ -41,7 +41,13 @@ def _quiet_devices() -> Iterator[None]:
 def make_backend(config: SimConfig) -> Backend:
     """The real key server and verification service when the build has them, else the stand-in."""
     if live_backend_available() is None:
-        return LiveBackend(SIM_EPOCH, config.export_period_s, config.export_padding_keys)
+        return LiveBackend(
+            SIM_EPOCH,
+            config.export_period_s,
+            config.export_padding_keys,
+            config.analytics_min_batch,
+            config.analytics_epsilon,
+        )
     return StandInBackend(config)
 
 

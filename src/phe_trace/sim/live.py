@@ -8,7 +8,9 @@
   build does so, else served by a second uvicorn on its own free port;
 - a health authority registered with the key server, whose certificate keys the key
   server fetches from the verification service's JWKS over HTTP;
-- a realm, a case worker and an app API key in the verification service.
+- a realm, a case worker and an app API key in the verification service;
+- a leader and a helper aggregator of the devices' daily Prio3 metrics
+  (:class:`phe_trace.sim.aggregates.AggregateView`), each on its own free port.
 
 Every device talks to them over real HTTP through one shared :class:`EdgeCache`, which
 plays the CDN in front of the export store: the first device to ask for an export file
@@ -34,6 +36,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from .aggregates import AggregateView
 from .errors import SimBackendError
 from .fleet import Fleet
 from .standin import SyncOutcome
@@ -168,8 +171,17 @@ class LiveBackend:
 
     real = True
 
-    def __init__(self, epoch: int, export_period_s: int, padding_keys: int) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        export_period_s: int,
+        padding_keys: int,
+        analytics_min_batch: int = 100,
+        analytics_epsilon: float = 1.0,
+    ) -> None:
         self.epoch = epoch
+        self.analytics: AggregateView | None = None
+        self._analytics_params = (analytics_min_batch, analytics_epsilon)
         self.clock = SimClock(float(epoch))
         self.tmp = Path(tempfile.mkdtemp(prefix="phe-trace-demo-"))
         self._servers: list[_Uvicorn] = []
@@ -216,6 +228,10 @@ class LiveBackend:
             self.verification_url = self.url
             self.mounted = True
         self._setup_authority()
+        min_batch, epsilon = self._analytics_params
+        self.analytics = AggregateView(
+            self.tmp / "aggregators", self.url, self.epoch, self._serve, min_batch, epsilon
+        )
         self.edge = EdgeCache(httpx.HTTPTransport())
         self._client = httpx.Client(transport=self.edge, timeout=60.0)
         self.description = (
@@ -223,7 +239,9 @@ class LiveBackend:
             "removed at the end), "
             "export worker on the simulated clock, verification service "
             + ("mounted by hosting" if self.mounted else f"at {self.verification_url}")
-            + "; devices sync, verify signatures, match and score with the real agent"
+            + "; devices sync, verify signatures, match and score with the real agent; "
+            f"leader aggregator at {self.analytics.leader_url}, "
+            f"helper at {self.analytics.helper_url}"
         )
 
     def _serve(self, app: Any) -> str:
@@ -310,7 +328,21 @@ class LiveBackend:
         finally:
             self.edge.device = None
         downloaded = self.edge.bytes_by_device.get(person, 0) - before
-        return SyncOutcome(result.risk_level == "high", downloaded, result.matched_sightings)
+        last = result.last_exposure_day
+        return SyncOutcome(
+            result.risk_level == "high",
+            downloaded,
+            result.matched_sightings,
+            risk_level=2 if result.risk_level == "high" else 1 if result.last_exposure_day else 0,
+            last_exposure_day=None
+            if last is None
+            else (date.fromisoformat(last) - _day_date(0, self.epoch)).days,
+        )
+
+    def daily_analytics(self, day: int, observations: list[Any]) -> None:
+        """Every app user's daily metrics for simulated ``day``, uploaded sealed."""
+        if self.analytics is not None:
+            self.analytics.upload_day(day, observations)
 
     def aggregate(self) -> dict[str, Any]:
         """What the health authority sees: per-day counts of its own services, no person."""
@@ -339,7 +371,9 @@ class LiveBackend:
                 if d.codes_issued or d.codes_claimed or d.tokens_claimed
             ],
             "diagnosis_keys_stored": keys,
-            "privacy_preserving_analytics": "not part of this demo yet (phe_trace.analytics)",
+            "privacy_preserving_analytics": (
+                self.analytics.collect() if self.analytics is not None else None
+            ),
         }
 
     def risk_rule(self) -> dict[str, Any]:
@@ -399,6 +433,9 @@ class LiveBackend:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self.analytics is not None:
+            self.analytics.close()
+            self.analytics = None
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()

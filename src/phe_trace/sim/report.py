@@ -180,6 +180,48 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
+def _values(values: list[int] | None) -> str:
+    if values is None:
+        return "—"
+    return html.escape(str(values[0]) if len(values) == 1 else " ".join(map(str, values)))
+
+
+def _analytics_html(view: Any) -> str:
+    """The released noisy aggregates beside the simulation's true values."""
+    if not isinstance(view, dict) or "days" not in view:
+        return "<p>Privacy-preserving aggregate statistics: not run with this backend.</p>"
+    head = (
+        "<tr><th>day</th><th>metric</th><th>released (noisy)</th><th>ε</th>"
+        "<th>true (simulation)</th><th>|error|</th></tr>"
+    )
+    rows = []
+    for d in view["days"]:
+        for metric, m in d["metrics"].items():
+            released = (
+                _values(m["released"])
+                if m["released"] is not None
+                else f"<em>{html.escape(m['status'])}</em>"
+            )
+            rows.append(
+                f"<tr><td>{d['day']} ({html.escape(d['date'])}, {d['devices']} devices)</td>"
+                f"<td>{html.escape(metric)}</td><td>{released}</td>"
+                f"<td>{_fmt(m.get('epsilon'))}</td><td>{_values(m['true'])}</td>"
+                f"<td>{_values(m.get('abs_error'))}</td></tr>"
+            )
+    meanings = _table(list(view["metrics"].items()))
+    mae = _table([(k, v) for k, v in view["mean_abs_error"].items()])
+    return (
+        f"<p>{html.escape(view['how'])}.</p>"
+        f"<p>Minimum batch {view['min_batch_size']}, ε {view['epsilon_per_metric_per_day']} per "
+        f"metric and day ({view['epsilon_per_device_per_day']} per device and day over the four "
+        f"metrics). {html.escape(view['noise'])}. Why: {html.escape(view['choice'])}. "
+        f"{html.escape(view['sharding'])}.</p>"
+        f"{meanings}<p>Histograms list their buckets from 0.</p>"
+        f"<table>{head}{''.join(rows)}</table>"
+        f"<p>Mean absolute error the noise cost, per metric:</p>{mae}"
+    )
+
+
 def _html(s: dict[str, Any]) -> str:
     n = s["notifications"]
     b = s["bytes_per_device_per_day"]
@@ -195,7 +237,9 @@ def _html(s: dict[str, Any]) -> str:
         + [("columns that could identify a person", ", ".join(flagged) or "none")]
         + [("export files", len(stored.get("export_files", [])))]
     )
-    aggregate = html.escape(json.dumps(s["aggregate"], indent=2, default=str))
+    rest = {k: v for k, v in s["aggregate"].items() if k != "privacy_preserving_analytics"}
+    aggregate = html.escape(json.dumps(rest, indent=2, default=str))
+    analytics = _analytics_html(s["aggregate"].get("privacy_preserving_analytics"))
     charts = "".join(f'<p><img src="{c}" alt="{c}"></p>' for c in CHARTS)
     cfg = s["config"]
     return f"""<!doctype html>
@@ -242,7 +286,9 @@ wall time {s["wall_seconds"]:.1f} s.</p>
     }
 <h2>Charts</h2>{charts}
 <h2>What the server stored</h2>{storage}
-<h2>What the health authority sees in aggregate</h2><pre>{aggregate}</pre>
+<h2>What the health authority sees in aggregate</h2>
+{analytics}
+<h3>Its own services' counts</h3><pre>{aggregate}</pre>
 <p>All numbers: <a href="summary.json">summary.json</a>.</p>
 </body></html>
 """

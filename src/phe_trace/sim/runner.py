@@ -9,7 +9,9 @@ wall-clock sleeping anywhere. Within a day, events run in time order:
   radio with the RSSI from :mod:`phe_trace.sim.radio`;
 - *reports* at the time a positive app user enters their code;
 - the *export worker* at :attr:`SimConfig.export_hours`;
-- each device's daily *check* (sync, verify, match, score) at its own hour.
+- each device's daily *check* (sync, verify, match, score) at its own hour;
+- at the end of the day, every app user's device uploads its daily aggregate metrics
+  (when the backend runs aggregators: :mod:`phe_trace.sim.aggregates`).
 """
 
 from __future__ import annotations
@@ -105,6 +107,9 @@ class SimResult:
     hci: dict[str, int] = field(default_factory=dict)
     #: What the health authority sees in aggregate (its own services' counts).
     aggregate: dict[str, Any] = field(default_factory=dict)
+    #: Per simulated day, what each app user's device measured for the aggregate metrics
+    #: (person → observation), the truth behind the released aggregates.
+    daily_observations: list[dict[int, Any]] = field(default_factory=list)
     #: The scoring rule the devices' notifications came from (``thresholds_db`` included).
     risk_rule: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -134,6 +139,9 @@ class Simulation:
         self._backend_factory = backend_factory
         self._progress = progress
         self._hci: HciBridge | None = None
+        #: Today's check of each device, and who published keys today (daily metrics).
+        self._checks: dict[int, SyncOutcome] = {}
+        self._reported: set[int] = set()
 
     def run(self) -> SimResult:
         started = time.perf_counter()
@@ -203,16 +211,20 @@ class Simulation:
         events += [(day_start + h * 3600.0, 2, 0) for h in cfg.export_hours]
         events += [(day_start + h * 3600.0, 3, p) for p, h in result.sync_hour.items()]
         events.sort()
+        self._checks.clear()
+        self._reported.clear()
         for now, kind, arg in events:
             if kind == 1:
                 self._radio_step(fleet, *radio[arg])
             elif kind == 0:
-                self._report(fleet, backend, result, reports[arg], now)
+                if self._report(fleet, backend, result, reports[arg], now):
+                    self._reported.add(reports[arg].person)
             elif kind == 2:
                 if backend.export(now):
                     result.export_times.append(now)
             else:
                 self._check(fleet, backend, result, arg, now, day)
+        self._daily_metrics(day, fleet, backend, result)
         result.days.append(self._stats(day, new_infections, result, len(contacts)))
 
     def _radio_steps(
@@ -279,27 +291,54 @@ class Simulation:
     @staticmethod
     def _report(
         fleet: Fleet, backend: Backend, result: SimResult, report: Report, now: float
-    ) -> None:
+    ) -> bool:
         person = report.person
         try:
             result.report_keys[person] = backend.report(fleet, report, now)
         except PheTraceError as exc:  # one refused report must not end the city
             result.report_errors.append(f"{type(exc).__name__}: {exc}")
-            return
+            return False
         result.published.extend(
             PublishedKey(k.key_data, k.rolling_start_interval_number, k.rolling_period, person)
             for k in fleet.agents[person].store.teks()
             if k.rolling_start_interval_number * _INTERVAL_S <= now
         )
+        return True
 
     def _check(
         self, fleet: Fleet, backend: Backend, result: SimResult, person: int, now: float, day: int
     ) -> None:
         outcome = backend.sync(fleet, person, now)
+        self._checks[person] = outcome
         result.bytes_by_day[person][day] += outcome.bytes_downloaded
         if outcome.notified and person not in result.notified_at:
             result.notified_at[person] = now
             self.outbreak.notified(person, day)
+
+    def _daily_metrics(self, day: int, fleet: Fleet, backend: Backend, result: SimResult) -> None:
+        """What each app user's device measured today, uploaded for aggregation."""
+        upload = getattr(backend, "daily_analytics", None)
+        if not callable(upload):
+            return
+        from phe_trace.analytics import DailyObservation
+
+        day_start = SIM_EPOCH + day * DAY_S
+        observations: dict[int, Any] = {}
+        for person in fleet:
+            check = self._checks.get(person)
+            notified = day_start <= result.notified_at.get(person, -1.0) < day_start + DAY_S
+            since = None
+            if notified:
+                last = check.last_exposure_day if check is not None else None
+                since = min(13, max(0, day - (day if last is None else last)))
+            observations[person] = DailyObservation(
+                notified=notified,
+                max_risk_level=check.risk_level if check is not None else 0,
+                days_exposure_to_notification=since,
+                reported_positive=person in self._reported,
+            )
+        result.daily_observations.append(observations)
+        upload(day, list(observations.values()))
 
     def _stats(self, day: int, new: int, result: SimResult, sightings: int) -> DayStats:
         ob = self.outbreak

@@ -36,6 +36,10 @@ class SyncOutcome:
     bytes_downloaded: int
     matched: int = 0
     exposure_days: list[int] = field(default_factory=list)
+    #: The check's risk level: 0 no scored exposure, 1 low, 2 high.
+    risk_level: int = 0
+    #: Simulated day of the latest exposure the check found, if any.
+    last_exposure_day: int | None = None
 
 
 class StandInBackend:

@@ -1,0 +1,239 @@
+"""The health authority's aggregate view: Prio3 daily metrics, two aggregators, DP releases.
+
+Every app user's device uploads, once per simulated day, its four daily metrics
+(:data:`phe_trace.analytics.METRICS`: notified, risk-level histogram, days from exposure to
+notification, reported positive), each sharded with Prio3 and sealed to the two
+aggregators' keys (:func:`phe_trace.analytics.daily_reports`), in one
+``POST /v1/analytics/reports`` to the real key server. Sharding is the device's work, so
+it runs in a process pool beside the simulation (each worker plays devices and posts over
+HTTP), not in the simulation's own process.
+
+Two real aggregators (:mod:`phe_trace.aggregator`) run in the demo's temporary directory,
+each with its own X25519 key, SQLite file and uvicorn server on a loopback port; they share
+only the Prio3 verification key and the peer token. At the end of the run the leader
+collects every (day, metric): both pull their boxes from the key server, prepare with each
+other over HTTP, each adds its own discrete-Laplace noise, and the leader releases — or,
+below the minimum batch, releases nothing. The view is read back from the leader's public
+``GET /v1/aggregates?day=`` and set beside what the simulation knows to be true.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from phe_trace.aggregator import Aggregator, AggregatorSettings, BatchTooSmall, create_app
+from phe_trace.analytics import METRICS, DailyObservation, daily_reports, encode_daily, upload_body
+from phe_trace.analytics.dp import noise_std
+
+from .errors import SimBackendError
+
+__all__ = ["AggregateView", "true_values"]
+
+#: Devices per task handed to a sharding worker.
+_CHUNK = 50
+
+
+def true_values(observations: list[DailyObservation]) -> dict[str, list[int]]:
+    """Plain per-metric totals of what the devices measured (counts: one value)."""
+    out = {name: [0] * m.length for name, m in METRICS.items()}
+    for obs in observations:
+        for name, value in encode_daily(obs).items():
+            if METRICS[name].length == 1:
+                out[name][0] += value
+            else:
+                out[name][value] += 1
+    return out
+
+
+def _shard_and_upload(
+    ingest_url: str,
+    keys: tuple[bytes, bytes],
+    day: int,
+    observations: list[DailyObservation],
+) -> int:
+    """A worker plays ``observations``' devices: each shards, seals and posts its own body."""
+    with httpx.Client(timeout=60.0) as client:
+        for obs in observations:
+            body = upload_body(daily_reports(obs, day, *keys))
+            resp = client.post(f"{ingest_url}/v1/analytics/reports", json=body)
+            if resp.status_code != 202:
+                raise SimBackendError(f"analytics upload refused: HTTP {resp.status_code}")
+    return len(observations)
+
+
+class AggregateView:
+    """Leader and helper aggregators for one demo run, and the devices' daily uploads."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        ingest_url: str,
+        epoch: int,
+        serve: Callable[[Any], str],
+        min_batch_size: int,
+        epsilon: float,
+        workers: int | None = None,
+    ) -> None:
+        from nacl.public import PrivateKey
+
+        self.ingest_url = ingest_url.rstrip("/")
+        self.epoch = epoch
+        self.min_batch_size = min_batch_size
+        self.epsilon = epsilon
+        tmp.mkdir(parents=True, exist_ok=True)
+        verify_key = secrets.token_hex(32)  # shared by the two aggregators only
+        peer_token = secrets.token_urlsafe(24)
+
+        def settings(role: str, helper_url: str | None) -> AggregatorSettings:
+            return AggregatorSettings(
+                role=role,  # type: ignore[arg-type]
+                database_url=f"sqlite:///{tmp / f'aggregator-{role}.sqlite3'}",
+                private_key=bytes(PrivateKey.generate()).hex(),  # type: ignore[arg-type]
+                verify_key=verify_key,  # type: ignore[arg-type]
+                peer_token=peer_token,  # type: ignore[arg-type]
+                helper_url=helper_url,
+                ingest_url=self.ingest_url,
+                min_batch_size=min_batch_size,
+                epsilon=epsilon,
+                daily_budget=epsilon * len(METRICS),
+            )
+
+        self.helper = Aggregator(settings("helper", None))
+        self.leader: Aggregator | None = None
+        self.helper_url = serve(create_app(self.helper))
+        self.leader = Aggregator(settings("leader", self.helper_url))
+        self.leader_url = serve(create_app(self.leader))
+        self.keys = (self.leader.public_key(), self.helper.public_key())
+        cpus = os.cpu_count() or 1
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers or max(1, min(4, cpus)), mp_context=get_context("spawn")
+        )
+        self._pending: list[Future[int]] = []
+        #: simulated day → (UTC day number, devices, true totals per metric)
+        self.days: dict[int, tuple[int, int, dict[str, list[int]]]] = {}
+
+    def day_number(self, day: int) -> int:
+        return (self.epoch + day * 86_400) // 86_400
+
+    def upload_day(self, day: int, observations: list[DailyObservation]) -> None:
+        """Every device's four reports for simulated ``day`` (sharded in the pool)."""
+        number = self.day_number(day)
+        self.days[day] = (number, len(observations), true_values(observations))
+        for start in range(0, len(observations), _CHUNK):
+            chunk = observations[start : start + _CHUNK]
+            self._pending.append(
+                self._pool.submit(_shard_and_upload, self.ingest_url, self.keys, number, chunk)
+            )
+
+    def collect(self) -> dict[str, Any]:
+        """Wait for the uploads, let the leader collect every (day, metric), read the view."""
+        uploaded = sum(f.result() for f in self._pending)
+        self._pending.clear()
+        assert self.leader is not None
+        refused: dict[tuple[int, str], str] = {}
+        for number, _, _ in self.days.values():
+            for metric in METRICS:
+                try:
+                    self.leader.collect(number, metric)
+                except BatchTooSmall as exc:
+                    refused[(number, metric)] = str(exc)
+        std = noise_std(self.epsilon, draws=2)
+        days = []
+        errors: dict[str, list[int]] = {m: [] for m in METRICS}
+        with httpx.Client(timeout=60.0) as client:
+            for day, (number, devices, truth) in sorted(self.days.items()):
+                resp = client.get(f"{self.leader_url}/v1/aggregates", params={"day": number})
+                if resp.status_code != 200:
+                    raise SimBackendError(f"the leader's aggregates: HTTP {resp.status_code}")
+                published = {a["metric"]: a for a in resp.json()["aggregates"]}
+                metrics: dict[str, Any] = {}
+                for metric in METRICS:
+                    entry: dict[str, Any] = {"true": truth[metric]}
+                    got = published.get(metric)
+                    if got is None:
+                        entry["released"] = None
+                        entry["status"] = (
+                            f"not released (below minimum batch {self.min_batch_size})"
+                            if (number, metric) in refused
+                            else "not released"
+                        )
+                    else:
+                        error = [
+                            abs(int(r) - t)
+                            for r, t in zip(got["values"], truth[metric], strict=True)
+                        ]
+                        errors[metric] += error
+                        entry.update(
+                            status="released",
+                            released=got["values"],
+                            epsilon=got["epsilon"],
+                            report_count=got["report_count"],
+                            abs_error=error,
+                        )
+                    metrics[metric] = entry
+                date = datetime.fromtimestamp(number * 86_400, UTC).date().isoformat()
+                days.append(
+                    {"day": day, "date": date, "utc_day_number": number, "devices": devices}
+                    | {"metrics": metrics}
+                )
+        return {
+            "how": (
+                "each app user's device uploads its four daily metrics once per simulated day, "
+                "Prio3-sharded and sealed to the two aggregators' keys (phe_trace.analytics), "
+                "through the key server's POST /v1/analytics/reports; a leader and a helper "
+                "aggregator (phe_trace.aggregator, each its own keys, SQLite file and HTTP "
+                "server) prepare over HTTP, each adds discrete-Laplace noise to its aggregate "
+                "share, and the leader publishes at GET /v1/aggregates; the true values are "
+                "the simulation's plain totals of what the devices measured"
+            ),
+            "metrics": {
+                "notified": "devices that showed a (first) exposure notification that day",
+                "risk_level": "histogram of the day's check: 0 no match, 1 low, 2 high risk",
+                "days_to_notification": (
+                    "histogram of days from the latest exposure to the notification; "
+                    "bucket 14 = not notified that day"
+                ),
+                "reported_positive": "devices that published their keys that day",
+            },
+            "min_batch_size": self.min_batch_size,
+            "epsilon_per_metric_per_day": self.epsilon,
+            "epsilon_per_device_per_day": self.epsilon * len(METRICS),
+            "noise": (
+                f"each aggregator adds one discrete-Laplace draw of scale 1/ε = "
+                f"{1 / self.epsilon:g} (sensitivity 1: one report per device, metric and day); "
+                f"std of a released value {std:.3f}"
+            ),
+            "noise_std": round(std, 4),
+            "choice": (
+                f"minimum batch {self.min_batch_size} and ε {self.epsilon:g} per metric and day "
+                "(the aggregators' defaults are 100 and 1.0): every app user uploads every "
+                "metric every day, zeros included, so a day's batch is the number of "
+                "participating devices (about 500 in the default demo of 1,000 people at "
+                "uptake 0.5), well above the minimum; a smaller city's days stay unreleased"
+            ),
+            "sharding": (
+                "devices' Prio3 sharding runs in a process pool beside the simulation "
+                f"(only app users upload); {uploaded} device-days uploaded"
+            ),
+            "mean_abs_error": {
+                m: (round(sum(e) / len(e), 3) if e else None) for m, e in errors.items()
+            },
+            "days": days,
+        }
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.leader is not None:
+            self.leader.close()
+        self.helper.close()
