@@ -10,10 +10,11 @@ HTTP), not in the simulation's own process.
 
 Two real aggregators (:mod:`phe_trace.aggregator`) run in the demo's temporary directory,
 each with its own X25519 key, SQLite file and uvicorn server on a loopback port; they share
-only the Prio3 verification key and the peer token. At the end of the run the leader
-collects every (day, metric): both pull their boxes from the key server, prepare with each
-other over HTTP, each adds its own discrete-Laplace noise, and the leader releases — or,
-below the minimum batch, releases nothing. The view is read back from the leader's public
+only the Prio3 verification key and the peer token. Once a day's uploads are in, the
+leader collects each of its metrics in a collector process of its own (the helper answers
+in the demo's process): both pull their boxes from the key server, prepare with each other
+over HTTP, each adds its own discrete-Laplace noise, and the leader releases — or, below
+the minimum batch, releases nothing. The view is read back from the leader's public
 ``GET /v1/aggregates?day=`` and set beside what the simulation knows to be true.
 """
 
@@ -70,6 +71,21 @@ def _shard_and_upload(
     return len(observations)
 
 
+def _collect_day(settings: AggregatorSettings, day: int) -> dict[str, str]:
+    """The leader's collection of every metric of ``day``; metric → why not released."""
+    leader = Aggregator(settings)
+    refused: dict[str, str] = {}
+    try:
+        for metric in METRICS:
+            try:
+                leader.collect(day, metric)
+            except BatchTooSmall as exc:
+                refused[metric] = str(exc)
+    finally:
+        leader.close()
+    return refused
+
+
 class AggregateView:
     """Leader and helper aggregators for one demo run, and the devices' daily uploads."""
 
@@ -110,7 +126,8 @@ class AggregateView:
         self.helper = Aggregator(settings("helper", None))
         self.leader: Aggregator | None = None
         self.helper_url = serve(create_app(self.helper))
-        self.leader = Aggregator(settings("leader", self.helper_url))
+        self._leader_settings = settings("leader", self.helper_url)
+        self.leader = Aggregator(self._leader_settings)
         self.leader_url = serve(create_app(self.leader))
         self.keys = (self.leader.public_key(), self.helper.public_key())
         cpus = os.cpu_count() or 1
@@ -118,6 +135,10 @@ class AggregateView:
             max_workers=workers or max(1, min(4, cpus)), mp_context=get_context("spawn")
         )
         self._pending: list[Future[int]] = []
+        #: The leader collects in one process of its own, one day after the other.
+        self._collector = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        self._uploads: dict[int, list[Future[int]]] = {}
+        self._collecting: dict[int, Future[dict[str, str]]] = {}
         #: simulated day → (UTC day number, devices, true totals per metric)
         self.days: dict[int, tuple[int, int, dict[str, list[int]]]] = {}
 
@@ -128,24 +149,39 @@ class AggregateView:
         """Every device's four reports for simulated ``day`` (sharded in the pool)."""
         number = self.day_number(day)
         self.days[day] = (number, len(observations), true_values(observations))
-        for start in range(0, len(observations), _CHUNK):
-            chunk = observations[start : start + _CHUNK]
-            self._pending.append(
-                self._pool.submit(_shard_and_upload, self.ingest_url, self.keys, number, chunk)
+        futures = [
+            self._pool.submit(
+                _shard_and_upload, self.ingest_url, self.keys, number, observations[i : i + _CHUNK]
+            )
+            for i in range(0, len(observations), _CHUNK)
+        ]
+        self._pending += futures
+        self._uploads[day] = futures
+        self._collect_ready(wait=False)
+
+    def _collect_ready(self, wait: bool) -> None:
+        """Start the leader's collection of each day whose uploads are all in."""
+        for day, futures in sorted(self._uploads.items()):
+            if day in self._collecting:
+                continue
+            if not wait and not all(f.done() for f in futures):
+                break
+            for f in futures:
+                f.result()  # an upload that failed ends the run here
+            number = self.day_number(day)
+            self._collecting[day] = self._collector.submit(
+                _collect_day, self._leader_settings, number
             )
 
     def collect(self) -> dict[str, Any]:
         """Wait for the uploads, let the leader collect every (day, metric), read the view."""
         uploaded = sum(f.result() for f in self._pending)
         self._pending.clear()
-        assert self.leader is not None
+        self._collect_ready(wait=True)
         refused: dict[tuple[int, str], str] = {}
-        for number, _, _ in self.days.values():
-            for metric in METRICS:
-                try:
-                    self.leader.collect(number, metric)
-                except BatchTooSmall as exc:
-                    refused[(number, metric)] = str(exc)
+        for day, future in sorted(self._collecting.items()):
+            for metric, why in future.result().items():
+                refused[(self.day_number(day), metric)] = why
         std = noise_std(self.epsilon, draws=2)
         days = []
         errors: dict[str, list[int]] = {m: [] for m in METRICS}
@@ -222,7 +258,8 @@ class AggregateView:
             ),
             "sharding": (
                 "devices' Prio3 sharding runs in a process pool beside the simulation "
-                f"(only app users upload); {uploaded} device-days uploaded"
+                f"(only app users upload); {uploaded} device-days uploaded; the leader "
+                "collects each day in a process of its own once the day's uploads are in"
             ),
             "mean_abs_error": {
                 m: (round(sum(e) / len(e), 3) if e else None) for m, e in errors.items()
@@ -234,6 +271,7 @@ class AggregateView:
         for future in self._pending:
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._collector.shutdown(wait=True, cancel_futures=True)
         if self.leader is not None:
             self.leader.close()
         self.helper.close()
