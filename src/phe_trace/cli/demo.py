@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +16,43 @@ from rich.live import Live
 from rich.table import Table
 
 __all__ = ["demo"]
+
+
+@contextmanager
+def _interruptible() -> Iterator[Callable[[], None]]:
+    """Make Ctrl-C stop the demo even when it lands somewhere that swallows it.
+
+    Python delivers SIGINT as a ``KeyboardInterrupt`` wherever the main thread happens to
+    be; if that is inside a garbage-collector or weakref callback, the interpreter prints
+    "Exception ignored" and carries on. The handler therefore also records the signal, the
+    returned ``check`` re-raises it at the next simulated day, and such swallowed
+    interrupts are not printed (they are not lost: the flag carries them).
+    """
+    seen = threading.Event()
+    previous_handler = signal.getsignal(signal.SIGINT)
+    previous_hook = sys.unraisablehook
+
+    def on_sigint(signum: int, frame: object) -> None:
+        seen.set()
+        raise KeyboardInterrupt
+
+    def quiet_hook(info: sys.UnraisableHookArgs) -> None:
+        if info.exc_type is KeyboardInterrupt and seen.is_set():
+            return
+        previous_hook(info)
+
+    def check() -> None:
+        if seen.is_set():
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = quiet_hook
+    try:
+        yield check
+        check()  # an interrupt swallowed during the last day still stops with status 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        sys.unraisablehook = previous_hook
 
 
 def _progress_table(stats: object, days: int) -> Table:
@@ -113,13 +154,22 @@ def demo(
         f"(uptake {uptake}, report rate {report_rate})"
     )
     try:
-        if console.is_terminal:
-            with Live(console=console, refresh_per_second=4, transient=False) as live:
-                outcome = run_demo(config, lambda s: live.update(_progress_table(s, days)))
-        else:  # a log (CI): one plain line per simulated day
-            outcome = run_demo(
-                config, lambda s: console.print(_progress_line(s), highlight=False, soft_wrap=True)
-            )
+        with _interruptible() as check:
+            if console.is_terminal:
+                with Live(console=console, refresh_per_second=4, transient=False) as live:
+
+                    def show(s: object) -> None:
+                        check()
+                        live.update(_progress_table(s, days))
+
+                    outcome = run_demo(config, show)
+            else:  # a log (CI): one plain line per simulated day
+
+                def log(s: object) -> None:
+                    check()
+                    console.print(_progress_line(s), highlight=False, soft_wrap=True)
+
+                outcome = run_demo(config, log)
     except KeyboardInterrupt:
         print("phe-trace: demo interrupted; servers stopped, nothing left running", file=sys.stderr)
         raise  # the entry point turns it into exit status 130
