@@ -12,7 +12,12 @@ import hashlib
 import numpy as np
 import pytest
 
-from phe_trace.analytics.keccak import TurboShake128, turboshake128, turboshake128_batch
+from phe_trace.analytics.keccak import (
+    TurboShake128,
+    turboshake128,
+    turboshake128_batch,
+    turboshake128_many,
+)
 
 RFC9861_EMPTY_1F_32 = "1e415f1c5983aff2169217277d17bb538cd945a397ddec541f1ce41af2c1b74c"
 
@@ -47,3 +52,16 @@ def test_batch_equals_scalar(msg_len: int) -> None:
 def test_domain_byte_out_of_range() -> None:
     with pytest.raises(ValueError):
         TurboShake128(b"", 0x80)
+
+
+def test_many_mixed_lengths_equal_scalar() -> None:
+    # Lengths around the block boundaries, so rows of one group differ in length, and
+    # groups of one (scalar path) sit beside groups large enough for numpy.
+    lengths = [0, 1, 100, 166, 167, 168, 169, 200, 335, 336, 337, 3, 50, 60, 70, 80]
+    messages = [bytes((i * 31 + k) % 256 for k in range(n)) for i, n in enumerate(lengths)]
+    out_lengths = [1 + (i * 97) % 600 for i in range(len(messages))]
+    got = turboshake128_many(messages, 0x01, out_lengths)
+    for msg, size, row in zip(messages, out_lengths, got, strict=True):
+        assert row == turboshake128(msg, 0x01, size)
+    shake = turboshake128_many(messages, 0x1F, [64] * len(messages), rounds=24)
+    assert shake[7] == hashlib.shake_128(messages[7]).digest(64)

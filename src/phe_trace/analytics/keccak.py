@@ -22,6 +22,7 @@ __all__ = [
     "keccak_p1600_batch",
     "turboshake128",
     "turboshake128_batch",
+    "turboshake128_many",
 ]
 
 #: Sponge rate of TurboSHAKE128 / SHAKE128 in bytes (capacity 256 bits).
@@ -157,31 +158,31 @@ def keccak_p1600(lanes: list[int], rounds: int = 12) -> list[int]:
         b19 = ((t << 56) | (t >> 8)) & m
         t = a24 ^ d4
         b4 = ((t << 14) | (t >> 50)) & m
-        a0 = b0 ^ (~b1 & b2)
-        a1 = b1 ^ (~b2 & b3)
-        a2 = b2 ^ (~b3 & b4)
-        a3 = b3 ^ (~b4 & b0)
-        a4 = b4 ^ (~b0 & b1)
-        a5 = b5 ^ (~b6 & b7)
-        a6 = b6 ^ (~b7 & b8)
-        a7 = b7 ^ (~b8 & b9)
-        a8 = b8 ^ (~b9 & b5)
-        a9 = b9 ^ (~b5 & b6)
-        a10 = b10 ^ (~b11 & b12)
-        a11 = b11 ^ (~b12 & b13)
-        a12 = b12 ^ (~b13 & b14)
-        a13 = b13 ^ (~b14 & b10)
-        a14 = b14 ^ (~b10 & b11)
-        a15 = b15 ^ (~b16 & b17)
-        a16 = b16 ^ (~b17 & b18)
-        a17 = b17 ^ (~b18 & b19)
-        a18 = b18 ^ (~b19 & b15)
-        a19 = b19 ^ (~b15 & b16)
-        a20 = b20 ^ (~b21 & b22)
-        a21 = b21 ^ (~b22 & b23)
-        a22 = b22 ^ (~b23 & b24)
-        a23 = b23 ^ (~b24 & b20)
-        a24 = b24 ^ (~b20 & b21)
+        a0 = b0 ^ ((b1 ^ m) & b2)
+        a1 = b1 ^ ((b2 ^ m) & b3)
+        a2 = b2 ^ ((b3 ^ m) & b4)
+        a3 = b3 ^ ((b4 ^ m) & b0)
+        a4 = b4 ^ ((b0 ^ m) & b1)
+        a5 = b5 ^ ((b6 ^ m) & b7)
+        a6 = b6 ^ ((b7 ^ m) & b8)
+        a7 = b7 ^ ((b8 ^ m) & b9)
+        a8 = b8 ^ ((b9 ^ m) & b5)
+        a9 = b9 ^ ((b5 ^ m) & b6)
+        a10 = b10 ^ ((b11 ^ m) & b12)
+        a11 = b11 ^ ((b12 ^ m) & b13)
+        a12 = b12 ^ ((b13 ^ m) & b14)
+        a13 = b13 ^ ((b14 ^ m) & b10)
+        a14 = b14 ^ ((b10 ^ m) & b11)
+        a15 = b15 ^ ((b16 ^ m) & b17)
+        a16 = b16 ^ ((b17 ^ m) & b18)
+        a17 = b17 ^ ((b18 ^ m) & b19)
+        a18 = b18 ^ ((b19 ^ m) & b15)
+        a19 = b19 ^ ((b15 ^ m) & b16)
+        a20 = b20 ^ ((b21 ^ m) & b22)
+        a21 = b21 ^ ((b22 ^ m) & b23)
+        a22 = b22 ^ ((b23 ^ m) & b24)
+        a23 = b23 ^ ((b24 ^ m) & b20)
+        a24 = b24 ^ ((b20 ^ m) & b21)
         a0 ^= rc
     return [
         a0,
@@ -261,31 +262,58 @@ def turboshake128(message: bytes, domain: int, length: int, rounds: int = 12) ->
 # --- batched (numpy) -----------------------------------------------------------------
 
 _U64 = np.uint64
-_RC_NP = [_U64(rc) for rc in _RC]
-_ROT_NP = [(_U64(r), _U64(64 - r)) for r in _ROT]
+#: ρ and π fused: ``b = a[_PI_SRC]`` puts each lane where π sends it, then lane j of b is
+#: rotated by the offset of the lane it came from.
+_PI_SRC = [0] * 25
+for _i in range(25):
+    _PI_SRC[_PI[_i]] = _i
+_RHO_LEFT = np.array([_ROT[i] for i in _PI_SRC], dtype=np.uint64)[:, None]
+_RHO_RIGHT = np.uint64(64) - _RHO_LEFT  # a shift by 64 gives 0 in numpy
+_RC_ARRAY = np.array(_RC, dtype=np.uint64)
+_NEXT = [1, 2, 3, 4, 0]
+_NEXT2 = [2, 3, 4, 0, 1]
+_PREV = [4, 0, 1, 2, 3]
+#: States per numpy pass: keeps the working arrays in cache for large batches.
+_COLUMNS = 2048
 
 
 def keccak_p1600_batch(a: npt.NDArray[np.uint64], rounds: int = 12) -> npt.NDArray[np.uint64]:
-    """The permutation on a ``(25, N)`` array of lanes: N independent states at once."""
-    a = a.copy()
-    b = np.empty_like(a)
+    """The permutation on a ``(25, N)`` array of lanes: N independent states at once.
+
+    Lane ``x + 5y`` is row ``x + 5y``; each step works on whole rows (θ on the five
+    columns' parities, ρ∘π as one gather and two shifts, χ on the five rows), about
+    twenty numpy operations per round whatever N is.
+    """
+    n = a.shape[1]
+    if n > _COLUMNS:
+        return np.concatenate(
+            [keccak_p1600_batch(a[:, i : i + _COLUMNS], rounds) for i in range(0, n, _COLUMNS)],
+            axis=1,
+        )
+    a = np.array(a, dtype=np.uint64, copy=True, order="C")
+    a5 = a.reshape(5, 5, n)
+    t = np.empty((25, n), dtype=np.uint64)
+    u = np.empty((25, n), dtype=np.uint64)
+    t5 = t.reshape(5, 5, n)
+    one, s63 = _U64(1), _U64(63)
     for ir in range(24 - rounds, 24):
-        c = a[0:5] ^ a[5:10] ^ a[10:15] ^ a[15:20] ^ a[20:25]
-        c_rot = (c << _U64(1)) | (c >> _U64(63))
-        d = np.roll(c, 1, axis=0) ^ np.roll(c_rot, -1, axis=0)
-        a ^= np.tile(d, (5, 1))
-        for i in range(25):
-            r = _ROT[i]
-            if r:
-                left, right = _ROT_NP[i]
-                b[_PI[i]] = (a[i] << left) | (a[i] >> right)
-            else:
-                b[_PI[i]] = a[i]
-        for y in range(0, 25, 5):
-            row = b[y : y + 5]
-            a[y : y + 5] = row ^ (~np.roll(row, -1, axis=0) & np.roll(row, -2, axis=0))
-        a[0] ^= _RC_NP[ir]
+        c = np.bitwise_xor.reduce(a5, axis=0)
+        c1 = c[_NEXT]
+        a5 ^= c[_PREV] ^ ((c1 << one) | (c1 >> s63))
+        b = a[_PI_SRC]
+        np.left_shift(b, _RHO_LEFT, out=t)
+        np.right_shift(b, _RHO_RIGHT, out=u)
+        np.bitwise_or(t, u, out=b)
+        b5 = b.reshape(5, 5, n)
+        np.invert(b5[:, _NEXT], out=t5)
+        np.bitwise_and(t5, b5[:, _NEXT2], out=t5)
+        np.bitwise_xor(b, t, out=a)
+        a[0] ^= _RC_ARRAY[ir]
     return a
+
+
+def _padded_blocks(msg_len: int) -> int:
+    return (msg_len + 1 + RATE - 1) // RATE
 
 
 def turboshake128_batch(
@@ -296,24 +324,64 @@ def turboshake128_batch(
     Returns an ``(N, length)`` uint8 array; row i equals ``turboshake128(messages[i], ...)``.
     """
     n, msg_len = messages.shape
-    padded_len = msg_len + 1 + ((-(msg_len + 1)) % RATE)
+    padded_len = _padded_blocks(msg_len) * RATE
     padded = np.zeros((n, padded_len), dtype=np.uint8)
     padded[:, :msg_len] = messages
     padded[:, msg_len] = domain
     padded[:, -1] ^= 0x80
+    return _sponge(padded, length, rounds)
+
+
+def _sponge(padded: npt.NDArray[np.uint8], length: int, rounds: int) -> npt.NDArray[np.uint8]:
+    """Absorb N padded messages of equal block count, squeeze ``length`` bytes each."""
+    n, padded_len = padded.shape
     state = np.zeros((25, n), dtype=np.uint64)
     for off in range(0, padded_len, RATE):
         block = np.ascontiguousarray(padded[:, off : off + RATE]).view("<u8")  # (n, 21)
         state[:21] ^= block.T
         state = keccak_p1600_batch(state, rounds)
-    chunks = []
-    produced = 0
-    while True:
-        lanes = np.ascontiguousarray(state[:21].T).astype("<u8")
-        chunks.append(lanes.view(np.uint8).reshape(n, RATE))
-        produced += RATE
-        if produced >= length:
-            break
-        state = keccak_p1600_batch(state, rounds)
-    out = np.concatenate(chunks, axis=1)[:, :length]
-    return np.ascontiguousarray(out)
+    blocks = max(1, -(-length // RATE))
+    out = np.empty((n, blocks * RATE), dtype=np.uint8)
+    for k in range(blocks):
+        if k:
+            state = keccak_p1600_batch(state, rounds)
+        lanes = out[:, k * RATE : (k + 1) * RATE].view("<u8")
+        lanes[:] = state[:21].T
+    return np.ascontiguousarray(out[:, :length])
+
+
+def turboshake128_many(
+    messages: list[bytes], domain: int, lengths: list[int], rounds: int = 12
+) -> list[bytes]:
+    """TurboSHAKE128 of messages of any lengths; item i is ``lengths[i]`` bytes.
+
+    Messages that pad to the same number of blocks run together through the batched
+    sponge (each row padded on its own); a group too small for numpy to pay off runs on
+    the scalar path. Same output as one :func:`turboshake128` call per message.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, msg in enumerate(messages):
+        groups.setdefault(_padded_blocks(len(msg)), []).append(i)
+    out: list[bytes] = [b""] * len(messages)
+    for blocks, idx in groups.items():
+        if len(idx) < _MIN_BATCH:
+            for i in idx:
+                out[i] = turboshake128(messages[i], domain, lengths[i], rounds)
+            continue
+        padded = np.zeros((len(idx), blocks * RATE), dtype=np.uint8)
+        for row, i in enumerate(idx):
+            msg = messages[i]
+            padded[row, : len(msg)] = np.frombuffer(msg, dtype=np.uint8)
+            padded[row, len(msg)] = domain
+        padded[:, -1] ^= 0x80
+        longest = max(lengths[i] for i in idx)
+        data = _sponge(padded, longest, rounds)
+        raw = data.tobytes()
+        for row, i in enumerate(idx):
+            base = row * longest
+            out[i] = raw[base : base + lengths[i]]
+    return out
+
+
+#: Below this many messages of one block count the scalar sponge is faster.
+_MIN_BATCH = 4
