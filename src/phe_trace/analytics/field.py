@@ -9,6 +9,7 @@ Elements are plain Python ``int`` in ``[0, MODULUS)``; vectors are ``list[int]``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import mul
 
 from .errors import EncodingError
 
@@ -89,36 +90,24 @@ class Field:
         return acc
 
     def poly_mul(self, a: list[int], b: list[int]) -> list[int]:
-        """Product of two polynomials (schoolbook)."""
+        """Product of two polynomials (schoolbook; one reduction per coefficient)."""
         q = self.modulus
         out = [0] * (len(a) + len(b) - 1)
         for i, x in enumerate(a):
             if x:
                 for j, y in enumerate(b):
-                    out[i + j] = (out[i + j] + x * y) % q
-        return out
+                    out[i + j] += x * y
+        return [c % q for c in out]
 
     def interp_roots(self, values: list[int]) -> list[int]:
         """Coefficients of the polynomial of degree < p through ``(α^k, values[k])``.
 
         ``p = len(values)`` is a power of two and α the field's primitive p-th root of
-        unity, so this is the inverse DFT: ``c_j = p⁻¹ Σ_k y_k α^(−jk)``.
+        unity, so this is the inverse DFT: ``c_j = p⁻¹ Σ_k y_k α^(−jk)`` (the matrix
+        ``p⁻¹ α^(−jk)`` is computed once per p).
         """
         q = self.modulus
-        p = len(values)
-        alpha_inv = self.inv(self.root(p))
-        p_inv = self.inv(p)
-        out = []
-        w = 1
-        for _ in range(p):
-            acc = 0
-            wk = 1
-            for y in values:
-                acc += y * wk
-                wk = wk * w % q
-            out.append(acc % q * p_inv % q)
-            w = w * alpha_inv % q
-        return out
+        return [sum(map(mul, row, values)) % q for row in _inverse_dft(self, len(values))]
 
 
 def lagrange_at(field: Field, p: int, t: int) -> list[int]:
@@ -146,6 +135,20 @@ def lagrange_at(field: Field, p: int, t: int) -> list[int]:
 
 
 _POWERS: dict[tuple[int, int], list[int]] = {}
+_INVERSE_DFT: dict[tuple[int, int], list[list[int]]] = {}
+
+
+def _inverse_dft(field: Field, p: int) -> list[list[int]]:
+    """Rows ``[p⁻¹ α^(−jk) for k < p]`` for j < p (cached)."""
+    key = (field.modulus, p)
+    if key not in _INVERSE_DFT:
+        q = field.modulus
+        alpha_inv = field.inv(field.root(p))
+        p_inv = field.inv(p)
+        _INVERSE_DFT[key] = [
+            [p_inv * pow(alpha_inv, j * k, q) % q for k in range(p)] for j in range(p)
+        ]
+    return _INVERSE_DFT[key]
 
 
 def _root_powers(field: Field, p: int) -> list[int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from operator import mul
 from typing import Generic, Protocol, TypeVar
 
 from .errors import EncodingError, VerificationError
@@ -123,8 +124,8 @@ class ParallelSum:
         for i in range(self.count):
             part = self.sub.eval_poly(f, polys[i * a : (i + 1) * a])
             for j, c in enumerate(part):
-                out[j] = (out[j] + c) % q
-        return out
+                out[j] += c
+        return [c % q for c in out]
 
 
 @dataclass
@@ -285,6 +286,15 @@ class FlpGeneric(Generic[M, R]):
         self.meas_len = valid.meas_len
         self.joint_rand_len = valid.joint_rand_len
         self.output_len = valid.output_len
+        #: Per gadget, row k holds ``α^(k·j)`` for each coefficient j of the gadget
+        #: polynomial: its value at the k-th root of unity is one dot product.
+        self._eval_rows = [
+            [
+                [pow(alpha_k, j, self.field.modulus) for j in range(g.degree * (p - 1) + 1)]
+                for alpha_k in root_powers(self.field, p)
+            ]
+            for g, p in zip(valid.gadgets, self.p, strict=True)
+        ]
 
     def _new_wires(self, seeds: list[int]) -> list[list[list[int]]]:
         wires = []
@@ -337,13 +347,14 @@ class FlpGeneric(Generic[M, R]):
             proof = proof[g.arity + size :]
         wires = self._new_wires(seeds)
         counters = [0] * len(wires)
-        powers = [root_powers(f, p) for p in self.p]
+        rows = self._eval_rows
 
         def call(i: int, inp: list[int]) -> int:
-            counters[i] += 1
+            k = counters[i] = counters[i] + 1
             for j, x in enumerate(inp):
-                wires[i][j][counters[i]] = x
-            return f.poly_eval(polys[i], powers[i][counters[i]])
+                wires[i][j][k] = x
+            value: int = sum(map(mul, polys[i], rows[i][k])) % q
+            return value
 
         out = self.valid.eval(meas, joint_rand, num_shares, call)
         if self.valid.eval_output_len > 1:
@@ -356,7 +367,7 @@ class FlpGeneric(Generic[M, R]):
             if pow(t, p, q) == 1:
                 raise VerificationError
             basis = lagrange_at(f, p, t)
-            verifier += [sum(a * b for a, b in zip(w, basis, strict=True)) % q for w in wires[i]]
+            verifier += [sum(map(mul, w, basis)) % q for w in wires[i]]
             verifier.append(f.poly_eval(polys[i], t))
         return verifier
 

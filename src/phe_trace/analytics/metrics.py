@@ -52,7 +52,15 @@ class Metric:
     make: Callable[[], Prio3[Any, Any]]
 
     def vdaf(self) -> Prio3[Any, Any]:
-        return self.make()
+        """The metric's Prio3 instance (built once: it holds only fixed parameters)."""
+        vdaf = _VDAFS.get(self.make)
+        if vdaf is None:
+            vdaf = _VDAFS[self.make] = self.make()
+        return vdaf
+
+
+#: Built instances by constructor (read only: callers never modify an instance).
+_VDAFS: dict[Callable[[], Prio3[Any, Any]], Prio3[Any, Any]] = {}
 
 
 METRICS: dict[str, Metric] = {
