@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from phe_trace.analytics.batch import prep_init_batch, prep_shares_to_prep_batch
-from phe_trace.analytics.errors import VerificationError
+from phe_trace.analytics.batch import prep_init_batch, prep_shares_to_prep_batch, shard_batch
+from phe_trace.analytics.errors import EncodingError, VerificationError
 from phe_trace.analytics.prio3 import (
     NONCE_SIZE,
     LeaderShare,
@@ -70,3 +70,32 @@ def test_batch_matches_scalar_and_rejects_the_tampered_report(make: Any, values:
         else:
             assert ok
             assert msg == vdaf.prep_shares_to_prep(CTX, shares)
+
+
+@pytest.mark.parametrize(
+    "make,values",
+    [
+        (lambda: prio3_count(), [0, 1, 1, 0, 1, 1]),
+        (lambda: prio3_sum(50), [0, 50, 7, 13, 49]),
+        (lambda: prio3_histogram(15, 4), [0, 14, 3, 3, 9, 1, 7]),
+        (lambda: prio3_histogram(8, 3, shares=3), [0, 7, 2, 2, 5]),
+        (lambda: prio3_histogram(8, 3), [4, 2]),  # below the batch size: per-report path
+    ],
+)
+def test_shard_batch_equals_shard(make: Any, values: list[int]) -> None:
+    vdaf: Prio3[Any, Any] = make()
+    nonces = [os.urandom(NONCE_SIZE) for _ in values]
+    rands = [os.urandom(vdaf.rand_size) for _ in values]
+    got = shard_batch(vdaf, CTX, values, nonces, rands)
+    for v, nonce, rand, (public, shares) in zip(values, nonces, rands, got, strict=True):
+        assert (public, shares) == vdaf.shard(CTX, v, nonce, rand)
+
+
+def test_shard_batch_refuses_bad_lengths() -> None:
+    vdaf = prio3_count()
+    with pytest.raises(EncodingError):
+        shard_batch(vdaf, CTX, [1, 0], [bytes(NONCE_SIZE)], [bytes(vdaf.rand_size)] * 2)
+    with pytest.raises(EncodingError):
+        shard_batch(vdaf, CTX, [1] * 5, [bytes(NONCE_SIZE)] * 5, [bytes(vdaf.rand_size - 1)] * 5)
+    with pytest.raises(EncodingError):
+        shard_batch(vdaf, CTX, [2] * 5, [bytes(NONCE_SIZE)] * 5, [bytes(vdaf.rand_size)] * 5)

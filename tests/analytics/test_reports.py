@@ -15,7 +15,7 @@ from phe_trace.analytics.metrics import (
     context_for,
     encode_daily,
 )
-from phe_trace.analytics.reports import make_report, open_share
+from phe_trace.analytics.reports import daily_reports_batch, make_report, make_reports, open_share
 
 LEADER, HELPER = PrivateKey.generate(), PrivateKey.generate()
 VK = bytes(32)
@@ -105,3 +105,51 @@ def test_proof_is_bound_to_metric_and_day() -> None:
     ]
     with pytest.raises(VerificationError):
         vdaf.prep_shares_to_prep(ctx, [p for _, p in inits])
+
+
+def test_daily_reports_batch_aggregates_to_the_devices_values() -> None:
+    """AGG-9, AGG-10: batched device reports open, verify and sum to the plain totals."""
+    observations = [
+        DailyObservation(i % 3 == 0, i % 8 or None, (i % 14) if i % 3 == 0 else None, i % 5 == 0)
+        for i in range(9)
+    ]
+    batches = daily_reports_batch(observations, 20000, *_keys())
+    assert [[r.metric for r in rs] for rs in batches] == [list(METRICS)] * len(observations)
+    nonces = set()
+    for metric, spec in METRICS.items():
+        vdaf = spec.vdaf()
+        ctx = context_for(metric, 20000)
+        reports = [r for rs in batches for r in rs if r.metric == metric]
+        aggs = [[0] * spec.length, [0] * spec.length]
+        for report in reports:
+            opened = [
+                open_share(bytes(LEADER), 0, metric, 20000, report.leader_share),
+                open_share(bytes(HELPER), 1, metric, 20000, report.helper_share),
+            ]
+            nonces.add(opened[0].nonce)
+            inits = [
+                vdaf.prep_init(VK, ctx, i, o.nonce, o.public_share, o.input_share)
+                for i, o in enumerate(opened)
+            ]
+            msg = vdaf.prep_shares_to_prep(ctx, [p for _, p in inits])
+            for i, (state, _) in enumerate(inits):
+                aggs[i] = vdaf.field.vec_add(aggs[i], vdaf.prep_next(state, msg))
+        expected = [0] * spec.length
+        for obs in observations:
+            value = encode_daily(obs)[metric]
+            if spec.length == 1:
+                expected[0] += value
+            else:
+                expected[value] += 1
+        result = vdaf.unshard(aggs, len(reports))
+        assert (result if isinstance(result, list) else [result]) == expected
+    assert len(nonces) == 4 * len(observations)  # every report has its own nonce
+
+
+def test_make_reports_refuses_what_make_report_refuses() -> None:
+    with pytest.raises(EncodingError):
+        make_reports("nope", [1], 20000, *_keys())
+    with pytest.raises(EncodingError):
+        make_reports("notified", [1], 2**32, *_keys())
+    with pytest.raises(EncodingError):
+        make_reports("notified", [0, 1, 2, 1, 0], 20000, *_keys())

@@ -21,7 +21,15 @@ from .prio3 import (
     prio3_histogram,
     prio3_sum,
 )
-from .reports import SealedReport, daily_reports, make_report, open_share, upload_body
+from .reports import (
+    SealedReport,
+    daily_reports,
+    daily_reports_batch,
+    make_report,
+    make_reports,
+    open_share,
+    upload_body,
+)
 
 __all__ = [
     "DEFAULT_EPSILON",
@@ -45,9 +53,11 @@ __all__ = [
     "SealedReport",
     "VerificationError",
     "daily_reports",
+    "daily_reports_batch",
     "dp_key_count",
     "encode_daily",
     "make_report",
+    "make_reports",
     "open_share",
     "prio3_count",
     "prio3_histogram",

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import VerificationError
+from .errors import EncodingError, VerificationError
 from .prio3 import (
+    NONCE_SIZE,
     USAGE_JOINT_RAND_PART,
     USAGE_JOINT_RAND_SEED,
     USAGE_JOINT_RANDOMNESS,
     USAGE_MEAS_SHARE,
     USAGE_PROOF_SHARE,
+    USAGE_PROVE_RANDOMNESS,
     USAGE_QUERY_RANDOMNESS,
     HelperShare,
     InputShare,
@@ -31,7 +33,10 @@ from .prio3 import (
 )
 from .xof import SEED_SIZE, derive_seed_batch, expand_into_vec_batch
 
-__all__ = ["prep_init_batch", "prep_shares_to_prep_batch"]
+__all__ = ["prep_init_batch", "prep_shares_to_prep_batch", "shard_batch"]
+
+#: Below this many reports the per-report path is as fast.
+_MIN_BATCH = 4
 
 
 def _rows(items: list[bytes]) -> npt.NDArray[np.uint8]:
@@ -197,3 +202,107 @@ def prep_shares_to_prep_batch(
         for i, row in zip(pending, seeds, strict=True):
             results[i] = (True, bytes(row))
     return results
+
+
+def shard_batch(
+    vdaf: Prio3[Any, Any],
+    ctx: bytes,
+    measurements: list[Any],
+    nonces: list[bytes],
+    rands: list[bytes],
+) -> list[tuple[list[bytes] | None, list[InputShare]]]:
+    """``vdaf.shard`` of many measurements under one ``ctx``; same output, report by report.
+
+    Each XOF step of sharding (helper shares, joint-randomness parts and seed, prover
+    randomness) runs once over the whole batch; only the FLP proof is per report.
+    """
+    n = len(measurements)
+    if len(nonces) != n or len(rands) != n:
+        raise EncodingError("one nonce and one rand per measurement")
+    if any(len(x) != NONCE_SIZE for x in nonces) or any(len(r) != vdaf.rand_size for r in rands):
+        raise EncodingError(f"nonce must be {NONCE_SIZE} bytes, rand {vdaf.rand_size} bytes")
+    if n < _MIN_BATCH:
+        return [
+            vdaf.shard(ctx, m, x, r) for m, x, r in zip(measurements, nonces, rands, strict=True)
+        ]
+    field, flp = vdaf.field, vdaf.flp
+    meas = [flp.valid.encode(m) for m in measurements]
+    seeds = np.frombuffer(b"".join(rands), dtype=np.uint8).reshape(n, -1, SEED_SIZE)
+    step = 2 if vdaf.uses_joint_rand else 1
+    helpers = range(1, vdaf.shares)
+    helper_meas = {
+        j: expand_into_vec_batch(
+            field,
+            seeds[:, (j - 1) * step],
+            vdaf.dst(USAGE_MEAS_SHARE, ctx),
+            _const(bytes([j]), n),
+            flp.meas_len,
+        )
+        for j in helpers
+    }
+    leader_meas = meas
+    for j in helpers:
+        leader_meas = [
+            field.vec_sub(a, b) for a, b in zip(leader_meas, helper_meas[j], strict=True)
+        ]
+    leader_blind_col = (vdaf.shares - 1) * step
+    joint_rands: list[list[int]] = [[] for _ in range(n)]
+    publics: list[list[bytes] | None] = [None] * n
+    if vdaf.uses_joint_rand:
+        part_dst = vdaf.dst(USAGE_JOINT_RAND_PART, ctx)
+
+        def parts_of(agg_id: int, blind_col: int, shares: list[list[int]]) -> list[bytes]:
+            binders = _rows(
+                [
+                    bytes([agg_id]) + x + field.encode_vec(m)
+                    for x, m in zip(nonces, shares, strict=True)
+                ]
+            )
+            out = derive_seed_batch(np.ascontiguousarray(seeds[:, blind_col]), part_dst, binders)
+            return [bytes(row) for row in out]
+
+        columns = [parts_of(0, leader_blind_col, leader_meas)]
+        columns += [parts_of(j, (j - 1) * step + 1, helper_meas[j]) for j in helpers]
+        publics = [list(parts) for parts in zip(*columns, strict=True)]
+        jr_seeds = derive_seed_batch(
+            np.zeros((n, SEED_SIZE), dtype=np.uint8),
+            vdaf.dst(USAGE_JOINT_RAND_SEED, ctx),
+            _rows([b"".join(p) for p in publics if p is not None]),
+        )
+        joint_rands = expand_into_vec_batch(
+            field,
+            jr_seeds,
+            vdaf.dst(USAGE_JOINT_RANDOMNESS, ctx),
+            _const(b"\x01", n),
+            flp.joint_rand_len,
+        )
+    prove_rands = expand_into_vec_batch(
+        field,
+        np.ascontiguousarray(seeds[:, -1]),
+        vdaf.dst(USAGE_PROVE_RANDOMNESS, ctx),
+        _const(b"\x01", n),
+        flp.prove_rand_len,
+    )
+    leader_proofs = [
+        flp.prove(m, r, jr) for m, r, jr in zip(meas, prove_rands, joint_rands, strict=True)
+    ]
+    helper_seeds = {j: seeds[:, (j - 1) * step] for j in helpers}
+    for j in helpers:
+        proofs = expand_into_vec_batch(
+            field,
+            np.ascontiguousarray(helper_seeds[j]),
+            vdaf.dst(USAGE_PROOF_SHARE, ctx),
+            _const(bytes([1, j]), n),
+            flp.proof_len,
+        )
+        leader_proofs = [field.vec_sub(a, b) for a, b in zip(leader_proofs, proofs, strict=True)]
+    out: list[tuple[list[bytes] | None, list[InputShare]]] = []
+    for i in range(n):
+        blind = bytes(seeds[i, leader_blind_col]) if vdaf.uses_joint_rand else None
+        shares: list[InputShare] = [LeaderShare(leader_meas[i], leader_proofs[i], blind)]
+        for j in helpers:
+            base = (j - 1) * step
+            helper_blind = bytes(seeds[i, base + 1]) if vdaf.uses_joint_rand else None
+            shares.append(HelperShare(bytes(seeds[i, base]), helper_blind))
+        out.append((publics[i], shares))
+    return out
