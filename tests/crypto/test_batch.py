@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,3 +126,28 @@ def test_threads_each_get_their_own_workspace() -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: batch.rpis_concat(teks, starts, counts), range(16)))
     assert all(r == expected for r in results)
+
+
+def test_libcrypto_path_is_the_one_tested_where_libcrypto_exists() -> None:
+    """MATCH-8: the equivalence tests exercise the libcrypto path, not only the fallback."""
+    if ctypes.util.find_library("crypto") is None:
+        pytest.skip("no libcrypto on this machine")
+    assert batch.backend() == "libcrypto"
+
+
+def test_many_keys_across_stage_boundaries() -> None:
+    """MATCH-8: thousands of keys (several internal batches, full and partial days) at once."""
+    rng = random.Random(5869)
+    specs = [
+        (
+            rng.randbytes(16),
+            rng.randrange(crypto.MAX_INTERVAL - 143),
+            144 if i < 1500 or rng.random() < 0.5 else rng.randint(1, 144),
+        )
+        for i in range(2600)
+    ]
+    teks = b"".join(t for t, _, _ in specs)
+    starts, counts = [s for _, s, _ in specs], [c for _, _, c in specs]
+    fast = batch.rpis_concat(teks, starts, counts)
+    assert fast == batch.rpis_concat(teks, starts, counts, portable=True)
+    assert fast == _reference(specs)
