@@ -48,6 +48,8 @@ DAY_BYTES = TEK_ROLLING_PERIOD * RPI_LENGTH
 STAGE_KEYS = 1024
 #: PaddedData buffers kept, one per distinct start interval.
 _BLOCK_CACHE_SIZE = 512
+#: Output places remembered per thread (a reused output buffer needs one per batch).
+_PLACES_CACHE_SIZE = 16
 #: SHA-256 initial state (FIPS 180-4 §5.3.3).
 _SHA256_H0 = (
     0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A,
@@ -122,6 +124,7 @@ class _Workspace:
         self.p_prk_inner, self.p_prk_outer = _pointers(self.prk_inner), _pointers(self.prk_outer)
         self.p_okm_inner, self.p_okm_outer = _pointers(self.okm_inner), _pointers(self.okm_outer)
         self.p_keys = _pointers(self.keys)
+        self.places: dict[int, list[Any]] = {}  # full-day output rows by first address
         self.contexts = [lib.new_aes_context() for _ in range(slots)]
         weakref.finalize(self, _free_contexts, lib.free_context, self.contexts)
         self.p_contexts = list(map(_pointer, self.contexts))
@@ -199,6 +202,17 @@ class LibCrypto:
             ws = self._local.ws = _Workspace(self, STAGE_KEYS)
         return ws
 
+    @staticmethod
+    def _full_day_places(ws: _Workspace, pos: int) -> list[Any]:
+        """Pointers to ``STAGE_KEYS`` consecutive full-day rows from ``pos`` (cached)."""
+        places = ws.places.get(pos)
+        if places is None:
+            if len(ws.places) >= _PLACES_CACHE_SIZE:
+                ws.places.clear()
+            end = pos + DAY_BYTES * STAGE_KEYS
+            places = ws.places[pos] = list(map(_pointer, range(pos, end, DAY_BYTES)))
+        return places
+
     def blocks(self, start: int) -> tuple[Any, Any]:
         """The PaddedData blocks from ``start``: a C buffer and a pointer to it (cached).
 
@@ -247,18 +261,19 @@ class LibCrypto:
                 self._hkdf(ws, teks[16 * b : 16 * (b + n)])
                 if min(part_counts) == TEK_ROLLING_PERIOD:  # full days: no per-key arithmetic
                     lengths: Any = repeat(_LENGTHS[TEK_ROLLING_PERIOD])
-                    places: Any = range(pos, pos + DAY_BYTES * (n + 1), DAY_BYTES)
+                    outs: Any = self._full_day_places(ws, pos)
+                    end = pos + DAY_BYTES * n
                 else:
                     lengths = map(_LENGTHS.__getitem__, part_counts)
-                    places = [pos + o for o in accumulate((16 * c for c in part_counts), initial=0)]
+                    places = list(accumulate((16 * c for c in part_counts), initial=pos))
+                    outs, end = map(_pointer, places[:n]), places[n]
                 contexts = ws.p_contexts[:n]
                 if not all(map(self._aes_init, contexts, ws.p_keys[:n], repeat(None), repeat(1))):
                     raise OSError("libcrypto: AES key set-up failed")
                 blocks = map(block_pointers.__getitem__, part_starts)
-                outs = map(_pointer, places[:n])
                 if not all(map(self._aes_cipher, contexts, outs, blocks, lengths)):
                     raise OSError("libcrypto: AES encryption failed")
-                pos = places[n]
+                pos = end
         finally:
             del window
         return RPI_LENGTH * sum(counts)
