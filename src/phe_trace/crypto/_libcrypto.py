@@ -87,6 +87,11 @@ def _pointers(array: npt.NDArray[Any]) -> list[Any]:
     return list(map(_pointer, range(base, base + step * len(array), step)))
 
 
+def _head(rows: list[Any], n: int) -> list[Any]:
+    """The first ``n`` rows (the list itself when that is all of it: no copy)."""
+    return rows if n == len(rows) else rows[:n]
+
+
 def _free_contexts(free: Any, contexts: list[int]) -> None:
     for ctx in contexts:
         free(ctx)
@@ -234,18 +239,18 @@ class LibCrypto:
         n = len(teks) // KEY_LENGTH
         states = ws.states[:, :n, :8]
         prk_in, prk_out, okm_in, okm_out = states
-        p_prk_in, p_prk_out, p_okm_in, p_okm_out = (p[:n] for p in ws.p_states)
+        p_prk_in, p_prk_out, p_okm_in, p_okm_out = (_head(p, n) for p in ws.p_states)
         run, size = collections.deque, repeat(self._len128)
         ws.heads[:, :n] = self._initial
         ws.prk_inner[:n, :16] = np.frombuffer(teks, dtype=np.uint8).reshape(n, 16)
-        run(map(self._transform, p_prk_in, ws.p_prk_inner[:n]), maxlen=0)  # PRK: inner
+        run(map(self._transform, p_prk_in, _head(ws.p_prk_inner, n)), maxlen=0)  # PRK: inner
         ws.prk_outer_words[:n] = prk_in
-        run(map(self._transform, p_prk_out, ws.p_prk_outer[:n]), maxlen=0)  # PRK: outer
+        run(map(self._transform, p_prk_out, _head(ws.p_prk_outer, n)), maxlen=0)  # PRK: outer
         np.bitwise_xor(prk_out, 0x36363636, out=ws.okm_inner_words[:n, :8])  # PRK ⊕ ipad
         np.bitwise_xor(prk_out, 0x5C5C5C5C, out=ws.okm_outer_words[:n, :8])  # PRK ⊕ opad
-        run(map(self._update, p_okm_in, ws.p_okm_inner[:n], size), maxlen=0)  # OKM: inner
+        run(map(self._update, p_okm_in, _head(ws.p_okm_inner, n), size), maxlen=0)  # OKM: inner
         ws.okm_outer_words[:n, 16:24] = okm_in
-        run(map(self._update, p_okm_out, ws.p_okm_outer[:n], size), maxlen=0)  # OKM: outer
+        run(map(self._update, p_okm_out, _head(ws.p_okm_outer, n), size), maxlen=0)  # OKM: outer
         ws.key_words[:n] = okm_out[:, :4]
 
     def derive(
@@ -270,8 +275,8 @@ class LibCrypto:
                     lengths = map(_LENGTHS.__getitem__, part_counts)
                     places = list(accumulate((16 * c for c in part_counts), initial=pos))
                     outs, end = map(_pointer, places[:n]), places[n]
-                contexts = ws.p_contexts[:n]
-                if not all(map(self._aes_init, contexts, ws.p_keys[:n], repeat(None), repeat(1))):
+                contexts, keys = _head(ws.p_contexts, n), _head(ws.p_keys, n)
+                if not all(map(self._aes_init, contexts, keys, repeat(None), repeat(1))):
                     raise OSError("libcrypto: AES key set-up failed")
                 blocks = map(block_pointers.__getitem__, part_starts)
                 if not all(map(self._aes_cipher, contexts, outs, blocks, lengths)):
