@@ -49,6 +49,8 @@ log = logging.getLogger("phe_trace.aggregator")
 _PAGE = 2000
 #: Report ids per SQL ``IN (…)`` (SQLite limits bound variables per statement).
 _IN_CHUNK = 500
+#: What aggregation reads of an accepted report.
+_AGGREGATE_COLUMNS = (shares.c.report_id, shares.c.out_share)
 
 
 @dataclass(frozen=True)
@@ -175,13 +177,7 @@ class Aggregator:
                 }
             )
         with self.engine.begin() as conn:
-            seen = conn.execute(
-                sa.select(shares.c.report_id, shares.c.nonce).where(
-                    shares.c.day == day, shares.c.metric == metric
-                )
-            ).all()
-            ids: set[str] = {str(r) for r, _ in seen}
-            nonces: set[bytes] = {bytes(n) for _, n in seen}
+            ids, nonces = self._seen(conn, day, metric, rows)
             fresh = []
             for row in rows:
                 rid, nonce = str(row["report_id"]), row["nonce"]
@@ -195,6 +191,35 @@ class Aggregator:
                 conn.execute(shares.insert(), fresh)
         return len(fresh)
 
+    @staticmethod
+    def _seen(
+        conn: sa.Connection, day: int, metric: str, rows: list[dict[str, object]]
+    ) -> tuple[set[str], set[bytes]]:
+        """The report ids and (day, metric) nonces among ``rows`` already stored."""
+        ids: set[str] = set()
+        nonces: set[bytes] = set()
+        for start in range(0, len(rows), _IN_CHUNK):
+            chunk = rows[start : start + _IN_CHUNK]
+            ids.update(
+                str(r)
+                for r in conn.execute(
+                    sa.select(shares.c.report_id).where(
+                        shares.c.report_id.in_([row["report_id"] for row in chunk])
+                    )
+                ).scalars()
+            )
+            nonces.update(
+                bytes(n)
+                for n in conn.execute(
+                    sa.select(shares.c.nonce).where(
+                        shares.c.day == day,
+                        shares.c.metric == metric,
+                        shares.c.nonce.in_([row["nonce"] for row in chunk]),
+                    )
+                ).scalars()
+            )
+        return ids, nonces
+
     def _save_cursor(self, day: int, metric: str, after: int) -> None:
         with self.engine.begin() as conn:
             updated = conn.execute(
@@ -207,8 +232,15 @@ class Aggregator:
 
     # --- 2. prepare ------------------------------------------------------------------
 
-    def _load(self, day: int, metric: str, report_ids: list[str] | None, status: int) -> list[Any]:
-        base = sa.select(shares).where(
+    def _load(
+        self,
+        day: int,
+        metric: str,
+        report_ids: list[str] | None,
+        status: int,
+        columns: tuple[Any, ...] = (shares,),
+    ) -> list[Any]:
+        base = sa.select(*columns).where(
             shares.c.day == day, shares.c.metric == metric, shares.c.status == status
         )
         with self.engine.connect() as conn:
@@ -363,7 +395,7 @@ class Aggregator:
     # --- 3. aggregate ----------------------------------------------------------------
 
     def _noisy_agg_share(self, vdaf: Prio3[Any, Any], rows: list[Any]) -> list[int]:
-        agg = vdaf.aggregate([vdaf.field.decode_vec(bytes(r.out_share)) for r in rows])
+        agg = vdaf.field.sum_encoded([bytes(r.out_share) for r in rows], vdaf.flp.output_len)
         noise = laplace_noise(vdaf.flp.output_len, self.settings.epsilon)
         q = vdaf.field.modulus
         return [(a + n) % q for a, n in zip(agg, noise, strict=True)]
@@ -397,7 +429,7 @@ class Aggregator:
             check_batch_size(len(report_ids), self.settings.min_batch_size)
         except PrivacyBudgetError as exc:
             raise BatchTooSmall(str(exc)) from None
-        rows = self._load(day, metric, report_ids, ACCEPTED)
+        rows = self._load(day, metric, report_ids, ACCEPTED, _AGGREGATE_COLUMNS)
         if len(rows) != len(report_ids):
             raise ProtocolViolation("the report set differs from the reports this helper accepted")
         share = self._noisy_agg_share(vdaf, rows)
@@ -451,7 +483,7 @@ class Aggregator:
             self.pull(day, metric)
             helper_pull.result()
         self._prepare_with_helper(day, metric)
-        rows = self._load(day, metric, None, ACCEPTED)
+        rows = self._load(day, metric, None, ACCEPTED, _AGGREGATE_COLUMNS)
         try:
             check_batch_size(len(rows), self.settings.min_batch_size)
         except PrivacyBudgetError as exc:

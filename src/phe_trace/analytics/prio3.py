@@ -289,18 +289,21 @@ class Prio3(Generic[M, R]):
         return state.out_share
 
     def aggregate(self, out_shares: list[list[int]]) -> list[int]:
-        """Sum of output shares."""
-        agg = [0] * self.flp.output_len
-        for out in out_shares:
-            agg = self.field.vec_add(agg, out)
-        return agg
+        """Sum of output shares (column by column, one reduction per column)."""
+        return self._sum(out_shares)
 
     def unshard(self, agg_shares: list[list[int]], num_measurements: int) -> R:
         """The aggregate result from every aggregator's aggregate share."""
-        agg = [0] * self.flp.output_len
-        for share in agg_shares:
-            agg = self.field.vec_add(agg, share)
-        return self.flp.valid.decode(agg, num_measurements)
+        return self.flp.valid.decode(self._sum(agg_shares), num_measurements)
+
+    def _sum(self, vectors: list[list[int]]) -> list[int]:
+        length = self.flp.output_len
+        if any(len(v) != length for v in vectors):
+            raise EncodingError("mismatched vector lengths")
+        if not vectors:
+            return [0] * length
+        q = self.field.modulus
+        return [sum(column) % q for column in zip(*vectors, strict=True)]
 
     # --- wire encodings (§7.2.6) -----------------------------------------------------
 
