@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
+import struct
 from pathlib import Path
 
 import pytest
@@ -194,4 +195,81 @@ def test_state_records_do_not_reveal_a_report_by_presence_or_size(tmp_path: Path
     store.put_meta("notified", {"level": "high", "at": 2.0})
     assert rows() == before
     assert store.get_meta("report")["keys_sent"] == 14
+    store.close()
+
+
+def _records_of(store: AgentStore) -> list[tuple[bytes, float]]:
+    """(rpi, time) of every record the matching path reads, in a canonical order."""
+    size = 36  # rpi 16, aem 4, time 8, duration 4, rssi max 1, rssi mean 1, count 2
+    plain = b"".join(store.sighting_plaintexts())
+    assert len(plain) % size == 0
+    out = []
+    for i in range(0, len(plain), size):
+        record = plain[i : i + size]
+        out.append((record[:16], struct.unpack_from("<d", record, 20)[0]))
+    return sorted(out)
+
+
+def _sealed_view(store: AgentStore) -> list[tuple[bytes, float]]:
+    return sorted((s.rpi, s.unix_time) for s in store.sightings())
+
+
+def test_matching_reads_what_is_in_the_database_even_when_changed_behind_it(
+    tmp_path: Path,
+) -> None:
+    """The opened days kept in memory never hide a change to the database: a row added,
+    deleted or altered by another connection is read as it is now; a tampered row counts
+    as unreadable on every read; purged days are gone. (SPEC AGENT-7, AGENT-9)"""
+    store = AgentStore.open(tmp_path / "d")
+    day = 86400
+    for k in range(6):
+        t = T0 + (k % 3) * day + 60 * k
+        store.add_sightings([SightingRecord(bytes([k]) * 16, bytes(4), t, 0, -60, -61, 1)])
+    assert _records_of(store) == _sealed_view(store) and len(_sealed_view(store)) == 6
+    # Added through the store after a read: part of the next read.
+    store.add_sightings([SightingRecord(bytes([9]) * 16, bytes(4), T0 + 5, 0, -50, -50, 1)])
+    assert _records_of(store) == _sealed_view(store) and len(_sealed_view(store)) == 7
+    # Another connection (another process) deletes one row and copies another.
+    other = sqlite3.connect(tmp_path / "d" / DB_NAME)
+    with other:
+        other.execute("DELETE FROM sighting_window WHERE id = 1")
+        other.execute(
+            "INSERT INTO sighting_window (day, sealed) SELECT day, sealed FROM sighting_window "
+            "WHERE id = 2"
+        )
+    assert _records_of(store) == _sealed_view(store) and len(_sealed_view(store)) == 7
+    assert bytes([0]) * 16 not in {r for r, _ in _records_of(store)}
+    # A row altered in place: unreadable, skipped, counted at each read.
+    [(sealed,)] = other.execute("SELECT sealed FROM sighting_window WHERE id = 3").fetchall()
+    with other:
+        other.execute(
+            "UPDATE sighting_window SET sealed = ? WHERE id = 3",
+            (sealed[:-1] + bytes([sealed[-1] ^ 1]),),
+        )
+    before = store.unreadable_records
+    assert len(_records_of(store)) == 6
+    assert store.unreadable_records == before + 1
+    assert len(_records_of(store)) == 6
+    assert store.unreadable_records == before + 2
+    other.close()
+    # The purge drops whole days, from the database and from what is read.
+    store.purge(T0 + 14 * day, 14)
+    assert _records_of(store) == _sealed_view(store)
+    assert {int(t // day) for _, t in _records_of(store)} == {
+        int(T0 // day) + 1,
+        int(T0 // day) + 2,
+    }
+    store.close()
+
+
+def test_keys_read_back_follow_the_database(tmp_path: Path) -> None:
+    """A key row replaced by another connection is read as it is now. (SPEC AGENT-7)"""
+    store = AgentStore.open(tmp_path / "d")
+    _fill(store)
+    assert store.teks()[0].key_data == TEK
+    with sqlite3.connect(tmp_path / "d" / DB_NAME) as conn:
+        [(sealed,)] = conn.execute("SELECT sealed FROM tek").fetchall()
+        conn.execute("UPDATE tek SET sealed = ?", (sealed + b"\x00",))  # no longer opens
+    assert store.teks() == []
+    assert store.get_tek(int(T0 // 86400)) is None
     store.close()

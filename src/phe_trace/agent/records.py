@@ -23,6 +23,7 @@ __all__ = [
     "encode_sightings",
     "encode_tek",
     "iter_sighting_fields",
+    "sighting_record_size",
 ]
 
 _TEK = struct.Struct("<16sIH")
@@ -88,6 +89,11 @@ def encode_sightings(records: list[SightingRecord]) -> bytes:
         )
         for r in records
     )
+
+
+def sighting_record_size() -> int:
+    """Bytes of one encoded sighting record."""
+    return _SIGHTING.size
 
 
 def iter_sighting_fields(data: bytes) -> Iterator[tuple[bytes, bytes, float, float, int, int, int]]:

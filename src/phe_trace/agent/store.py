@@ -7,16 +7,27 @@ clear are only row ids and a coarse UTC day number per row, which the retention 
 needs without opening anything. Sightings are sealed one scan window per row, which
 keeps the per-record cost low at 14 days × 288 windows.
 
+Opened records are remembered in memory only, in this process, so a daily check does not
+open 14 days of sightings again (:class:`_SightingDay`): per UTC day, the opened rows and a
+BLAKE2b digest of the sealed rows they came from. Each read compares that digest with the
+rows in the database, so a row added, deleted or altered by anyone else is opened afresh
+(and a tampered one still counts as unreadable). Nothing opened is ever written back; the
+remembered days go with the purge and with :meth:`AgentStore.close`.
+
 Deleting ``store.key`` makes every sealed record unreadable (``wipe`` deletes it first).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +41,7 @@ from .records import (
     decode_tek,
     encode_sightings,
     encode_tek,
+    sighting_record_size,
 )
 
 __all__ = [
@@ -71,6 +83,30 @@ def utc_day(unix_seconds: float) -> int:
     return int(unix_seconds // SECONDS_PER_DAY)
 
 
+def _row_digest() -> Any:
+    return hashlib.blake2b(digest_size=32, person=b"phe-trace/rows")
+
+
+@dataclass(slots=True)
+class _SightingDay:
+    """One UTC day of sighting rows, opened: what a read of that day returns.
+
+    ``digest`` hashes the day's sealed rows in row order (each with its length), so a
+    read can tell whether the database still holds exactly the rows this was opened from.
+    """
+
+    digest: Any = field(default_factory=_row_digest)
+    plain: bytearray = field(default_factory=bytearray)
+    unreadable: int = 0
+
+    def add(self, sealed: bytes, plain: bytes | None) -> None:
+        self.digest.update(len(sealed).to_bytes(4, "little") + sealed)
+        if plain is None:
+            self.unreadable += 1
+        else:
+            self.plain += plain
+
+
 class AgentStore:
     """Sealed records in SQLite. Build with :meth:`open`; close with :meth:`close`."""
 
@@ -80,6 +116,10 @@ class AgentStore:
         self.data_dir = data_dir
         #: Records that failed to open since the store was opened (tampered or damaged).
         self.unreadable_records = 0
+        #: Opened records, in memory only (see the module docstring): sightings per UTC
+        #: day, keys per day with the sealed row they were opened from.
+        self._sighting_days: dict[int, _SightingDay] = {}
+        self._tek_rows: dict[int, tuple[bytes, StoredKey]] = {}
 
     # -- opening -----------------------------------------------------------------------
 
@@ -158,7 +198,12 @@ class AgentStore:
         return target
 
     def close(self) -> None:
+        self._forget()
         self._conn.close()
+
+    def _forget(self) -> None:
+        self._sighting_days.clear()
+        self._tek_rows.clear()
 
     # -- sealing helpers ---------------------------------------------------------------
 
@@ -170,29 +215,46 @@ class AgentStore:
             log.warning("a sealed %s record could not be opened and was skipped", kind)
             return None
 
+    def _open_quiet(self, kind: str, sealed: bytes) -> bytes | None:
+        """Like :meth:`_open`, for a caller that counts and logs the failures itself."""
+        try:
+            return self._key.open(kind, sealed)
+        except SealError:
+            return None
+
     # -- keys --------------------------------------------------------------------------
 
     def put_tek(self, day: int, key: StoredKey) -> None:
+        sealed = self._key.seal("tek", encode_tek(key))
         with self._conn:
             self._conn.execute(
-                "INSERT OR REPLACE INTO tek (day, sealed) VALUES (?, ?)",
-                (day, self._key.seal("tek", encode_tek(key))),
+                "INSERT OR REPLACE INTO tek (day, sealed) VALUES (?, ?)", (day, sealed)
             )
+        self._tek_rows[day] = (sealed, key)
+
+    def _tek(self, day: int, sealed: bytes) -> StoredKey | None:
+        """The key sealed in ``sealed`` (the row of ``day``), opened once per row content."""
+        known = self._tek_rows.get(day)
+        if known is not None and known[0] == sealed:
+            return known[1]
+        plain = self._open("tek", sealed)
+        if plain is None:
+            return None
+        key = decode_tek(plain)
+        self._tek_rows[day] = (sealed, key)
+        return key
 
     def get_tek(self, day: int) -> StoredKey | None:
         row = self._conn.execute("SELECT sealed FROM tek WHERE day = ?", (day,)).fetchone()
-        if row is None:
-            return None
-        plain = self._open("tek", row[0])
-        return decode_tek(plain) if plain is not None else None
+        return None if row is None else self._tek(day, row[0])
 
     def teks(self) -> list[StoredKey]:
         """All stored keys, oldest first."""
         out = []
-        for (sealed,) in self._conn.execute("SELECT sealed FROM tek ORDER BY day"):
-            plain = self._open("tek", sealed)
-            if plain is not None:
-                out.append(decode_tek(plain))
+        for day, sealed in self._conn.execute("SELECT day, sealed FROM tek ORDER BY day"):
+            key = self._tek(day, sealed)
+            if key is not None:
+                out.append(key)
         return out
 
     # -- sightings ---------------------------------------------------------------------
@@ -202,14 +264,19 @@ class AgentStore:
         by_day: dict[int, list[SightingRecord]] = {}
         for r in records:
             by_day.setdefault(utc_day(r.unix_time), []).append(r)
+        rows = []
+        for day, rs in by_day.items():
+            plain = encode_sightings(rs)
+            rows.append((day, self._key.seal("sightings", plain), plain))
         with self._conn:
             self._conn.executemany(
                 "INSERT INTO sighting_window (day, sealed) VALUES (?, ?)",
-                [
-                    (day, self._key.seal("sightings", encode_sightings(rs)))
-                    for day, rs in by_day.items()
-                ],
+                [(day, sealed) for day, sealed, _ in rows],
             )
+        for day, sealed, plain in rows:
+            known = self._sighting_days.get(day)
+            if known is not None:  # the new row is the day's last (the highest id)
+                known.add(sealed, plain)
 
     def sightings(self) -> list[SightingRecord]:
         """Every stored sighting (unreadable rows are skipped and counted)."""
@@ -221,11 +288,44 @@ class AgentStore:
         return out
 
     def sighting_plaintexts(self) -> Iterator[bytes]:
-        """The opened sighting rows, undecoded (the fast path for matching)."""
-        for (sealed,) in self._conn.execute("SELECT sealed FROM sighting_window ORDER BY id"):
-            plain = self._open("sightings", sealed)
-            if plain is not None:
-                yield plain
+        """The opened sighting records, undecoded, one run of records per UTC day (oldest
+        day first, rows in the order stored): the fast path for matching.
+
+        Days opened before are taken from memory when their sealed rows are unchanged;
+        unreadable rows are skipped and counted as on every read.
+        """
+        rows = self._conn.execute("SELECT day, sealed FROM sighting_window ORDER BY day, id")
+        seen: set[int] = set()
+        for day, group in groupby(rows, key=itemgetter(0)):
+            sealed_rows = [sealed for _, sealed in group]
+            opened = self._sighting_day(day, sealed_rows)
+            seen.add(day)
+            self.unreadable_records += opened.unreadable
+            if opened.plain:
+                yield bytes(opened.plain)
+        for day in set(self._sighting_days) - seen:
+            del self._sighting_days[day]
+
+    def _sighting_day(self, day: int, sealed_rows: list[bytes]) -> _SightingDay:
+        """The day's rows opened: remembered when unchanged, else opened now."""
+        known = self._sighting_days.get(day)
+        if known is not None:
+            check = _row_digest()
+            for sealed in sealed_rows:
+                check.update(len(sealed).to_bytes(4, "little") + sealed)
+            if check.digest() == known.digest.digest():
+                return known
+        opened = _SightingDay()
+        size = sighting_record_size()
+        for sealed in sealed_rows:
+            plain = self._open_quiet("sightings", sealed)
+            if plain is not None and len(plain) % size:
+                raise StoreError("a stored sighting record has the wrong length")
+            opened.add(sealed, plain)
+        if opened.unreadable:
+            log.warning("%d sealed sightings records could not be opened", opened.unreadable)
+        self._sighting_days[day] = opened
+        return opened
 
     def sighting_windows(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM sighting_window").fetchone()[0])
@@ -280,6 +380,10 @@ class AgentStore:
         older than ``retention_days × 24 h`` survives (AGENT-9).
         """
         first_kept = utc_day(now) - retention_days + 1
+        for day in [d for d in self._sighting_days if d < first_kept]:
+            del self._sighting_days[day]
+        for day in [d for d in self._tek_rows if d < first_kept]:
+            del self._tek_rows[day]
         counts = {}
         with self._conn:
             for table in ("tek", "sighting_window", "check_result"):
