@@ -8,8 +8,9 @@ One check, :func:`run_sync`:
    a file that fails is refused, reported and never matched (it is tried again at the
    next check, in case the copy was damaged in transit);
 3. match the verified keys against the stored sightings with
-   :func:`phe_trace.exposure.match`, leaving out the device's own keys; build exposure
-   windows and keep them (sealed) for 14 days;
+   :func:`phe_trace.exposure.match`, leaving out the device's own keys (the sightings
+   are screened first, :mod:`.screen`: only those the keys may match are handed to the
+   matcher); build exposure windows and keep them (sealed) for 14 days;
 4. score all kept windows, store the result, and notify when the risk rises.
 
 Files are marked processed only after their matches are stored, so a server that goes
@@ -36,7 +37,7 @@ from . import risk
 from .download import download
 from .errors import ConfigError, ExportNotFoundError, ServerUnavailableError, SyncError
 from .notify import notify
-from .records import iter_sighting_fields
+from .screen import candidate_sightings
 from .store import utc_day
 
 if TYPE_CHECKING:
@@ -176,14 +177,11 @@ def _current_keys(
     return list(latest.values())
 
 
-def _sightings(agent: Agent) -> list[Sighting]:
-    """Every stored sighting as the matcher's value, RSSI = the window's mean (AGENT-15)."""
-    correction = agent.config.rssi_correction_db
-    return [
-        Sighting(rpi, aem, rssi_mean, t, correction)
-        for plain in agent.store.sighting_plaintexts()
-        for rpi, aem, t, _, _, rssi_mean, _ in iter_sighting_fields(plain)
-    ]
+def _sightings(agent: Agent, keys: list[DiagnosisKey]) -> list[Sighting]:
+    """The stored sightings ``keys`` may match (:mod:`.screen`), as the matcher's values
+    with RSSI = the window's mean (AGENT-15)."""
+    plain = b"".join(agent.store.sighting_plaintexts())
+    return candidate_sightings(plain, keys, agent.config.rssi_correction_db)
 
 
 def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResult:
@@ -205,7 +203,8 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
     if diagnosis_keys:
-        matched = match(diagnosis_keys, _sightings(agent), workers=agent.config.match_workers)
+        sightings = _sightings(agent, diagnosis_keys)
+        matched = match(diagnosis_keys, sightings, workers=agent.config.match_workers)
         result.matched_sightings = len(matched.matches)
         result.new_windows = risk.add_windows(
             agent.store, matched.matches, now, superseded={_ident(k) for k in diagnosis_keys}
