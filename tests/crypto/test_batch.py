@@ -135,19 +135,41 @@ def test_libcrypto_path_is_the_one_tested_where_libcrypto_exists() -> None:
     assert batch.backend() == "libcrypto"
 
 
-def test_many_keys_across_stage_boundaries() -> None:
-    """MATCH-8: thousands of keys (several internal batches, full and partial days) at once."""
+def _many(n: int, full: int) -> tuple[list[tuple[bytes, int, int]], bytes, list[int], list[int]]:
+    """``n`` random keys: the first ``full`` for full days, then half full, half partial."""
     rng = random.Random(5869)
     specs = [
         (
             rng.randbytes(16),
             rng.randrange(crypto.MAX_INTERVAL - 143),
-            144 if i < 1500 or rng.random() < 0.5 else rng.randint(1, 144),
+            144 if i < full or rng.random() < 0.5 else rng.randint(1, 144),
         )
-        for i in range(2600)
+        for i in range(n)
     ]
     teks = b"".join(t for t, _, _ in specs)
-    starts, counts = [s for _, s, _ in specs], [c for _, _, c in specs]
+    return specs, teks, [s for _, s, _ in specs], [c for _, _, c in specs]
+
+
+def test_many_keys_across_stage_boundaries() -> None:
+    """MATCH-8: thousands of keys (several internal batches, full and partial days) at once."""
+    specs, teks, starts, counts = _many(2600, full=1500)
     fast = batch.rpis_concat(teks, starts, counts)
     assert fast == batch.rpis_concat(teks, starts, counts, portable=True)
     assert fast == _reference(specs)
+
+
+def test_evp_encrypt_route_gives_the_same_identifiers() -> None:
+    """MATCH-8: AES through EVP_EncryptInit_ex / EVP_EncryptUpdate (the route taken where
+    libcrypto has no AES method-table API, as in OpenSSL 4) equals the portable path."""
+    name = ctypes.util.find_library("crypto")
+    if name is None:
+        pytest.skip("no libcrypto on this machine")
+    from phe_trace.crypto._libcrypto import LibCrypto
+
+    engine = LibCrypto(name, method_table=False)
+    assert not engine.method_table
+    _, teks, starts, counts = _many(1300, full=1024)
+    out = bytearray(16 * sum(counts) + 16)
+    assert engine.derive(out, 16, teks, starts, counts) == len(out) - 16
+    assert out[:16] == bytes(16)
+    assert out[16:] == batch.rpis_concat(teks, starts, counts, portable=True)

@@ -18,7 +18,8 @@ argument conversion runs per key. Per key that is six foreign calls:
   from a copy of it (``EVP_CIPHER_meth_dup``, deprecated in OpenSSL 3 but exported), on
   one ``EVP_CIPHER_CTX`` per key slot set up once by ``EVP_EncryptInit_ex``. That skips
   OpenSSL 3's provider dispatch, which looks the key length up as a parameter on every
-  key change (about 0.1 µs per key here).
+  key change (about 0.1 µs per key here). Where libcrypto has no such API (OpenSSL 4
+  removed it), the same two steps are ``EVP_EncryptInit_ex`` and ``EVP_EncryptUpdate``.
 
 The caller (:func:`phe_trace.crypto.batch`'s loader) checks the output against a
 known-answer vector and the portable path before using it.
@@ -61,8 +62,9 @@ _SHA_CTX_WORDS = 28
 #: unlike an ``int`` through ``argtypes`` or a ``c_void_p`` instance.
 _pointer = ctypes.c_void_p.from_param
 _size = ctypes.c_size_t.from_param
-#: ``do_cipher`` lengths for 0…144 identifiers.
+#: Byte lengths of 0…144 identifiers as ``size_t`` (``do_cipher``) and ``int`` arguments.
 _LENGTHS = [_size(RPI_LENGTH * c) for c in range(TEK_ROLLING_PERIOD + 1)]
+_INT_LENGTHS = [ctypes.c_int.from_param(RPI_LENGTH * c) for c in range(TEK_ROLLING_PERIOD + 1)]
 
 U8Array = npt.NDArray[np.uint8]
 U32Array = npt.NDArray[np.uint32]
@@ -133,19 +135,43 @@ class _Workspace:
         self.p_okm_inner, self.p_okm_outer = _pointers(self.okm_inner), _pointers(self.okm_outer)
         self.p_keys = _pointers(self.keys)
         self.places: dict[int, list[Any]] = {}  # full-day output rows by first address
+        self.out_len = ctypes.c_int()
+        self.p_out_len = ctypes.byref(self.out_len)
         self.contexts = [lib.new_aes_context() for _ in range(slots)]
         weakref.finalize(self, _free_contexts, lib.free_context, self.contexts)
         self.p_contexts = list(map(_pointer, self.contexts))
 
 
+def _method_table(lib: ctypes.CDLL) -> tuple[int, int, int] | None:
+    """A copy of libcrypto's AES-128-ECB method table with its ``init`` and ``do_cipher``
+    functions, or None where the library has no such API."""
+    vp = ctypes.c_void_p
+    try:
+        functions = [
+            getattr(lib, f"EVP_CIPHER_meth_{name}") for name in ("dup", "get_init", "get_do_cipher")
+        ]
+    except AttributeError:
+        return None
+    for function in functions:
+        function.argtypes, function.restype = [vp], vp
+    dup, get_init, get_do_cipher = functions
+    copy = dup(lib.EVP_aes_128_ecb())  # kept for the life of the process
+    init, do_cipher = (get_init(copy), get_do_cipher(copy)) if copy else (None, None)
+    if not copy or not init or not do_cipher:
+        return None
+    return copy, init, do_cipher
+
+
 class LibCrypto:
     """Batch HKDF and AES-128-ECB through ``libcrypto`` at ``name`` (see the module doc).
 
-    Raises :class:`OSError` or :class:`AttributeError` when the library or a function it
-    needs is missing.
+    AES runs through libcrypto's AES-128-ECB method table where the library still has that
+    API (OpenSSL 1.1 and 3.x; 4.0 removed it), else — or with ``method_table=False`` —
+    through ``EVP_EncryptInit_ex`` / ``EVP_EncryptUpdate``. Raises :class:`OSError` or
+    :class:`AttributeError` when the library or a function it needs is missing.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, method_table: bool = True) -> None:
         lib = ctypes.CDLL(name)  # set-up calls, with argtypes
         vp = ctypes.c_void_p
         for fname, argtypes, restype in (
@@ -154,29 +180,30 @@ class LibCrypto:
             ("EVP_CIPHER_CTX_set_padding", [vp, ctypes.c_int], ctypes.c_int),
             ("EVP_EncryptInit_ex", [vp, vp, vp, vp, vp], ctypes.c_int),
             ("EVP_aes_128_ecb", [], vp),
-            ("EVP_CIPHER_meth_dup", [vp], vp),
-            ("EVP_CIPHER_meth_get_init", [vp], vp),
-            ("EVP_CIPHER_meth_get_do_cipher", [vp], vp),
             ("SHA256_Transform", [vp, vp], None),
         ):
             function = getattr(lib, fname)
             function.argtypes, function.restype = argtypes, restype
         self._lib = lib
         self.free_context = lib.EVP_CIPHER_CTX_free
-        self._cipher = lib.EVP_CIPHER_meth_dup(lib.EVP_aes_128_ecb())  # lives with the process
-        init, do_cipher = (
-            lib.EVP_CIPHER_meth_get_init(self._cipher),
-            lib.EVP_CIPHER_meth_get_do_cipher(self._cipher),
-        )
-        if not self._cipher or not init or not do_cipher:
-            raise OSError("libcrypto: no AES-128-ECB method table")
         # Hot-path functions: called with prebuilt arguments only, without releasing the
         # GIL (each call is well under a microsecond).
         hot = ctypes.PyDLL(name)
         self._transform, self._update = hot.SHA256_Transform, hot.SHA256_Update
         self._transform.restype = self._update.restype = None
-        returns_int = ctypes.PYFUNCTYPE(ctypes.c_int)
-        self._aes_init, self._aes_cipher = returns_int(init), returns_int(do_cipher)
+        table = _method_table(lib) if method_table else None
+        #: Whether AES runs through the method table (else through EVP_Encrypt*).
+        self.method_table = table is not None
+        self._aes_init: Any
+        self._aes_cipher: Any
+        if table is not None:
+            self._cipher, init, do_cipher = table
+            returns_int = ctypes.PYFUNCTYPE(ctypes.c_int)
+            self._aes_init, self._aes_cipher = returns_int(init), returns_int(do_cipher)
+        else:
+            self._cipher = lib.EVP_aes_128_ecb()
+            self._aes_init, self._aes_cipher = hot.EVP_EncryptInit_ex, hot.EVP_EncryptUpdate
+            self._aes_init.restype = self._aes_cipher.restype = ctypes.c_int
         self._local = threading.local()
         self._blocks: dict[int, tuple[Any, Any]] = {}
         h0 = np.array(_SHA256_H0, dtype=np.uint32)
@@ -194,7 +221,7 @@ class LibCrypto:
         return state[:8].copy()
 
     def new_aes_context(self) -> int:
-        """A fresh AES-128-ECB encryption context (method-table copy), without padding."""
+        """A fresh AES-128-ECB encryption context, without padding."""
         lib = self._lib
         ctx = lib.EVP_CIPHER_CTX_new()
         if not ctx or lib.EVP_EncryptInit_ex(ctx, self._cipher, None, bytes(16), None) != 1:
@@ -253,6 +280,24 @@ class LibCrypto:
         run(map(self._update, p_okm_out, _head(ws.p_okm_outer, n), size), maxlen=0)  # OKM: outer
         ws.key_words[:n] = okm_out[:, :4]
 
+    def _aes(self, ws: _Workspace, n: int, outs: Any, blocks: Any, counts: Any) -> None:
+        """Per key: its RPIK as the AES key, then its PaddedData blocks (``counts``, or a full
+        day when None) encrypted to its place in ``outs``."""
+        contexts, keys, nulls = _head(ws.p_contexts, n), _head(ws.p_keys, n), repeat(None)
+        table = _LENGTHS if self.method_table else _INT_LENGTHS
+        lengths: Any = (
+            repeat(table[TEK_ROLLING_PERIOD]) if counts is None else map(table.__getitem__, counts)
+        )
+        if self.method_table:  # init(ctx, key, iv, enc), do_cipher(ctx, out, in, len)
+            keyed = all(map(self._aes_init, contexts, keys, nulls, repeat(1)))
+            done = keyed and all(map(self._aes_cipher, contexts, outs, blocks, lengths))
+        else:
+            keyed = all(map(self._aes_init, contexts, nulls, nulls, keys, nulls))
+            out_len = repeat(ws.p_out_len)
+            done = keyed and all(map(self._aes_cipher, contexts, outs, out_len, blocks, lengths))
+        if not done:
+            raise OSError("libcrypto: AES-128-ECB failed")
+
     def derive(
         self, out: bytearray, offset: int, teks: bytes, starts: list[int], counts: list[int]
     ) -> int:
@@ -267,20 +312,15 @@ class LibCrypto:
                 part_starts, part_counts = starts[b : b + STAGE_KEYS], counts[b : b + STAGE_KEYS]
                 n = len(part_starts)
                 self._hkdf(ws, teks[16 * b : 16 * (b + n)])
-                if min(part_counts) == TEK_ROLLING_PERIOD:  # full days: no per-key arithmetic
-                    lengths: Any = repeat(_LENGTHS[TEK_ROLLING_PERIOD])
+                full = min(part_counts) == TEK_ROLLING_PERIOD  # full days: no per-key arithmetic
+                if full:
                     outs: Any = self._full_day_places(ws, pos)
                     end = pos + DAY_BYTES * n
                 else:
-                    lengths = map(_LENGTHS.__getitem__, part_counts)
                     places = list(accumulate((16 * c for c in part_counts), initial=pos))
                     outs, end = map(_pointer, places[:n]), places[n]
-                contexts, keys = _head(ws.p_contexts, n), _head(ws.p_keys, n)
-                if not all(map(self._aes_init, contexts, keys, repeat(None), repeat(1))):
-                    raise OSError("libcrypto: AES key set-up failed")
                 blocks = map(block_pointers.__getitem__, part_starts)
-                if not all(map(self._aes_cipher, contexts, outs, blocks, lengths)):
-                    raise OSError("libcrypto: AES encryption failed")
+                self._aes(ws, n, outs, blocks, None if full else part_counts)
                 pos = end
         finally:
             del window
