@@ -137,8 +137,9 @@ class _Workspace:
         self.places: dict[int, list[Any]] = {}  # full-day output rows by first address
         self.out_len = ctypes.c_int()
         self.p_out_len = ctypes.byref(self.out_len)
-        self.contexts = [lib.new_aes_context() for _ in range(slots)]
+        self.contexts: list[int] = []
         weakref.finalize(self, _free_contexts, lib.free_context, self.contexts)
+        self.contexts.extend(lib.new_aes_context() for _ in range(slots))
         self.p_contexts = list(map(_pointer, self.contexts))
 
 
