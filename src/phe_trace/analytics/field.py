@@ -8,6 +8,7 @@ Elements are plain Python ``int`` in ``[0, MODULUS)``; vectors are ``list[int]``
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from operator import mul
 
@@ -59,10 +60,22 @@ class Field:
             raise EncodingError(
                 f"{self.name} vector of {len(data)} bytes is not a multiple of {size}"
             )
-        out = [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
-        if any(x >= self.modulus for x in out):
+        out = self.integers(data)
+        if out and max(out) >= self.modulus:
             raise EncodingError(f"{self.name} element not below the modulus")
         return out
+
+    def integers(self, data: bytes) -> list[int]:
+        """The little-endian ``encoded_size``-byte integers in ``data``, unchecked."""
+        size = self.encoded_size
+        if size % 8 == 0:
+            words = struct.unpack(f"<{len(data) // 8}Q", data)
+            if size == 8:
+                return list(words)
+            if size == 16:
+                it = iter(words)
+                return [lo | (hi << 64) for lo, hi in zip(it, it, strict=True)]
+        return [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
 
     def sum_encoded(self, encoded: list[bytes], length: int) -> list[int]:
         """Σ of many encoded vectors of ``length`` elements each, as ``decode_vec`` of each
@@ -139,28 +152,39 @@ class Field:
         return [sum(map(mul, row, values)) % q for row in _inverse_dft(self, len(values))]
 
 
-def lagrange_at(field: Field, p: int, t: int) -> list[int]:
+def lagrange_at(field: Field, p: int, t: int, t_p: int | None = None) -> list[int]:
     """``[L_k(t)]`` for the Lagrange basis over the p-th roots of unity ``α^k``.
 
-    ``L_k(t) = α^k (t^p − 1) / (p (t − α^k))``; the caller ensures ``t^p ≠ 1``. With it,
-    a wire polynomial's value at t is the dot product of its p recorded values with this
-    vector, without computing coefficients. The p denominators are inverted together
-    (one field inversion per call).
+    ``L_k(t) = α^k (t^p − 1) / (p (t − α^k))``; the caller ensures ``t^p ≠ 1`` (and may
+    pass ``t_p = t^p`` it already has). With it, a wire polynomial's value at t is the
+    dot product of its p recorded values with this vector, without computing
+    coefficients. The p denominators are inverted together (one field inversion per call).
     """
     q = field.modulus
     powers = _root_powers(field, p)
-    num = (pow(t, p, q) - 1) * pow(p, -1, q) % q
+    if t_p is None:
+        t_p = pow(t, p, q)
+    num = (t_p - 1) * _p_inverse(field, p) % q
     diffs = [(t - ak) % q for ak in powers]
     prefix = [1] * (p + 1)
     for k, dk in enumerate(diffs):
         prefix[k + 1] = prefix[k] * dk % q
-    inv = pow(prefix[p], -1, q)
+    inv = pow(prefix[p], -1, q) * num % q
     out = [0] * p
     for k in range(p - 1, -1, -1):
-        inv_k = inv * prefix[k] % q
+        out[k] = powers[k] * prefix[k] % q * inv % q
         inv = inv * diffs[k] % q
-        out[k] = powers[k] * num % q * inv_k % q
     return out
+
+
+_P_INVERSES: dict[tuple[int, int], int] = {}
+
+
+def _p_inverse(field: Field, p: int) -> int:
+    key = (field.modulus, p)
+    if key not in _P_INVERSES:
+        _P_INVERSES[key] = pow(p, -1, field.modulus)
+    return _P_INVERSES[key]
 
 
 _POWERS: dict[tuple[int, int], list[int]] = {}

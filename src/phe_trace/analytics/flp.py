@@ -252,20 +252,32 @@ class Histogram(Valid[int, list[int]]):
         self, meas: list[int], joint_rand: list[int], num_shares: int, call: GadgetCall
     ) -> list[int]:
         q = self.field.modulus
-        shares_inv = self.field.inv(num_shares)
+        shares_inv = _inverse(self.field, num_shares)
+        chunk = self.chunk_length
+        calls = self.gadget_calls[0]
+        padded = meas + [0] * (calls * chunk - len(meas))  # entries past the end are 0
         range_check = 0
-        for i in range(self.gadget_calls[0]):
-            r = joint_rand[i]
-            r_power = r
+        for i in range(calls):
+            r = r_power = joint_rand[i]
             inputs = []
-            for j in range(self.chunk_length):
-                index = i * self.chunk_length + j
-                x = meas[index] if index < self.length else 0
-                inputs += [r_power * x % q, (x - shares_inv) % q]
+            for x in padded[i * chunk : (i + 1) * chunk]:
+                inputs.append(r_power * x % q)
+                inputs.append((x - shares_inv) % q)
                 r_power = r_power * r % q
             range_check += call(0, inputs)
         sum_check = (sum(meas) - shares_inv) % q
         return [range_check % q, sum_check]
+
+
+_INVERSES: dict[tuple[int, int], int] = {}
+
+
+def _inverse(field: Field, x: int) -> int:
+    """``x⁻¹`` in ``field`` for a small constant x such as the number of shares (cached)."""
+    key = (field.modulus, x)
+    if key not in _INVERSES:
+        _INVERSES[key] = field.inv(x)
+    return _INVERSES[key]
 
 
 class FlpGeneric(Generic[M, R]):
@@ -345,15 +357,13 @@ class FlpGeneric(Generic[M, R]):
             size = g.degree * (p - 1) + 1
             polys.append(proof[g.arity : g.arity + size])
             proof = proof[g.arity + size :]
-        wires = self._new_wires(seeds)
-        counters = [0] * len(wires)
+        calls: list[list[list[int]]] = [[] for _ in gadgets]
         rows = self._eval_rows
 
         def call(i: int, inp: list[int]) -> int:
-            k = counters[i] = counters[i] + 1
-            for j, x in enumerate(inp):
-                wires[i][j][k] = x
-            value: int = sum(map(mul, polys[i], rows[i][k])) % q
+            made = calls[i]
+            made.append(inp)
+            value: int = sum(map(mul, polys[i], rows[i][len(made)])) % q
             return value
 
         out = self.valid.eval(meas, joint_rand, num_shares, call)
@@ -363,11 +373,18 @@ class FlpGeneric(Generic[M, R]):
         else:
             v = out[0]
         verifier = [v]
-        for i, (p, t) in enumerate(zip(self.p, query_rand, strict=True)):
-            if pow(t, p, q) == 1:
+        at = 0
+        for i, (g, p, t) in enumerate(zip(gadgets, self.p, query_rand, strict=True)):
+            t_p = pow(t, p, q)
+            if t_p == 1:
                 raise VerificationError
-            basis = lagrange_at(f, p, t)
-            verifier += [sum(map(mul, w, basis)) % q for w in wires[i]]
+            basis = lagrange_at(f, p, t, t_p)
+            # Wire j holds the seed at α^0, the j-th input of call k at α^k, then zeros.
+            l0, lk = basis[0], basis[1 : len(calls[i]) + 1]
+            columns = zip(*calls[i], strict=True) if calls[i] else ([] for _ in range(g.arity))
+            for seed, column in zip(seeds[at : at + g.arity], columns, strict=True):
+                verifier.append((seed * l0 + sum(map(mul, column, lk))) % q)
+            at += g.arity
             verifier.append(f.poly_eval(polys[i], t))
         return verifier
 

@@ -100,12 +100,10 @@ def expand_into_vec_batch(
     data = raw.tobytes()
     row_len = length * size
     for r in range(raw.shape[0]):
-        base = r * row_len
-        row = [
-            int.from_bytes(data[base + i : base + i + size], "little") & mask
-            for i in range(0, row_len, size)
-        ]
-        if any(x >= q for x in row):
+        row = field.integers(data[r * row_len : (r + 1) * row_len])
+        if mask != (1 << (8 * size)) - 1:
+            row = [x & mask for x in row]
+        if row and max(row) >= q:
             msg = bytes(msgs[r])
             row = _sample(field, TurboShake128(msg, _DOMAIN), length)
         out.append(row)
