@@ -35,6 +35,29 @@ def test_payload_is_rpi_and_aem_of_the_days_key(make_agent) -> None:
     assert ref_metadata(key.key_data, payload[:16], payload[16:]) == bytes([0x40, 0xEF, 0, 0])
 
 
+def test_every_payload_of_two_days_is_its_intervals_rpi_and_aem(make_agent) -> None:
+    """Each rotation advertises the identifier of the interval it happens in, under the
+    key of its day, over whole days (SPEC AGENT-3, AGENT-4, KEY-4, KEY-6)."""
+    agent = make_agent(tx_power_dbm=-9)
+    seen = 0
+    now = T0 + 30
+    while now < T0 + 2 * 86400:
+        if agent.tick(now).rotated:
+            payload = agent.radio.current_payload()
+            [key] = [
+                k
+                for k in agent.store.teks()
+                if k.rolling_start_interval_number // 144 == int(now // 86400)
+            ]
+            assert payload[:16] == ref_rpi(key.key_data, ref_interval(now))
+            assert ref_metadata(key.key_data, payload[:16], payload[16:]) == bytes(
+                [0x40, 0xF7, 0, 0]
+            )
+            seen += 1
+        now += 97
+    assert seen > 2 * 72
+
+
 def test_rotation_every_10_to_20_minutes_and_at_midnight(make_agent) -> None:
     """Payload and address change together at 600–1200 s and at each new day's key.
 

@@ -361,6 +361,11 @@ class Agent:
 
 
 def _aggregate(service_data: bytes, group: list[RadioSighting]) -> SightingRecord:
+    if len(group) == 1:  # heard once in the window (the usual case)
+        [s] = group
+        return SightingRecord(
+            service_data[:16], service_data[16:], s.unix_time, 0.0, s.rssi, s.rssi, 1
+        )
     first = min(s.unix_time for s in group)
     last = max(s.unix_time for s in group)
     rssis = [s.rssi for s in group]

@@ -18,6 +18,7 @@ from phe_trace.crypto import (
     rolling_start_interval_number,
     rpi,
     rpik,
+    rpis_bytes,
 )
 from phe_trace.protocol.advertisement import build_service_data
 
@@ -31,20 +32,30 @@ def tek_day(now: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ActiveKey:
-    """The current Temporary Exposure Key with its derived keys, cached per day."""
+    """The current Temporary Exposure Key with its derived keys, cached per day, and the
+    identifiers of the day's 144 intervals (derived at once, KEY-5)."""
 
     day: int
     tek: bytes
     rpik: bytes
     aemk: bytes
+    rpis: bytes = b""
 
     @classmethod
     def derive(cls, day: int, tek: bytes) -> ActiveKey:
-        return cls(day, tek, rpik(tek), aemk(tek))
+        key = rpik(tek)
+        return cls(day, tek, key, aemk(tek), rpis_bytes(key, day * TEK_ROLLING_PERIOD))
+
+    def identifier(self, interval: int) -> bytes:
+        """The RPI of ``interval`` (KEY-4)."""
+        j = interval - self.day * TEK_ROLLING_PERIOD
+        if 0 <= j < TEK_ROLLING_PERIOD and len(self.rpis) == TEK_ROLLING_PERIOD * 16:
+            return self.rpis[16 * j : 16 * j + 16]
+        return rpi(self.rpik, interval)
 
     def payload(self, now: float, metadata: Metadata) -> bytes:
         """The 20-byte service data for ``now``: RPI of its interval ‖ AEM (AGENT-4)."""
-        identifier = rpi(self.rpik, en_interval_number(now))
+        identifier = self.identifier(en_interval_number(now))
         return build_service_data(
             identifier, encrypt_metadata(self.aemk, identifier, metadata.to_bytes())
         )

@@ -120,6 +120,9 @@ class AgentStore:
         #: day, keys per day with the sealed row they were opened from.
         self._sighting_days: dict[int, _SightingDay] = {}
         self._tek_rows: dict[int, tuple[bytes, StoredKey]] = {}
+        #: Set by the first read of the sightings for matching: from then on new rows are
+        #: remembered as they are sealed (a process that never checks keeps nothing).
+        self._reading_sightings = False
 
     # -- opening -----------------------------------------------------------------------
 
@@ -273,10 +276,9 @@ class AgentStore:
                 "INSERT INTO sighting_window (day, sealed) VALUES (?, ?)",
                 [(day, sealed) for day, sealed, _ in rows],
             )
-        for day, sealed, plain in rows:
-            known = self._sighting_days.get(day)
-            if known is not None:  # the new row is the day's last (the highest id)
-                known.add(sealed, plain)
+        if self._reading_sightings:  # keep what a check reads next; the new row is its day's last
+            for day, sealed, plain in rows:
+                self._sighting_days.setdefault(day, _SightingDay()).add(sealed, plain)
 
     def sightings(self) -> list[SightingRecord]:
         """Every stored sighting (unreadable rows are skipped and counted)."""
@@ -294,6 +296,7 @@ class AgentStore:
         Days opened before are taken from memory when their sealed rows are unchanged;
         unreadable rows are skipped and counted as on every read.
         """
+        self._reading_sightings = True
         rows = self._conn.execute("SELECT day, sealed FROM sighting_window ORDER BY day, id")
         seen: set[int] = set()
         for day, group in groupby(rows, key=itemgetter(0)):
