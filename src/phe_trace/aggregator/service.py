@@ -46,11 +46,12 @@ from .storage import ACCEPTED, PENDING, REJECTED, create_engine_for, cursors, re
 __all__ = ["Aggregator", "Release"]
 
 log = logging.getLogger("phe_trace.aggregator")
+#: Boxes per page fetched from the key server, and reports per prepare request.
 _PAGE = 2000
-#: Report ids per SQL ``IN (…)`` (SQLite limits bound variables per statement).
-_IN_CHUNK = 500
 #: What aggregation reads of an accepted report.
 _AGGREGATE_COLUMNS = (shares.c.report_id, shares.c.out_share)
+#: What preparation reads of a pending report.
+_PREPARE_COLUMNS = (shares.c.report_id, shares.c.nonce, shares.c.public_share, shares.c.input_share)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class Aggregator:
                 or 0
             )
         kept = 0
+        seen = self._seen(day, metric)  # read once: a page checks only against memory
         while True:
             try:
                 resp = self.http.get(
@@ -149,13 +151,20 @@ class Aggregator:
                 page = resp.json()
             except (httpx.HTTPError, ValueError) as exc:
                 raise PeerError(f"cannot fetch shares from the key server: {exc}") from None
-            kept += self._store_boxes(day, metric, page["shares"])
+            kept += self._store_boxes(day, metric, page["shares"], seen)
             after = int(page["next_after"])
             self._save_cursor(day, metric, after)
             if len(page["shares"]) < _PAGE:
                 return kept
 
-    def _store_boxes(self, day: int, metric: str, items: list[dict[str, str]]) -> int:
+    def _store_boxes(
+        self,
+        day: int,
+        metric: str,
+        items: list[dict[str, str]],
+        seen: tuple[set[str], set[bytes]],
+    ) -> int:
+        """Open and store a page of boxes; ``seen`` (ids, nonces stored) is kept current."""
         vdaf = _vdaf(metric)
         rows = []
         for item in items:
@@ -176,8 +185,8 @@ class Aggregator:
                     "status": PENDING,
                 }
             )
+        ids, nonces = seen
         with self.engine.begin() as conn:
-            ids, nonces = self._seen(conn, day, metric, rows)
             fresh = []
             for row in rows:
                 rid, nonce = str(row["report_id"]), row["nonce"]
@@ -191,34 +200,15 @@ class Aggregator:
                 conn.execute(shares.insert(), fresh)
         return len(fresh)
 
-    @staticmethod
-    def _seen(
-        conn: sa.Connection, day: int, metric: str, rows: list[dict[str, object]]
-    ) -> tuple[set[str], set[bytes]]:
-        """The report ids and (day, metric) nonces among ``rows`` already stored."""
-        ids: set[str] = set()
-        nonces: set[bytes] = set()
-        for start in range(0, len(rows), _IN_CHUNK):
-            chunk = rows[start : start + _IN_CHUNK]
-            ids.update(
-                str(r)
-                for r in conn.execute(
-                    sa.select(shares.c.report_id).where(
-                        shares.c.report_id.in_([row["report_id"] for row in chunk])
-                    )
-                ).scalars()
-            )
-            nonces.update(
-                bytes(n)
-                for n in conn.execute(
-                    sa.select(shares.c.nonce).where(
-                        shares.c.day == day,
-                        shares.c.metric == metric,
-                        shares.c.nonce.in_([row["nonce"] for row in chunk]),
-                    )
-                ).scalars()
-            )
-        return ids, nonces
+    def _seen(self, day: int, metric: str) -> tuple[set[str], set[bytes]]:
+        """The report ids and nonces already stored for (day, metric)."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(shares.c.report_id, shares.c.nonce).where(
+                    shares.c.day == day, shares.c.metric == metric
+                )
+            ).all()
+        return {str(r) for r, _ in stored}, {bytes(n) for _, n in stored}
 
     def _save_cursor(self, day: int, metric: str, after: int) -> None:
         with self.engine.begin() as conn:
@@ -246,11 +236,16 @@ class Aggregator:
         with self.engine.connect() as conn:
             if report_ids is None:
                 return list(conn.execute(base.order_by(shares.c.report_id)))
-            out: list[Any] = []
-            for start in range(0, len(report_ids), _IN_CHUNK):
-                chunk = report_ids[start : start + _IN_CHUNK]
-                out += conn.execute(base.where(shares.c.report_id.in_(chunk)))
-            return sorted(out, key=lambda r: str(r.report_id))
+            if not report_ids:
+                return []
+            # One range scan over the (day, metric, status, report_id) index, then the
+            # exact set: far cheaper than many IN (…) lists for the thousands of ids a
+            # prepare or aggregate request names.
+            wanted = set(report_ids)
+            ranged = base.where(
+                shares.c.report_id >= min(wanted), shares.c.report_id <= max(wanted)
+            ).order_by(shares.c.report_id)
+            return [r for r in conn.execute(ranged) if r.report_id in wanted]
 
     def _prep_init(
         self, vdaf: Prio3[Any, Any], day: int, metric: str, rows: list[Any]
@@ -282,10 +277,12 @@ class Aggregator:
         """Helper: finish preparation of the leader's reports (step 2)."""
         vdaf = _vdaf(metric)
         wanted = [rid for rid, _ in items]
-        rows = {r.report_id: r for r in self._load(day, metric, wanted, PENDING)}
+        rows = {r.report_id: r for r in self._load(day, metric, wanted, PENDING, _PREPARE_COLUMNS)}
         if len(rows) < len(set(wanted)):
             self.pull(day, metric)
-            rows = {r.report_id: r for r in self._load(day, metric, wanted, PENDING)}
+            rows = {
+                r.report_id: r for r in self._load(day, metric, wanted, PENDING, _PREPARE_COLUMNS)
+            }
         known = [(rid, share) for rid, share in items if rid in rows]
         ordered = [rows[rid] for rid, _ in known]
         inits = self._prep_init(vdaf, day, metric, ordered)
@@ -321,7 +318,7 @@ class Aggregator:
     def _prepare_with_helper(self, day: int, metric: str) -> None:
         """Step 2, pipelined: chunk k+1 is queried here while the helper finishes chunk k."""
         vdaf = _vdaf(metric)
-        rows = self._load(day, metric, None, PENDING)
+        rows = self._load(day, metric, None, PENDING, _PREPARE_COLUMNS)
         with ThreadPoolExecutor(max_workers=1) as pool:
             inflight: tuple[dict[str, Any], Future[dict[str, Any]]] | None = None
             for start in range(0, len(rows), _PAGE):

@@ -8,6 +8,8 @@ hold what was published (leader) or that an aggregate share left (helper), so no
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -29,7 +31,7 @@ shares = sa.Table(
     sa.Column("status", sa.Integer, nullable=False, default=PENDING),
     sa.Column("out_share", sa.LargeBinary, nullable=True),
     sa.UniqueConstraint("day", "metric", "nonce", name="uq_aggregator_nonce"),
-    sa.Index("ix_aggregator_day_metric_status", "day", "metric", "status"),
+    sa.Index("ix_aggregator_day_metric_status_report", "day", "metric", "status", "report_id"),
 )
 
 releases = sa.Table(
@@ -51,10 +53,22 @@ cursors = sa.Table(
 )
 
 
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
 def create_engine_for(url: str) -> Engine:
-    """An engine for ``url`` with the tables created (psycopg 3 for PostgreSQL)."""
+    """An engine for ``url`` with the tables created (psycopg 3 for PostgreSQL).
+
+    A SQLite file is put in write-ahead-log mode: one sync per commit instead of the
+    rollback journal's several, and readers do not block the writer.
+    """
     if url.startswith("postgresql://"):
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)
     engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_wal)
     metadata.create_all(engine, checkfirst=True)
     return engine
