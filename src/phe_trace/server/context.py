@@ -11,6 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -26,10 +27,18 @@ from .storage import create_engine_for, migrate
 from .storage.queries import count_exposures
 from .validation import PublishRules
 
-__all__ = ["Clock", "ServerContext", "system_clock"]
+__all__ = ["PUBLISH_THREADS_POSTGRESQL", "Clock", "ServerContext", "system_clock"]
 
 #: A clock returns the current unix time in seconds.
 Clock = Callable[[], float]
+
+
+#: Publishes checked and stored at once on PostgreSQL (SQLite: one, it has one writer).
+PUBLISH_THREADS_POSTGRESQL = 8
+
+
+def _publish_executor(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="publish")
 
 
 def system_clock() -> float:
@@ -53,6 +62,10 @@ class ServerContext:
     write_lock: contextlib.AbstractContextManager[object] = field(
         default_factory=contextlib.nullcontext
     )
+    #: Where publishes are checked and stored, first come first served: a few threads
+    #: rather than one per waiting request, so that queued requests do not contend for
+    #: the interpreter lock and the database, and wait in arrival order.
+    publish_executor: Executor = field(default_factory=lambda: _publish_executor(1))
 
     @classmethod
     def open(
@@ -78,6 +91,7 @@ class ServerContext:
             with engine.connect() as conn:
                 return float(count_exposures(conn))
 
+        sqlite = engine.dialect.name == "sqlite"
         return cls(
             settings=settings,
             engine=engine,
@@ -92,9 +106,8 @@ class ServerContext:
             latency=LatencyTracker(),
             # SQLite has one writer at a time: queue writers here instead of in SQLite's
             # busy handler, which sleeps in steps of up to 100 ms.
-            write_lock=(
-                threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-            ),
+            write_lock=threading.Lock() if sqlite else contextlib.nullcontext(),
+            publish_executor=_publish_executor(1 if sqlite else PUBLISH_THREADS_POSTGRESQL),
         )
 
     def now(self) -> float:
@@ -102,5 +115,6 @@ class ServerContext:
         return self.clock()
 
     def close(self) -> None:
-        """Release database connections."""
+        """Stop the publish threads and release database connections."""
+        self.publish_executor.shutdown(wait=True)
         self.engine.dispose()
