@@ -153,3 +153,15 @@ def test_make_reports_refuses_what_make_report_refuses() -> None:
         make_reports("notified", [1], 2**32, *_keys())
     with pytest.raises(EncodingError):
         make_reports("notified", [0, 1, 2, 1, 0], 20000, *_keys())
+
+
+def test_opened_share_keeps_the_encoded_shares() -> None:
+    """What an aggregator stores is byte for byte what the device put in the box."""
+    report = make_report("risk_level", 3, 20000, *_keys())
+    vdaf = METRICS["risk_level"].vdaf()
+    for agg_id, (key, box) in enumerate(
+        [(LEADER, report.leader_share), (HELPER, report.helper_share)]
+    ):
+        opened = open_share(bytes(key), agg_id, "risk_level", 20000, box)
+        assert opened.encoded_public_share == vdaf.encode_public_share(opened.public_share)
+        assert opened.encoded_input_share == vdaf.encode_input_share(opened.input_share)

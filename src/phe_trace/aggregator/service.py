@@ -165,7 +165,7 @@ class Aggregator:
         seen: tuple[set[str], set[bytes]],
     ) -> int:
         """Open and store a page of boxes; ``seen`` (ids, nonces stored) is kept current."""
-        vdaf = _vdaf(metric)
+        _vdaf(metric)  # refuses an unknown metric
         rows = []
         for item in items:
             try:
@@ -180,8 +180,8 @@ class Aggregator:
                     "day": day,
                     "metric": metric,
                     "nonce": opened.nonce,
-                    "public_share": vdaf.encode_public_share(opened.public_share),
-                    "input_share": vdaf.encode_input_share(opened.input_share),
+                    "public_share": opened.encoded_public_share,
+                    "input_share": opened.encoded_input_share,
                     "status": PENDING,
                 }
             )

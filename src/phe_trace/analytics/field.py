@@ -152,26 +152,31 @@ class Field:
         return [sum(map(mul, row, values)) % q for row in _inverse_dft(self, len(values))]
 
 
-def lagrange_at(field: Field, p: int, t: int, t_p: int | None = None) -> list[int]:
+def lagrange_at(
+    field: Field, p: int, t: int, t_p: int | None = None, count: int | None = None
+) -> list[int]:
     """``[L_k(t)]`` for the Lagrange basis over the p-th roots of unity ``α^k``.
 
     ``L_k(t) = α^k (t^p − 1) / (p (t − α^k))``; the caller ensures ``t^p ≠ 1`` (and may
     pass ``t_p = t^p`` it already has). With it, a wire polynomial's value at t is the
     dot product of its p recorded values with this vector, without computing
-    coefficients. The p denominators are inverted together (one field inversion per call).
+    coefficients. Only the first ``count`` (default p) are computed — a wire whose later
+    values are zero needs no more — and their denominators are inverted together (one
+    field inversion per call).
     """
     q = field.modulus
-    powers = _root_powers(field, p)
+    count = p if count is None else count
+    powers = _root_powers(field, p)[:count]
     if t_p is None:
         t_p = pow(t, p, q)
     num = (t_p - 1) * _p_inverse(field, p) % q
     diffs = [(t - ak) % q for ak in powers]
-    prefix = [1] * (p + 1)
+    prefix = [1] * (count + 1)
     for k, dk in enumerate(diffs):
         prefix[k + 1] = prefix[k] * dk % q
-    inv = pow(prefix[p], -1, q) * num % q
-    out = [0] * p
-    for k in range(p - 1, -1, -1):
+    inv = pow(prefix[count], -1, q) * num % q
+    out = [0] * count
+    for k in range(count - 1, -1, -1):
         out[k] = powers[k] * prefix[k] % q * inv % q
         inv = inv * diffs[k] % q
     return out

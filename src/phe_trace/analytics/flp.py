@@ -261,8 +261,10 @@ class Histogram(Valid[int, list[int]]):
             r = r_power = joint_rand[i]
             inputs = []
             for x in padded[i * chunk : (i + 1) * chunk]:
-                inputs.append(r_power * x % q)
-                inputs.append((x - shares_inv) % q)
+                # Left unreduced: gadget inputs only ever enter products and sums that are
+                # reduced mod q (the same field elements, one reduction later).
+                inputs.append(r_power * x)
+                inputs.append(x - shares_inv)
                 r_power = r_power * r % q
             range_check += call(0, inputs)
         sum_check = (sum(meas) - shares_inv) % q
@@ -378,9 +380,9 @@ class FlpGeneric(Generic[M, R]):
             t_p = pow(t, p, q)
             if t_p == 1:
                 raise VerificationError
-            basis = lagrange_at(f, p, t, t_p)
             # Wire j holds the seed at α^0, the j-th input of call k at α^k, then zeros.
-            l0, lk = basis[0], basis[1 : len(calls[i]) + 1]
+            basis = lagrange_at(f, p, t, t_p, count=len(calls[i]) + 1)
+            l0, lk = basis[0], basis[1:]
             columns = zip(*calls[i], strict=True) if calls[i] else ([] for _ in range(g.arity))
             for seed, column in zip(seeds[at : at + g.arity], columns, strict=True):
                 verifier.append((seed * l0 + sum(map(mul, column, lk))) % q)

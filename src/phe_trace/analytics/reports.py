@@ -64,6 +64,9 @@ class OpenedShare:
     nonce: bytes
     public_share: list[bytes] | None
     input_share: InputShare
+    #: The two shares exactly as they came in the box (what an aggregator stores).
+    encoded_public_share: bytes = b""
+    encoded_input_share: bytes = b""
 
 
 def _payload(metric_id: int, day: int, nonce: bytes, public: bytes, share: bytes) -> bytes:
@@ -159,14 +162,15 @@ def open_share(
         raise VerificationError
     rest = payload[_HEADER.size :]
     vdaf = spec.vdaf()
-    try:
-        public = vdaf.decode_public_share(rest[:public_len])
-        share = vdaf.decode_input_share(agg_id, rest[public_len:])
-    except EncodingError:
-        raise VerificationError from None
     if len(rest) < public_len:
         raise VerificationError
-    return OpenedShare(metric, day, nonce, public, share)
+    public_bytes, share_bytes = rest[:public_len], rest[public_len:]
+    try:
+        public = vdaf.decode_public_share(public_bytes)
+        share = vdaf.decode_input_share(agg_id, share_bytes)
+    except EncodingError:
+        raise VerificationError from None
+    return OpenedShare(metric, day, nonce, public, share, public_bytes, share_bytes)
 
 
 def daily_reports(
