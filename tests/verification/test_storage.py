@@ -50,7 +50,7 @@ def test_migrations_build_the_declared_schema_beside_another_alembic(
             "keyserver0001"
         )
         assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == (
-            "vf0001"
+            "vf0002"
         )
         context = MigrationContext.configure(
             conn,

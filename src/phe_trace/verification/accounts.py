@@ -360,6 +360,12 @@ class Accounts:
             )
         )
 
+    def record(
+        self, conn: Connection, realm_id: int | None, actor: str, action: str, detail: str
+    ) -> None:
+        """Append one event to the audit log within the caller's transaction ``conn``."""
+        self._audit(conn, realm_id, actor, action, detail)
+
     def audit(self, realm_id: int | None, actor: str, action: str, detail: str) -> None:
         """Append one event to the audit log."""
         with self._engine.begin() as conn:

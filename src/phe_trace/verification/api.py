@@ -5,10 +5,13 @@ v1 (``protocol_spec/SPEC.md`` §13, VER-2 … VER-8, VER-11), so existing GAEN a
 talk to it. Every answer — success or error — is JSON with ``error`` / ``errorCode`` on
 failure and, unless disabled, random base64 ``padding`` that brings the whole body to
 3–4 KiB (uniform), whatever it carries. Bad input answers ``unparsable_request`` (400),
-never a 5xx. A request with an ``X-Chaff`` header touches nothing and gets an answer of
+never a 5xx; the one 5xx is a database that fails also on the one retry: 503
+``unavailable`` with ``Retry-After`` (VER-15). A request with an ``X-Chaff`` header
+passes the same first checks as a real one (API key, maintenance mode, the same database
+reads; the rate limit is checked, not counted), changes nothing, and gets an answer of
 the real one's shape: a random token and dates, or a certificate-shaped JWS signed by a
 throwaway key (no key server accepts it), padded the same way — neither fields, status
-nor size class tell chaff from real.
+nor size class tell chaff from real, also while the database is down.
 """
 
 from __future__ import annotations
@@ -24,10 +27,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import RateLimitedError, VerificationError
+from .database import is_transient
+from .errors import (
+    RETRY_AFTER_SECONDS,
+    DatabaseUnavailableError,
+    RateLimitedError,
+    VerificationError,
+)
 from .service import VerificationService
 from .signing import make_certificate
 
@@ -86,6 +95,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid X-API-Key (unauthorized)"},
     412: {"description": "unsupported_test_type"},
     429: {"description": "maintenance_mode, too_many_requests or quota_exceeded"},
+    503: {"description": "unavailable: the database failed; retry after Retry-After"},
 }
 
 
@@ -163,18 +173,17 @@ def create_device_api(service: VerificationService) -> FastAPI:
         headers = None
         if isinstance(exc, RateLimitedError):
             headers = {"Retry-After": str(max(exc.retry_after, 1))}
+        elif isinstance(exc, DatabaseUnavailableError):
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return reply(exc.status, {"error": str(exc), "errorCode": exc.code}, headers)
 
     @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
-        # A dropped connection or a database restart: the transaction was rolled back
-        # (a code or token stays unclaimed), so the app may simply retry — never a 500.
-        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-            return reply(
-                503,
-                {"error": "the database is unavailable; retry later", "errorCode": "unavailable"},
-                {"Retry-After": "2"},
-            )
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A dropped connection outside the retried steps: nothing was claimed (every
+        # claim is retried inside the service), so the app may simply retry.
+        if is_transient(exc):
+            unavailable = DatabaseUnavailableError("the database is unavailable; retry later")
+            return await _verification_error(request, unavailable)
         raise exc
 
     @app.exception_handler(StarletteHTTPException)
@@ -199,6 +208,8 @@ def create_device_api(service: VerificationService) -> FastAPI:
     ) -> JSONResponse:
         """Exchange a verification code for a single-use verification token."""
         if x_chaff is not None:
+            key_id, _ = await run_in_threadpool(service.admit, x_api_key)  # as a real one
+            service.verify_limiter.check(key_id, service.clock.now())  # not counted
             return reply(200, chaff_verify())
         result = await run_in_threadpool(service.verify, x_api_key, body.code, body.accept)
         return reply(
@@ -224,6 +235,7 @@ def create_device_api(service: VerificationService) -> FastAPI:
     ) -> JSONResponse:
         """Exchange a verification token and a TEK HMAC for a verification certificate."""
         if x_chaff is not None:
+            await run_in_threadpool(service.admit, x_api_key)  # answers as a real one would
             chaff = await run_in_threadpool(chaff_certificate, body.ekeyhmac)
             return reply(200, {"certificate": chaff})
         cert = await run_in_threadpool(service.certificate, x_api_key, body.token, body.ekeyhmac)

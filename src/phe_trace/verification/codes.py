@@ -4,12 +4,20 @@
 the response that hands them out; the database keeps keyed hashes. A claim is one
 conditional ``UPDATE … WHERE claimed_at IS NULL``, so a code or token can be used once
 even under concurrent requests, on SQLite and PostgreSQL alike.
+
+Every write is one transaction, retried once on a dropped connection
+(:func:`~.database.retry_once`, VER-15). A retry recognises its own first attempt when
+that attempt's commit went through unheard: a verify by the token it drew before the
+first attempt (its hash is stored in that transaction), a certificate by a random
+``used_by`` reference, an issuance by the code's uuid. So a retry neither claims twice
+nor loses a claim the device never heard of.
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -17,6 +25,7 @@ from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from .database import retry_once
 from .errors import (
     CodeExpiredError,
     CodeInvalidError,
@@ -116,8 +125,13 @@ class CodeStore:
         test_type: str,
         test_date: date | None,
         symptom_date: date | None,
+        record: Callable[[Connection, str], None] | None = None,
     ) -> IssuedCode:
-        """Issue a short and a long code for one test result, within the realm's quota."""
+        """Issue a short and a long code for one test result, within the realm's quota.
+
+        ``record(conn, uuid)`` runs in the issuing transaction (the audit log entry), so
+        the code and its record are stored together or not at all.
+        """
         if test_type not in PORTAL_TEST_TYPES:
             raise InvalidTestTypeError(f"test type must be one of {', '.join(PORTAL_TEST_TYPES)}")
         self.check_dates(now, test_date, symptom_date)
@@ -127,25 +141,33 @@ class CodeStore:
         for _ in range(_ISSUE_ATTEMPTS):
             short, long = self._new_codes()
             code_uuid = str(uuid.uuid4())
-            try:
+            row: dict[str, Any] = {
+                "uuid": code_uuid,
+                "realm_id": realm_id,
+                "test_type": test_type,
+                "symptom_date": symptom_date,
+                "test_date": test_date,
+                "code_hash": self._keyring.hash_code(short),
+                "long_code_hash": self._keyring.hash_code(long),
+                "issued_at": unix,
+                "expires_at": expires_at,
+                "long_expires_at": long_expires_at,
+                "claimed_at": None,
+            }
+
+            def attempt(retry: bool, row: dict[str, Any] = row) -> None:
                 with self._engine.begin() as conn:
+                    stored = select(codes.c.id).where(codes.c.uuid == row["uuid"])
+                    if retry and conn.execute(stored).first() is not None:
+                        return  # the first attempt's commit went through
                     if not self._count_issued(conn, realm_id, _utc_day(unix)):
                         raise QuotaExceededError("the realm's daily quota of codes is used up")
-                    conn.execute(
-                        insert(codes).values(
-                            uuid=code_uuid,
-                            realm_id=realm_id,
-                            test_type=test_type,
-                            symptom_date=symptom_date,
-                            test_date=test_date,
-                            code_hash=self._keyring.hash_code(short),
-                            long_code_hash=self._keyring.hash_code(long),
-                            issued_at=unix,
-                            expires_at=expires_at,
-                            long_expires_at=long_expires_at,
-                            claimed_at=None,
-                        )
-                    )
+                    conn.execute(insert(codes).values(**row))
+                    if record is not None:
+                        record(conn, row["uuid"])
+
+            try:
+                retry_once(attempt)
             except IntegrityError:
                 continue  # a code collided with a stored one: draw again
             return IssuedCode(code_uuid, short, long, test_type, expires_at, long_expires_at)
@@ -179,73 +201,92 @@ class CodeStore:
     # --- device API -----------------------------------------------------------------
 
     def verify(self, realm_id: int, code: str, accept: set[str], now: datetime) -> VerifiedCode:
-        """Claim a code once and hand out a single-use token (VER-2, VER-4)."""
+        """Claim a code once and hand out a single-use token (VER-2, VER-4, VER-15)."""
         unix = int(now.timestamp())
         code_hash = self._keyring.hash_code(normalize_code(code))
-        with self._engine.begin() as conn:
-            row = conn.execute(
-                select(codes).where(
-                    codes.c.realm_id == realm_id,
-                    or_(codes.c.code_hash == code_hash, codes.c.long_code_hash == code_hash),
+        token = secrets.token_urlsafe(32)  # drawn once: the retry's mark of its own claim
+        token_hash = self._keyring.hash_token(token)
+
+        def attempt(retry: bool) -> Any:
+            with self._engine.begin() as conn:
+                row = conn.execute(
+                    select(codes).where(
+                        codes.c.realm_id == realm_id,
+                        or_(codes.c.code_hash == code_hash, codes.c.long_code_hash == code_hash),
+                    )
+                ).first()
+                if retry and row is not None and row.claimed_at is not None:
+                    mine = conn.execute(
+                        select(tokens.c.id).where(tokens.c.token_hash == token_hash)
+                    ).first()
+                    if mine is not None:
+                        return row  # the first attempt's commit went through
+                if row is None or row.claimed_at is not None:
+                    self._count(conn, realm_id, unix, "codes_invalid")
+                    raise CodeInvalidError("verification code invalid")
+                expiry = row.expires_at if row.code_hash == code_hash else row.long_expires_at
+                if expiry <= unix:
+                    self._count(conn, realm_id, unix, "codes_invalid")
+                    raise CodeExpiredError("verification code expired")
+                if row.test_type not in accept:
+                    raise UnsupportedTestTypeError("verification code has unsupported test type")
+                claimed = conn.execute(
+                    update(codes)
+                    .where(codes.c.id == row.id, codes.c.claimed_at.is_(None))
+                    .values(claimed_at=unix)
                 )
-            ).first()
-            if row is None or row.claimed_at is not None:
-                self._count(conn, realm_id, unix, "codes_invalid")
-                raise CodeInvalidError("verification code invalid")
-            expiry = row.expires_at if row.code_hash == code_hash else row.long_expires_at
-            if expiry <= unix:
-                self._count(conn, realm_id, unix, "codes_invalid")
-                raise CodeExpiredError("verification code expired")
-            if row.test_type not in accept:
-                raise UnsupportedTestTypeError("verification code has unsupported test type")
-            claimed = conn.execute(
-                update(codes)
-                .where(codes.c.id == row.id, codes.c.claimed_at.is_(None))
-                .values(claimed_at=unix)
-            )
-            if claimed.rowcount != 1:
-                raise CodeInvalidError("verification code invalid")
-            token = secrets.token_urlsafe(32)
-            conn.execute(
-                insert(tokens).values(
-                    token_hash=self._keyring.hash_token(token),
-                    realm_id=realm_id,
-                    test_type=row.test_type,
-                    symptom_date=row.symptom_date,
-                    test_date=row.test_date,
-                    issued_at=unix,
-                    expires_at=unix + self._settings.token_minutes * 60,
-                    used_at=None,
+                if claimed.rowcount != 1:
+                    raise CodeInvalidError("verification code invalid")
+                conn.execute(
+                    insert(tokens).values(
+                        token_hash=token_hash,
+                        realm_id=realm_id,
+                        test_type=row.test_type,
+                        symptom_date=row.symptom_date,
+                        test_date=row.test_date,
+                        issued_at=unix,
+                        expires_at=unix + self._settings.token_minutes * 60,
+                        used_at=None,
+                    )
                 )
-            )
-            self._count(conn, realm_id, unix, "codes_claimed")
+                self._count(conn, realm_id, unix, "codes_claimed")
+                return row
+
+        row = retry_once(attempt)
         return VerifiedCode(token, row.test_type, row.symptom_date, row.test_date)
 
     def claim_token(self, realm_id: int, token: str, now: datetime) -> Any:
-        """Use a token once; returns its row (test type and dates) (VER-5)."""
+        """Use a token once; returns its row (test type and dates) (VER-5, VER-15)."""
         unix = int(now.timestamp())
         if not token or len(token) > 512:
             raise TokenInvalidError("verification token invalid")
         token_hash = self._keyring.hash_token(token)
-        with self._engine.begin() as conn:
-            row = conn.execute(
-                select(tokens).where(
-                    tokens.c.token_hash == token_hash, tokens.c.realm_id == realm_id
+        reference = secrets.token_hex(16)  # marks this request's claim (see the retry)
+
+        def attempt(retry: bool) -> Any:
+            with self._engine.begin() as conn:
+                row = conn.execute(
+                    select(tokens).where(
+                        tokens.c.token_hash == token_hash, tokens.c.realm_id == realm_id
+                    )
+                ).first()
+                if retry and row is not None and row.used_by == reference:
+                    return row  # the first attempt's commit went through
+                if row is None or row.used_at is not None:
+                    raise TokenInvalidError("verification token invalid")
+                if row.expires_at <= unix:
+                    raise TokenExpiredError("verification token expired")
+                used = conn.execute(
+                    update(tokens)
+                    .where(tokens.c.id == row.id, tokens.c.used_at.is_(None))
+                    .values(used_at=unix, used_by=reference)
                 )
-            ).first()
-            if row is None or row.used_at is not None:
-                raise TokenInvalidError("verification token invalid")
-            if row.expires_at <= unix:
-                raise TokenExpiredError("verification token expired")
-            used = conn.execute(
-                update(tokens)
-                .where(tokens.c.id == row.id, tokens.c.used_at.is_(None))
-                .values(used_at=unix)
-            )
-            if used.rowcount != 1:
-                raise TokenInvalidError("verification token invalid")
-            self._count(conn, realm_id, unix, "tokens_claimed")
-        return row
+                if used.rowcount != 1:
+                    raise TokenInvalidError("verification token invalid")
+                self._count(conn, realm_id, unix, "tokens_claimed")
+                return row
+
+        return retry_once(attempt)
 
     # --- statistics -----------------------------------------------------------------
 

@@ -1,18 +1,36 @@
-"""Engine creation and Alembic migrations of the verification service's storage."""
+"""Engine creation, Alembic migrations and the retry rule of the verification service's storage.
+
+A transient database failure (a dropped connection, a restarting server, SQLite busy) is
+retried once by :func:`retry_once`, in a fresh transaction; a second one becomes
+:class:`~.errors.DatabaseUnavailableError` (503 ``unavailable``, SPEC VER-15).
+"""
 
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-__all__ = ["MIGRATIONS_DIR", "init_lock", "make_engine", "migrate", "normalize_url"]
+from .errors import DatabaseUnavailableError
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "init_lock",
+    "is_transient",
+    "make_engine",
+    "migrate",
+    "normalize_url",
+    "retry_once",
+]
+
+T = TypeVar("T")
 
 #: PostgreSQL advisory-lock id guarding the service's first-start work ("vfinit").
 _ADVISORY_LOCK_ID = 0x7666696E6974
@@ -49,6 +67,37 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database failure worth one retry: a dropped connection or an
+    operational error (server restarting, connection refused, SQLite busy) — never a
+    constraint violation or a bad value."""
+    if isinstance(exc, IntegrityError) or not isinstance(exc, DBAPIError):
+        return False
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+def retry_once(attempt: Callable[[bool], T]) -> T:
+    """``attempt(False)``; after a transient failure ``attempt(True)`` once more.
+
+    Each attempt must be one transaction of its own (``engine.begin()``), so the failed
+    one was rolled back — unless the failure hit its commit, which may have gone through:
+    ``attempt(True)`` is told it is the retry so it can recognise its own first attempt's
+    work (a marker written in that transaction) instead of doing it twice. A second
+    transient failure raises :class:`DatabaseUnavailableError`; other errors pass through.
+    """
+    try:
+        return attempt(False)
+    except DBAPIError as exc:
+        if not is_transient(exc):
+            raise
+    try:
+        return attempt(True)
+    except DBAPIError as exc:
+        if not is_transient(exc):
+            raise
+        raise DatabaseUnavailableError("the database is unavailable; retry later") from None
 
 
 def alembic_config() -> Config:

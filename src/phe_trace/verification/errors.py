@@ -22,6 +22,7 @@ status it is answered with::
     ├── SignInError                           signin_failed             401
     ├── NotFoundError                         not_found                 404
     ├── ConflictError                         conflict                  409
+    ├── DatabaseUnavailableError              unavailable               503
     └── ConfigurationError                    configuration_error       500
 
 A wrong code and a used code answer the same ``code_invalid``: the device learns nothing
@@ -32,11 +33,16 @@ from __future__ import annotations
 
 from phe_trace.errors import PheTraceError
 
+#: Seconds a client should wait after a 503 ``unavailable`` (the database reconnects).
+RETRY_AFTER_SECONDS = 2
+
 __all__ = [
+    "RETRY_AFTER_SECONDS",
     "CodeExpiredError",
     "CodeInvalidError",
     "ConfigurationError",
     "ConflictError",
+    "DatabaseUnavailableError",
     "HmacInvalidError",
     "InvalidDateError",
     "InvalidTestTypeError",
@@ -187,6 +193,17 @@ class ConflictError(VerificationError):
 
     code = "conflict"
     status = 409
+
+
+class DatabaseUnavailableError(VerificationError):
+    """Raised when the database fails (a dropped connection, a restart) also on the one retry.
+
+    Nothing was stored: the device or case worker may simply try again after
+    :data:`RETRY_AFTER_SECONDS` (answered with ``Retry-After``).
+    """
+
+    code = "unavailable"
+    status = 503
 
 
 class ConfigurationError(VerificationError):

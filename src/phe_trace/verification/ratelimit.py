@@ -26,6 +26,13 @@ class RateLimiter:
 
     def hit(self, key: int, now: datetime) -> None:
         """Count one request; raise ``too_many_requests`` past the limit."""
+        self._take(key, now, 1)
+
+    def check(self, key: int, now: datetime) -> None:
+        """Raise ``too_many_requests`` as :meth:`hit` would, without counting (chaff)."""
+        self._take(key, now, 0)
+
+    def _take(self, key: int, now: datetime, cost: int) -> None:
         unix = int(now.timestamp())
         window = unix - unix % self._window
         with self._lock:
@@ -36,6 +43,8 @@ class RateLimiter:
                 raise RateLimitedError(
                     "too many requests for this API key", retry_after=start + self._window - unix
                 )
-            self._counts[key] = (start, count + 1)
+            if not cost:
+                return
+            self._counts[key] = (start, count + cost)
             if len(self._counts) > 10_000:
                 self._counts = {k: v for k, v in self._counts.items() if v[0] == window}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from phe_trace.crypto import SealError
 from phe_trace.protocol.errors import TekHmacError
@@ -17,7 +17,7 @@ from phe_trace.protocol.tekmac import TEK_HMAC_LENGTH, decode_base64
 from .accounts import Accounts
 from .clock import Clock, SystemClock
 from .codes import CodeStore, accepted_test_types
-from .database import init_lock, make_engine, migrate
+from .database import init_lock, make_engine, migrate, retry_once
 from .errors import (
     ConfigurationError,
     HmacInvalidError,
@@ -91,10 +91,23 @@ class VerificationService:
             raise UnauthorizedError("missing or invalid API key")
         return found
 
+    def admit(self, api_key: str | None) -> tuple[int, int]:
+        """The checks every device-API request passes first, chaff included (VER-15).
+
+        ``(api_key_id, realm_id)``; ``unauthorized``, ``maintenance_mode``, or
+        ``unavailable`` when the database fails twice. Reads only, retried once.
+        """
+
+        def attempt(_retry: bool) -> tuple[int, int]:
+            found = self.authorize_app(api_key)
+            self.check_open()
+            return found
+
+        return retry_once(attempt)
+
     def verify(self, api_key: str | None, code: str, accept: list[str] | None) -> VerifiedCode:
         """``POST /api/verify``: a code in, a single-use token out (VER-2 … VER-4)."""
-        key_id, realm_id = self.authorize_app(api_key)
-        self.check_open()
+        key_id, realm_id = self.admit(api_key)
         now = self.clock.now()
         self.verify_limiter.hit(key_id, now)
         accepted = accepted_test_types(accept)
@@ -102,8 +115,7 @@ class VerificationService:
 
     def certificate(self, api_key: str | None, token: str, ekeyhmac: str) -> str:
         """``POST /api/certificate``: token + TEK HMAC in, ES256 certificate out (VER-5 … 7)."""
-        _, realm_id = self.authorize_app(api_key)
-        self.check_open()
+        _, realm_id = self.admit(api_key)
         try:
             mac = decode_base64(ekeyhmac, name="ekeyhmac")
         except TekHmacError:
@@ -113,8 +125,9 @@ class VerificationService:
                 f"ekeyhmac must decode to {TEK_HMAC_LENGTH} bytes, got {len(mac)}"
             )
         now = self.clock.now()
+        # The signing key before the token is used: nothing may fail after the claim.
+        kid, key = retry_once(lambda _retry: self.signing.active())
         row = self.codes.claim_token(realm_id, token, now)
-        kid, key = self.signing.active()
         return make_certificate(
             private_key=key,
             kid=kid,
@@ -134,11 +147,17 @@ class VerificationService:
     def issue_code(
         self, user: User, test_type: str, test_date: date | None, symptom_date: date | None
     ) -> IssuedCode:
-        """Issue a code as ``user`` (quota, maintenance mode, audit log) (VER-1, VER-11)."""
-        self.check_open()
+        """Issue a code as ``user`` (quota, maintenance mode, audit log) (VER-1, VER-11).
+
+        The code and its audit entry are one transaction, retried once on a dropped
+        connection without issuing twice (VER-15).
+        """
+        retry_once(lambda _retry: self.check_open())
         now = self.clock.now()
-        issued = self.codes.issue(user.realm_id, now, test_type, test_date, symptom_date)
-        self.accounts.audit(
-            user.realm_id, user.username, "code.issue", f"code {issued.uuid} ({test_type})"
-        )
-        return issued
+
+        def record(conn: Connection, code_uuid: str) -> None:
+            self.accounts.record(
+                conn, user.realm_id, user.username, "code.issue", f"code {code_uuid} ({test_type})"
+            )
+
+        return self.codes.issue(user.realm_id, now, test_type, test_date, symptom_date, record)

@@ -115,6 +115,8 @@ tokens = Table(
     Column("issued_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Column("used_at", BigInteger, nullable=True),
+    # random reference of the request that used the token (its own claim on a retry)
+    Column("used_by", String(32), nullable=True),
 )
 
 signing_keys = Table(

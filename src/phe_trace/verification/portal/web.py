@@ -3,6 +3,8 @@
 Pages: sign in / out, issue a code, recent codes by status, realm statistics, and for
 realm admins users, API keys and the audit log (``admin.py``). Handlers are thin: they
 check the session and CSRF token, call :class:`~..service.VerificationService`, render.
+While the database is unavailable every page is a plain "Service temporarily unavailable"
+page with status 503 and ``Retry-After`` (VER-15).
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from sqlalchemy.exc import DBAPIError
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from ..errors import InvalidDateError, SignInError, VerificationError
+from ..database import is_transient
+from ..errors import (
+    RETRY_AFTER_SECONDS,
+    DatabaseUnavailableError,
+    InvalidDateError,
+    SignInError,
+    VerificationError,
+)
 from ..models import PORTAL_TEST_TYPES, CodeStatus
 from ..service import VerificationService
 from . import admin
@@ -162,6 +172,8 @@ def _add_pages(app: FastAPI, portal: Portal) -> None:
                 _parse_date("test date", test_date),
                 _parse_date("symptom date", symptom_date),
             )
+        except DatabaseUnavailableError:
+            raise  # the unavailable page: the form would need the database too
         except VerificationError as exc:
             ctx = _issue_form(portal, request, current, error=str(exc), error_code=exc.code)
             return render(portal, request, "issue.html", ctx, current, status_code=exc.status)
@@ -212,6 +224,16 @@ def create_portal(service: VerificationService) -> FastAPI:
         ctx = {"title": "Forbidden", "message": "This page is for realm admins."}
         return render(portal, request, "error.html", ctx, status_code=403)
 
+    @app.exception_handler(DatabaseUnavailableError)
+    async def _unavailable(request: Request, _: DatabaseUnavailableError) -> Response:
+        return _unavailable_page(portal, request)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> Response:
+        if is_transient(exc):  # a dropped connection or a database restart
+            return _unavailable_page(portal, request)
+        raise exc
+
     @app.exception_handler(VerificationError)
     async def _error(request: Request, exc: VerificationError) -> Response:
         ctx = {"title": "Error", "message": str(exc)}
@@ -220,6 +242,17 @@ def create_portal(service: VerificationService) -> FastAPI:
     _add_pages(app, portal)
     admin.add_admin_pages(app, portal)
     return app
+
+
+def _unavailable_page(portal: Portal, request: Request) -> Response:
+    """The plain 503 page shown while the database is unavailable (touches no storage)."""
+    ctx = {
+        "title": "Service temporarily unavailable",
+        "message": "The service is temporarily unavailable. Please try again in a moment.",
+    }
+    response = render(portal, request, "error.html", ctx, status_code=503)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _utc(unix: int) -> str:
