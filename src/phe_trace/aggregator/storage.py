@@ -19,17 +19,26 @@ PENDING, ACCEPTED, REJECTED = 0, 1, 2
 
 metadata = sa.MetaData()
 
+
+class _Bytes(sa.LargeBinary):
+    """A BLOB / BYTEA column bound as plain ``bytes`` (both SQLite and psycopg take them
+    as they are), without a wrapper object per value."""
+
+    def bind_processor(self, dialect: Any) -> None:
+        return None
+
+
 shares = sa.Table(
     "aggregator_shares",
     metadata,
     sa.Column("report_id", sa.String(32), primary_key=True),
     sa.Column("day", sa.Integer, nullable=False),
     sa.Column("metric", sa.String(32), nullable=False),
-    sa.Column("nonce", sa.LargeBinary(16), nullable=False),
-    sa.Column("public_share", sa.LargeBinary, nullable=False),
-    sa.Column("input_share", sa.LargeBinary, nullable=False),
+    sa.Column("nonce", _Bytes(16), nullable=False),
+    sa.Column("public_share", _Bytes, nullable=False),
+    sa.Column("input_share", _Bytes, nullable=False),
     sa.Column("status", sa.Integer, nullable=False, default=PENDING),
-    sa.Column("out_share", sa.LargeBinary, nullable=True),
+    sa.Column("out_share", _Bytes, nullable=True),
     sa.UniqueConstraint("day", "metric", "nonce", name="uq_aggregator_nonce"),
     sa.Index("ix_aggregator_day_metric_status_report", "day", "metric", "status", "report_id"),
 )
