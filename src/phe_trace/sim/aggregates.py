@@ -6,15 +6,17 @@ notification, reported positive), each sharded with Prio3 and sealed to the two
 aggregators' keys (:func:`phe_trace.analytics.daily_reports`), in one
 ``POST /v1/analytics/reports`` to the real key server. Sharding is the device's work, so
 it runs in a process pool beside the simulation (each worker plays devices and posts over
-HTTP), not in the simulation's own process.
+HTTP with one connection of its own), not in the simulation's own process.
 
 Two real aggregators (:mod:`phe_trace.aggregator`) run in the demo's temporary directory,
 each with its own X25519 key, SQLite file and uvicorn server on a loopback port; they share
-only the Prio3 verification key and the peer token. Once a day's uploads are in, the
-leader collects each of its metrics in a collector process of its own (the helper answers
-in the demo's process): both pull their boxes from the key server, prepare with each other
+only the Prio3 verification key and the peer token. The helper runs in a process of its
+own. Once a day's uploads are in, the leader collects each of its metrics in a collector
+process of its own: both pull their boxes from the key server, prepare with each other
 over HTTP, each adds its own discrete-Laplace noise, and the leader releases — or, below
-the minimum batch, releases nothing. The view is read back from the leader's public
+the minimum batch, releases nothing. The simulation's process keeps only the key server
+(on the simulated clock) and the leader's read-only view, so the aggregators' work does
+not hold up the simulated days. The view is read back from the leader's public
 ``GET /v1/aggregates?day=`` and set beside what the simulation knows to be true.
 """
 
@@ -24,8 +26,10 @@ import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import suppress
 from datetime import UTC, datetime
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,11 @@ __all__ = ["AggregateView", "true_values"]
 
 #: Devices per task handed to a sharding worker.
 _CHUNK = 50
+#: Seconds the helper's process may take to start serving.
+_HELPER_START_S = 60.0
+
+#: A sharding worker's HTTP client, made at its first task and kept for the next ones.
+_WORKER_CLIENT: httpx.Client | None = None
 
 
 def true_values(observations: list[DailyObservation]) -> dict[str, list[int]]:
@@ -62,13 +71,31 @@ def _shard_and_upload(
     observations: list[DailyObservation],
 ) -> int:
     """A worker plays ``observations``' devices: each shards, seals and posts its own body."""
-    with httpx.Client(timeout=60.0) as client:
-        for obs in observations:
-            body = upload_body(daily_reports(obs, day, *keys))
-            resp = client.post(f"{ingest_url}/v1/analytics/reports", json=body)
-            if resp.status_code != 202:
-                raise SimBackendError(f"analytics upload refused: HTTP {resp.status_code}")
+    global _WORKER_CLIENT
+    if _WORKER_CLIENT is None:
+        _WORKER_CLIENT = httpx.Client(timeout=60.0)
+    client = _WORKER_CLIENT
+    for obs in observations:
+        body = upload_body(daily_reports(obs, day, *keys))
+        resp = client.post(f"{ingest_url}/v1/analytics/reports", json=body)
+        if resp.status_code != 202:
+            raise SimBackendError(f"analytics upload refused: HTTP {resp.status_code}")
     return len(observations)
+
+
+def _serve_helper(settings: AggregatorSettings, conn: Connection) -> None:
+    """The helper's process: serve it on a loopback port, send the URL, stop when told."""
+    from .live import _Uvicorn
+
+    helper = Aggregator(settings)
+    server = _Uvicorn(create_app(helper))
+    try:
+        conn.send(server.start())
+        with suppress(EOFError, KeyboardInterrupt):
+            conn.recv()  # "stop", or the demo's end closing the pipe
+    finally:
+        server.stop()
+        helper.close()
 
 
 def _collect_day(settings: AggregatorSettings, day: int) -> dict[str, str]:
@@ -123,13 +150,6 @@ class AggregateView:
                 daily_budget=epsilon * len(METRICS),
             )
 
-        self.helper = Aggregator(settings("helper", None))
-        self.leader: Aggregator | None = None
-        self.helper_url = serve(create_app(self.helper))
-        self._leader_settings = settings("leader", self.helper_url)
-        self.leader = Aggregator(self._leader_settings)
-        self.leader_url = serve(create_app(self.leader))
-        self.keys = (self.leader.public_key(), self.helper.public_key())
         cpus = os.cpu_count() or 1
         self._pool = ProcessPoolExecutor(
             max_workers=workers or max(1, min(4, cpus)), mp_context=get_context("spawn")
@@ -141,6 +161,28 @@ class AggregateView:
         self._collecting: dict[int, Future[dict[str, str]]] = {}
         #: simulated day → (UTC day number, devices, true totals per metric)
         self.days: dict[int, tuple[int, int, dict[str, list[int]]]] = {}
+        self.leader: Aggregator | None = None
+        helper_settings = settings("helper", None)
+        self._helper_conn, child = get_context("spawn").Pipe()
+        self._helper = get_context("spawn").Process(
+            target=_serve_helper, args=(helper_settings, child), daemon=True, name="demo-helper"
+        )
+        try:
+            self._helper.start()
+            child.close()
+            if not self._helper_conn.poll(_HELPER_START_S):
+                raise SimBackendError("the helper aggregator did not start serving")
+            self.helper_url = str(self._helper_conn.recv())
+            self._leader_settings = settings("leader", self.helper_url)
+            self.leader = Aggregator(self._leader_settings)
+            self.leader_url = serve(create_app(self.leader))
+        except BaseException:
+            self.close()
+            raise
+        self.keys = (
+            self.leader.public_key(),
+            bytes(PrivateKey(helper_settings.private_key_bytes()).public_key),
+        )
 
     def day_number(self, day: int) -> int:
         return (self.epoch + day * 86_400) // 86_400
@@ -274,4 +316,18 @@ class AggregateView:
         self._collector.shutdown(wait=True, cancel_futures=True)
         if self.leader is not None:
             self.leader.close()
-        self.helper.close()
+            self.leader = None
+        self._stop_helper()
+
+    def _stop_helper(self) -> None:
+        if self._helper_conn.closed:
+            return
+        with suppress(OSError):
+            self._helper_conn.send("stop")
+        self._helper_conn.close()
+        if self._helper.pid is None:
+            return  # never started
+        self._helper.join(timeout=20)
+        if self._helper.is_alive():
+            self._helper.kill()
+            self._helper.join(timeout=5)
