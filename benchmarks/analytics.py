@@ -131,12 +131,17 @@ def _child(kind: str, tmp: str, key: bytes, ingest_url: str, conn: Any) -> None:
     else:
         app = create_app(Aggregator(_settings(path, "helper", key, None, ingest_url)))
     with _serve(app) as url:
+        ready = time.process_time()
         conn.send(url)
         conn.recv()  # wait until told to stop
+        conn.send(time.process_time() - ready)  # CPU seconds spent serving
 
 
 @contextmanager
-def _process(kind: str, tmp: Path, key: bytes, ingest_url: str) -> Iterator[str]:
+def _process(
+    kind: str, tmp: Path, key: bytes, ingest_url: str, cpu: dict[str, float]
+) -> Iterator[str]:
+    """A server in a process of its own; on exit ``cpu[kind]`` is its serving CPU time."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(kind, str(tmp), key, ingest_url, child), daemon=True)
@@ -145,28 +150,30 @@ def _process(kind: str, tmp: Path, key: bytes, ingest_url: str) -> Iterator[str]
         yield str(parent.recv())
     finally:
         parent.send("stop")
+        cpu[kind] = float(parent.recv())
         proc.join(timeout=20)
 
 
 def service_collect(
     reports: list[SealedReport], leader: PrivateKey, helper: PrivateKey
-) -> tuple[float, float]:
-    """(seconds, leader CPU seconds) for the leader to collect and release ``reports``."""
+) -> tuple[float, dict[str, float]]:
+    """Seconds for the leader to collect and release ``reports``, and CPU seconds by role."""
     tmp = Path(tempfile.mkdtemp(prefix="phe-trace-bench-"))
     store = _ingest_app(tmp).state.analytics_ingest
     store.add([(DAY, METRIC, r.leader_share, r.helper_share) for r in reports])
+    cpu: dict[str, float] = {}
     with (
-        _process("ingest", tmp, b"", "") as ingest_url,
-        _process("helper", tmp, bytes(helper), ingest_url) as helper_url,
+        _process("ingest", tmp, b"", "", cpu) as ingest_url,
+        _process("helper", tmp, bytes(helper), ingest_url, cpu) as helper_url,
     ):
         leader_agg = Aggregator(_settings(tmp, "leader", bytes(leader), helper_url, ingest_url))
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu_start = time.perf_counter(), time.process_time()
         release = leader_agg.collect(DAY, METRIC)
-        seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+        seconds, cpu["leader"] = time.perf_counter() - start, time.process_time() - cpu_start
         leader_agg.close()
     assert release.report_count == len(reports)
     shutil.rmtree(tmp, ignore_errors=True)
-    return seconds, cpu_s
+    return seconds, cpu
 
 
 # --- one process: prepare and aggregate ---------------------------------------------------
@@ -341,7 +348,7 @@ def main() -> None:
         cpu_rate=round(n / batch_cpu, 1),
     )
 
-    service_s, leader_cpu = service_collect(reports[:service_n], leader, helper)
+    service_s, cpu = service_collect(reports[:service_n], leader, helper)
     service_rate = service_n / service_s
     emit(
         bench=BENCH,
@@ -353,8 +360,8 @@ def main() -> None:
         baseline="pair_open_prepare_aggregate",
         baseline_rate=round(rate, 1),
         ratio=round(service_rate / rate, 3),
-        leader_cpu_seconds=round(leader_cpu, 3),
-        processes="leader (this) + helper + key server",
+        cpu_seconds={role: round(v, 2) for role, v in sorted(cpu.items())},
+        processes="leader (this) + helper + key server, one each",
     )
     projected = service_n != TARGET_DEVICES
     day_s = service_s if not projected else TARGET_DEVICES / service_rate
