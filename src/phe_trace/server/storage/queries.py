@@ -69,6 +69,22 @@ _INSERT_COLUMNS = (
 )
 
 
+#: PostgreSQL types of :data:`_INSERT_COLUMNS`, for the arrays of :data:`_PG_INSERT`.
+_PG_TYPES = ("bytea", "text", "boolean", "bigint", "int", "int", "int", "int", "bigint", "int")
+#: The PostgreSQL publish insert: one array parameter per column, so the statement text
+#: and its parameter count do not depend on the number of keys (the driver caches and
+#: prepares it once).
+_PG_INSERT = (
+    f"INSERT INTO ks_exposures ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608
+    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_TYPES)}) "
+    "ON CONFLICT (key_data) DO NOTHING RETURNING key_data"
+)
+
+
+def _tuples(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [tuple(r[c] for c in _INSERT_COLUMNS) for r in rows]
+
+
 def _marks(conn: Connection, count: int) -> str:
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     return ", ".join([mark] * count)
@@ -78,24 +94,19 @@ def insert_new_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> se
     """Insert the rows whose key is not stored yet; returns the keys inserted.
 
     The publish hot path, in plain driver statements without SQLAlchemy's statement
-    machinery. PostgreSQL: one multi-row ``INSERT … ON CONFLICT (key_data) DO NOTHING
-    RETURNING key_data`` — one round trip and one statement where an ``executemany``
-    costs one execution per row; a key stored meanwhile by a concurrent request is left
-    as it is and not returned. SQLite (one writer at a time, in-process): which keys
-    exist, then one ``executemany`` of the others, faster there than a multi-row insert.
-    Any other constraint violation raises IntegrityError.
+    machinery. PostgreSQL: one ``INSERT … SELECT * FROM unnest(arrays) ON CONFLICT
+    (key_data) DO NOTHING RETURNING key_data`` — one round trip and one statement where
+    an ``executemany`` costs one execution per row; a key stored meanwhile by a
+    concurrent request is left as it is and not returned. SQLite (one writer at a time,
+    in-process): which keys exist, then one ``executemany`` of the others, faster there
+    than a multi-row insert. Any other constraint violation raises IntegrityError.
     """
     if not rows:
         return set()
     columns = ", ".join(_INSERT_COLUMNS)
     if conn.dialect.name == "postgresql":
-        one = f"({_marks(conn, len(_INSERT_COLUMNS))})"
-        result = conn.exec_driver_sql(
-            f"INSERT INTO ks_exposures ({columns}) "  # noqa: S608
-            f"VALUES {', '.join([one] * len(rows))} "
-            "ON CONFLICT (key_data) DO NOTHING RETURNING key_data",
-            tuple(r[c] for r in rows for c in _INSERT_COLUMNS),
-        )
+        columns_of_rows = zip(*_tuples(rows), strict=True)
+        result = conn.exec_driver_sql(_PG_INSERT, tuple(list(c) for c in columns_of_rows))
         return {bytes(r[0]) for r in result}
     keys = [r["key_data"] for r in rows]
     found = conn.exec_driver_sql(
@@ -103,7 +114,7 @@ def insert_new_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> se
         tuple(keys),
     ).all()
     stored = {bytes(r[0]) for r in found}
-    fresh = [tuple(r[c] for c in _INSERT_COLUMNS) for r in rows if r["key_data"] not in stored]
+    fresh = [t for t in _tuples(rows) if t[0] not in stored]
     if fresh:
         conn.exec_driver_sql(
             f"INSERT INTO ks_exposures ({columns}) "  # noqa: S608
