@@ -300,6 +300,10 @@ class FlpGeneric(Generic[M, R]):
         self.meas_len = valid.meas_len
         self.joint_rand_len = valid.joint_rand_len
         self.output_len = valid.output_len
+        #: Per gadget: (arity, length of its gadget polynomial) — how a proof is laid out.
+        self._layout = [
+            (g.arity, g.degree * (p - 1) + 1) for g, p in zip(valid.gadgets, self.p, strict=True)
+        ]
         #: Per gadget, row k holds ``α^(k·j)`` for each coefficient j of the gadget
         #: polynomial: its value at the k-th root of unity is one dot product.
         self._eval_rows = [
@@ -354,11 +358,11 @@ class FlpGeneric(Generic[M, R]):
         gadgets = self.valid.gadgets
         polys: list[list[int]] = []
         seeds: list[int] = []
-        for g, p in zip(gadgets, self.p, strict=True):
-            seeds += proof[: g.arity]
-            size = g.degree * (p - 1) + 1
-            polys.append(proof[g.arity : g.arity + size])
-            proof = proof[g.arity + size :]
+        at = 0
+        for arity, size in self._layout:
+            seeds += proof[at : at + arity]
+            polys.append(proof[at + arity : at + arity + size])
+            at += arity + size
         calls: list[list[list[int]]] = [[] for _ in gadgets]
         rows = self._eval_rows
 
@@ -376,17 +380,17 @@ class FlpGeneric(Generic[M, R]):
             v = out[0]
         verifier = [v]
         at = 0
-        for i, (g, p, t) in enumerate(zip(gadgets, self.p, query_rand, strict=True)):
+        for i, ((arity, _), p, t) in enumerate(zip(self._layout, self.p, query_rand, strict=True)):
             t_p = pow(t, p, q)
             if t_p == 1:
                 raise VerificationError
             # Wire j holds the seed at α^0, the j-th input of call k at α^k, then zeros.
             basis = lagrange_at(f, p, t, t_p, count=len(calls[i]) + 1)
             l0, lk = basis[0], basis[1:]
-            columns = zip(*calls[i], strict=True) if calls[i] else ([] for _ in range(g.arity))
-            for seed, column in zip(seeds[at : at + g.arity], columns, strict=True):
+            columns = zip(*calls[i], strict=True) if calls[i] else ([] for _ in range(arity))
+            for seed, column in zip(seeds[at : at + arity], columns, strict=True):
                 verifier.append((seed * l0 + sum(map(mul, column, lk))) % q)
-            at += g.arity
+            at += arity
             verifier.append(f.poly_eval(polys[i], t))
         return verifier
 
