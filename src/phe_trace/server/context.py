@@ -24,6 +24,7 @@ from .revision import RevisionKeyRing
 from .settings import ServerSettings
 from .signing import ensure_signing_key
 from .storage import create_engine_for, migrate
+from .storage.database import WalCheckpointer
 from .storage.queries import count_exposures
 from .validation import PublishRules
 
@@ -66,6 +67,8 @@ class ServerContext:
     #: rather than one per waiting request, so that queued requests do not contend for
     #: the interpreter lock and the database, and wait in arrival order.
     publish_executor: Executor = field(default_factory=lambda: _publish_executor(1))
+    #: SQLite only: checkpoints the WAL in the background, off the publish path.
+    checkpointer: WalCheckpointer | None = None
 
     @classmethod
     def open(
@@ -92,6 +95,9 @@ class ServerContext:
                 return float(count_exposures(conn))
 
         sqlite = engine.dialect.name == "sqlite"
+        checkpointer = WalCheckpointer(engine) if sqlite else None
+        if checkpointer is not None:
+            checkpointer.start()
         return cls(
             settings=settings,
             engine=engine,
@@ -108,6 +114,7 @@ class ServerContext:
             # busy handler, which sleeps in steps of up to 100 ms.
             write_lock=threading.Lock() if sqlite else contextlib.nullcontext(),
             publish_executor=_publish_executor(1 if sqlite else PUBLISH_THREADS_POSTGRESQL),
+            checkpointer=checkpointer,
         )
 
     def now(self) -> float:
@@ -115,6 +122,8 @@ class ServerContext:
         return self.clock()
 
     def close(self) -> None:
-        """Stop the publish threads and release database connections."""
+        """Stop the publish and checkpoint threads and release database connections."""
         self.publish_executor.shutdown(wait=True)
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
