@@ -30,7 +30,7 @@ from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 if TYPE_CHECKING:
     from .store import AgentStore
 
-__all__ = ["LEVELS", "Assessment", "add_windows", "assess", "rank"]
+__all__ = ["LEVELS", "Assessment", "add_windows", "assess", "decode_key", "encode_key", "rank"]
 
 #: Risk levels, lowest first.
 LEVELS = ("low", "high")
@@ -53,17 +53,28 @@ class Assessment:
     days: dict[str, tuple[str, float]]
 
 
+def encode_key(k: DiagnosisKey) -> list[Any]:
+    """A diagnosis key as a JSON list (how kept matches and open keys are sealed)."""
+    return [
+        k.key_data.hex(),
+        k.rolling_start_interval_number,
+        k.rolling_period,
+        k.transmission_risk_level,
+        int(k.report_type),
+        k.days_since_onset_of_symptoms,
+    ]
+
+
+def decode_key(d: list[Any]) -> DiagnosisKey:
+    """The inverse of :func:`encode_key`."""
+    kd, start, period, trl, rt, dsos = d
+    return DiagnosisKey(bytes.fromhex(kd), start, period, trl, ReportType(rt), dsos)
+
+
 def _encode(m: Match) -> dict[str, Any]:
-    k, s = m.diagnosis_key, m.sighting
+    s = m.sighting
     return {
-        "k": [
-            k.key_data.hex(),
-            k.rolling_start_interval_number,
-            k.rolling_period,
-            k.transmission_risk_level,
-            int(k.report_type),
-            k.days_since_onset_of_symptoms,
-        ],
+        "k": encode_key(m.diagnosis_key),
         "s": [
             s.rpi.hex(),
             s.aem.hex(),
@@ -78,9 +89,8 @@ def _encode(m: Match) -> dict[str, Any]:
 
 
 def _decode(d: dict[str, Any]) -> Match:
-    kd, start, period, trl, rt, dsos = d["k"]
     rpi, aem, rssi, t, corr, conf = d["s"]
-    key = DiagnosisKey(bytes.fromhex(kd), start, period, trl, ReportType(rt), dsos)
+    key = decode_key(d["k"])
     sighting = Sighting(
         bytes.fromhex(rpi), bytes.fromhex(aem), rssi, t, corr, CalibrationConfidence(conf)
     )

@@ -13,6 +13,16 @@ One check, :func:`run_sync`:
    matcher); build exposure windows and keep them (sealed) for 14 days;
 4. score all kept windows, store the result, and notify when the risk rises.
 
+Each key is matched against all stored sightings when its file is first checked. A
+sighting stored later can still match it only while the key's validity window, widened
+by the matcher's tolerance, has not ended: such *open* keys (a key published while still
+valid, or just after) are kept, sealed with the sync state, and matched again at each
+check until their window ends more than a scan period plus the clock-skew tolerance
+before the check; a match already kept is not counted twice. So the kept matches are
+those of matching every key ever checked against every stored sighting at each check.
+(Simplification: a sighting time-stamped earlier than that — a clock set back by more
+than the tolerance — is not matched against a key that is no longer open.)
+
 Files are marked processed only after their matches are stored, so a server that goes
 down mid-download loses nothing: the next check resumes with the first file not done.
 """
@@ -28,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from phe_trace.exposure import Sighting, match
+from phe_trace.crypto import INTERVAL_SECONDS
+from phe_trace.exposure import DEFAULT_TOLERANCE_INTERVALS, Sighting, match
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey
 from phe_trace.protocol.errors import ExportError
@@ -184,6 +195,40 @@ def _sightings(agent: Agent, keys: list[DiagnosisKey]) -> list[Sighting]:
     return candidate_sightings(plain, keys, agent.config.rssi_correction_db)
 
 
+def _open_until(key: DiagnosisKey) -> float:
+    """When the last sighting that ``key`` can match may have been heard (unix seconds)."""
+    end = key.rolling_start_interval_number + key.rolling_period + DEFAULT_TOLERANCE_INTERVALS
+    return float(end * INTERVAL_SECONDS)
+
+
+def _match_and_keep(
+    agent: Agent,
+    now: float,
+    new_keys: list[DiagnosisKey],
+    open_keys: list[list[Any]],
+    result: SyncResult,
+) -> list[list[Any]]:
+    """Match this check's keys and the still open ones; keep the matches (AGENT-15).
+
+    Returns the keys that stay open after this check (see the module docstring).
+    """
+    new = {_ident(k) for k in new_keys}
+    carried = [k for k in map(risk.decode_key, open_keys) if _ident(k) not in new]
+    checking = new_keys + carried
+    if checking:
+        found = match(checking, _sightings(agent, checking), workers=agent.config.match_workers)
+        first = [m for m in found.matches if _ident(m.diagnosis_key) in new]
+        result.new_windows = risk.add_windows(agent.store, first, now, superseded=new)
+        result.matched_sightings = len(first)
+        if len(first) < len(found.matches):  # open keys: count only what was not kept yet
+            later = [m for m in found.matches if _ident(m.diagnosis_key) not in new]
+            added = risk.add_windows(agent.store, later, now)
+            result.new_windows += added
+            result.matched_sightings += added
+    margin = agent.config.scan_period_s + agent.config.clock_skew_tolerance_s
+    return [risk.encode_key(k) for k in checking if _open_until(k) > now - margin]
+
+
 def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResult:
     """One check for exposures (see the module docstring)."""
     result = SyncResult()
@@ -202,15 +247,9 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
     diagnosis_keys = _current_keys(verified, own={k.key_data for k in agent.store.teks()})
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
-    if diagnosis_keys:
-        sightings = _sightings(agent, diagnosis_keys)
-        matched = match(diagnosis_keys, sightings, workers=agent.config.match_workers)
-        result.matched_sightings = len(matched.matches)
-        result.new_windows = risk.add_windows(
-            agent.store, matched.matches, now, superseded={_ident(k) for k in diagnosis_keys}
-        )
+    still_open = _match_and_keep(agent, now, diagnosis_keys, state.get("open_keys", []), result)
     processed.update(path for path, _ in verified)
-    agent.store.put_meta("sync", {"processed": sorted(processed)})
+    agent.store.put_meta("sync", {"processed": sorted(processed), "open_keys": still_open})
     assessment = risk.assess(agent.store, now, agent.exposure_config)
     result.risk_level = assessment.level
     result.last_exposure_day = assessment.last_exposure_day
