@@ -8,7 +8,8 @@ devices with one keep-alive httpx connection. Cases (one JSON line each):
 - ``certificate``: ``POST /api/certificate`` with the n tokens (claim + ES256 signature).
 
 Each is compared with the same endpoint answering a chaff request (``X-Chaff``: same
-HTTP, JSON and padding path, no database or signature) measured in the same run; the
+HTTP, JSON and padding path and the same admission reads — API key, maintenance mode —
+but no write and no signature) measured in the same run; the
 ratio says what the real work costs on top of the HTTP round trip. Latency percentiles
 (``p50_ms``, ``p95_ms``) are per request, sequential.
 
@@ -99,7 +100,7 @@ def _emit(case: str, times: list[float], base: list[float], what: str) -> None:
         seconds=round(seconds, 4),
         rate=round(rate, 1),
         unit="requests/s",
-        baseline=f"chaff {what} (same endpoint, no database or signature)",
+        baseline=f"chaff {what} (same endpoint, admission reads only, no write or signature)",
         baseline_rate=round(base_rate, 1),
         ratio=round(rate / base_rate, 3),
         p50_ms=round(statistics.median(times) * 1000, 2),
