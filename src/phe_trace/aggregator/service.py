@@ -48,6 +48,9 @@ __all__ = ["Aggregator", "Release"]
 log = logging.getLogger("phe_trace.aggregator")
 #: Boxes per page fetched from the key server, and reports per prepare request.
 _PAGE = 2000
+#: The helper answers a pull once it has fetched and opened the whole day's boxes, which
+#: takes longer than any other request as the day grows.
+_PULL_TIMEOUT = httpx.Timeout(60.0, read=900.0)
 #: What aggregation reads of an accepted report.
 _AGGREGATE_COLUMNS = (shares.c.report_id, shares.c.out_share)
 #: What preparation reads of a pending report.
@@ -375,11 +378,13 @@ class Aggregator:
     def _peer(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self.settings.helper_url is not None
         token = self.settings.peer_token.get_secret_value()
+        extra: dict[str, Any] = {"timeout": _PULL_TIMEOUT} if endpoint == "pull" else {}
         try:
             resp = self.http.post(
                 f"{self.settings.helper_url.rstrip('/')}/v1/aggregator/{endpoint}",
                 json=body,
                 headers={"Authorization": f"Bearer {token}"},
+                **extra,
             )
         except httpx.HTTPError as exc:
             raise PeerError(f"helper unreachable: {exc}") from None
