@@ -16,6 +16,7 @@ import numpy as np
 
 from phe_trace.agent import Agent, AgentConfig, AgentError
 from phe_trace.agent.radio.sim import SimRadio
+from phe_trace.agent.records import iter_sighting_fields
 
 from .world import City, IntArray
 
@@ -90,9 +91,12 @@ class Fleet:
             self._last[person] = now
 
     def sightings(self, person: int) -> list[tuple[bytes, bytes, float, int]]:
-        """What ``person``'s agent stored, read back from its sealed store."""
+        """What ``person``'s agent stored, read back from its sealed store (through the
+        path its checks read, which opens only rows it has not opened before)."""
         return [
-            (r.rpi, r.aem, r.unix_time, r.rssi_mean) for r in self.agents[person].store.sightings()
+            (rpi, aem, t, rssi_mean)
+            for plain in self.agents[person].store.sighting_plaintexts()
+            for rpi, aem, t, _, _, rssi_mean, _ in iter_sighting_fields(plain)
         ]
 
     def close(self) -> None:

@@ -80,7 +80,13 @@ class SimRadio:
 
     @property
     def address(self) -> str | None:
-        """The simulated random address of the current advertisement (None if silent)."""
+        """The simulated random address of the current advertisement (None if silent).
+
+        Drawn when first read after a change of payload (a simulator with thousands of
+        radios that never reads it draws none); it stays the same until the next change.
+        """
+        if self._payload is not None and self._address is None:
+            self._address = _random_address()
         return self._address
 
     def current_payload(self) -> bytes | None:
@@ -102,7 +108,7 @@ class SimRadio:
         """Advertise ``service_data`` from a new address (start or rotation, one step)."""
         self._check_open()
         self._payload = check_payload(service_data)
-        self._address = _random_address()
+        self._address = None  # a new one, drawn when read (see ``address``)
         self.rotations += 1
 
     def clear_payload(self) -> None:
