@@ -262,11 +262,23 @@ def test_matching_reads_what_is_in_the_database_even_when_changed_behind_it(
     store.close()
 
 
-def test_keys_read_back_follow_the_database(tmp_path: Path) -> None:
-    """A key row replaced by another connection is read as it is now. (SPEC AGENT-7)"""
+def test_keys_and_state_read_back_follow_the_database(tmp_path: Path) -> None:
+    """Key and state rows changed by another connection are read as they are now.
+
+    (SPEC AGENT-7)
+    """
     store = AgentStore.open(tmp_path / "d")
     _fill(store)
     assert store.teks()[0].key_data == TEK
+    assert store.get_meta("report") == {"revision_token": "secret-token-value"}
+    with sqlite3.connect(tmp_path / "d" / DB_NAME) as conn:
+        [(sealed,)] = conn.execute("SELECT sealed FROM meta WHERE name = 'sync'").fetchall()
+        conn.execute("UPDATE meta SET sealed = ? WHERE name = 'report'", (sealed,))
+    before = store.unreadable_records
+    assert store.get_meta("report") is None  # sealed as another record: does not open
+    assert store.unreadable_records == before + 1
+    store.put_meta("report", {"revision_token": "another"})
+    assert store.get_meta("report") == {"revision_token": "another"}
     with sqlite3.connect(tmp_path / "d" / DB_NAME) as conn:
         [(sealed,)] = conn.execute("SELECT sealed FROM tek").fetchall()
         conn.execute("UPDATE tek SET sealed = ?", (sealed + b"\x00",))  # no longer opens

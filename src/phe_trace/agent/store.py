@@ -9,10 +9,11 @@ keeps the per-record cost low at 14 days × 288 windows.
 
 Opened records are remembered in memory only, in this process, so a daily check does not
 open 14 days of sightings again (:class:`_SightingDay`): per UTC day, the opened rows and a
-BLAKE2b digest of the sealed rows they came from. Each read compares that digest with the
-rows in the database, so a row added, deleted or altered by anyone else is opened afresh
-(and a tampered one still counts as unreadable). Nothing opened is ever written back; the
-remembered days go with the purge and with :meth:`AgentStore.close`.
+BLAKE2b digest of the sealed rows they came from; keys and state records with the sealed
+row itself. Each read compares these with the rows in the database, so a row added,
+deleted or altered by anyone else is opened afresh (and a tampered one still counts as
+unreadable). Nothing opened is ever written back; what is remembered goes with the purge
+and with :meth:`AgentStore.close`.
 
 Deleting ``store.key`` makes every sealed record unreadable (``wipe`` deletes it first).
 """
@@ -117,9 +118,11 @@ class AgentStore:
         #: Records that failed to open since the store was opened (tampered or damaged).
         self.unreadable_records = 0
         #: Opened records, in memory only (see the module docstring): sightings per UTC
-        #: day, keys per day with the sealed row they were opened from.
+        #: day; keys per day and state records per name, each with the sealed row it was
+        #: opened from.
         self._sighting_days: dict[int, _SightingDay] = {}
         self._tek_rows: dict[int, tuple[bytes, StoredKey]] = {}
+        self._meta_rows: dict[str, tuple[bytes, bytes]] = {}
         #: Set by the first read of the sightings for matching: from then on new rows are
         #: remembered as they are sealed (a process that never checks keeps nothing).
         self._reading_sightings = False
@@ -207,6 +210,7 @@ class AgentStore:
     def _forget(self) -> None:
         self._sighting_days.clear()
         self._tek_rows.clear()
+        self._meta_rows.clear()
 
     # -- sealing helpers ---------------------------------------------------------------
 
@@ -339,10 +343,13 @@ class AgentStore:
         row = self._conn.execute("SELECT sealed FROM meta WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
-        plain = self._open(f"meta/{name}", row[0])
-        if plain is None:
-            return None
-        value = json.loads(plain)
+        known = self._meta_rows.get(name)
+        if known is None or known[0] != row[0]:
+            plain = self._open(f"meta/{name}", row[0])
+            if plain is None:
+                return None
+            known = self._meta_rows[name] = (row[0], plain)
+        value = json.loads(known[1])
         if not isinstance(value, dict):
             raise StoreError(f"stored value {name!r} is not an object")
         return value
@@ -356,6 +363,7 @@ class AgentStore:
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta (name, sealed) VALUES (?, ?)", (name, sealed)
             )
+        self._meta_rows[name] = (sealed, plain)
 
     # -- check results -----------------------------------------------------------------
 
