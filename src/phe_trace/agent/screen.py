@@ -5,8 +5,8 @@ that match none of them. Turning every stored record into a matcher value
 (:class:`phe_trace.exposure.Sighting`, checked field by field) costs more than the match,
 so the records are screened first: the first 8 bytes of every identifier of every key
 (derived with :func:`phe_trace.crypto.batch.rpis_into`) are looked up among the first 8
-bytes of the stored identifiers, vectorised, and only the records that pass become
-matcher values.
+bytes of the stored identifiers (a table of flags first, then a binary search), vectorised,
+and only the records that pass become matcher values.
 
 The screen passes a superset of what can match — :func:`phe_trace.exposure.match` still
 compares all 16 bytes and the time window — so the matches are exactly the matcher's on
@@ -37,6 +37,10 @@ __all__ = ["SCREEN_MAX_KEYS", "candidate_sightings"]
 SCREEN_MAX_KEYS = 32_768
 #: Keys whose identifiers are derived at once (2.4 MB of identifiers).
 _BLOCK_KEYS = 1024
+#: The flag table: between 2^16 and 2^22 flags, about 64 per stored record.
+_MIN_TABLE_BITS = 16
+_MAX_TABLE_BITS = 22
+_TABLE_SPARSITY = 64
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -48,13 +52,32 @@ def _heads(plain: bytes) -> npt.NDArray[np.uint64]:
     return np.ndarray((n,), dtype="<u8", buffer=plain, offset=0, strides=(size,))
 
 
-def _seen_heads(
-    keys: Sequence[DiagnosisKey], sorted_heads: npt.NDArray[np.uint64]
-) -> npt.NDArray[np.uint64] | None:
-    """The values of ``sorted_heads`` that begin an identifier of one of ``keys``
-    (``None``: the derivation refused a key)."""
+class _Heads:
+    """The stored heads, sorted, behind a table of one-byte flags addressed by their low
+    bits (at most 4 MiB, about 64 flags per head): most derived identifiers are turned
+    away by one table lookup, and only the few that pass are searched for."""
+
+    def __init__(self, heads: npt.NDArray[np.uint64]) -> None:
+        self.sorted = np.sort(heads)
+        bits = _MIN_TABLE_BITS
+        while (1 << bits) < _TABLE_SPARSITY * len(heads) and bits < _MAX_TABLE_BITS:
+            bits += 1
+        self.mask = np.uint64((1 << bits) - 1)
+        self.table = np.zeros(1 << bits, dtype=np.bool_)
+        self.table[(heads & self.mask).astype(np.intp)] = True
+
+    def seen(self, derived: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """The values of ``derived`` that are stored heads."""
+        candidates = derived[np.take(self.table, (derived & self.mask).astype(np.intp))]
+        at = np.minimum(np.searchsorted(self.sorted, candidates), len(self.sorted) - 1)
+        seen: npt.NDArray[np.uint64] = candidates[self.sorted[at] == candidates]
+        return seen
+
+
+def _seen_heads(keys: Sequence[DiagnosisKey], heads: _Heads) -> npt.NDArray[np.uint64] | None:
+    """The stored heads that begin an identifier of one of ``keys`` (``None``: the
+    derivation refused a key)."""
     buf = bytearray(_BLOCK_KEYS * TEK_ROLLING_PERIOD * RPI_LENGTH)
-    last = len(sorted_heads) - 1
     found = []
     for b in range(0, len(keys), _BLOCK_KEYS):
         block = keys[b : b + _BLOCK_KEYS]
@@ -67,9 +90,7 @@ def _seen_heads(
             )
         except (PheTraceError, TypeError, ValueError, OverflowError):
             return None
-        derived = np.frombuffer(buf, dtype="<u8", count=nbytes // 8)[0::2]
-        at = np.minimum(np.searchsorted(sorted_heads, derived), last)
-        found.append(derived[sorted_heads[at] == derived])
+        found.append(heads.seen(np.frombuffer(buf, dtype="<u8", count=nbytes // 8)[0::2]))
     return np.concatenate(found) if found else np.zeros(0, dtype=np.uint64)
 
 
@@ -78,7 +99,7 @@ def _passing(plain: bytes, keys: Sequence[DiagnosisKey]) -> BoolArray:
     heads = _heads(plain)
     if len(keys) > SCREEN_MAX_KEYS or not len(heads):
         return np.ones(len(heads), dtype=np.bool_)
-    seen = _seen_heads(keys, np.sort(heads))
+    seen = _seen_heads(keys, _Heads(heads))
     if seen is None:
         return np.ones(len(heads), dtype=np.bool_)
     return np.isin(heads, seen)
