@@ -21,9 +21,11 @@ Cases (one JSON line each; the metric is ``days_to_notification``, Prio3Histogra
 * ``day_of_100k_devices`` — seconds for 100,000 reports: ``service`` through the real
   service (measured when ``--service-n 100000``, else projected from the measured service
   rate, ``projected: true``) and ``pair_seconds`` at the one-process rate. Target ≤ 60 s.
+  ``cpu_seconds`` gives each process's CPU time for that day and ``cpu_floor_seconds`` the
+  least wall time two idle cores could take for it (the busiest process, or the total
+  over two cores) — on a shared, loaded machine the wall clock overstates the work.
 
-``cpu_seconds`` is this process's CPU time: on a shared, loaded machine the wall clock
-overstates the work.
+``cpu_seconds`` elsewhere is this process's CPU time (the service case: by process).
 
 Usage: ``python benchmarks/analytics.py [--n N] [--service-n N] [--quick]``.
 """
@@ -363,6 +365,9 @@ def main() -> None:
         cpu_seconds={role: round(v, 2) for role, v in sorted(cpu.items())},
         processes="leader (this) + helper + key server, one each",
     )
+    # The least wall time two otherwise idle cores could take for the CPU the three
+    # processes used (the busiest one, or all of it spread over both cores).
+    cpu_floor = max(max(cpu.values()), sum(cpu.values()) / 2)
     projected = service_n != TARGET_DEVICES
     day_s = service_s if not projected else TARGET_DEVICES / service_rate
     emit(
@@ -381,6 +386,8 @@ def main() -> None:
         target_met=day_s <= TARGET_SECONDS,
         pair_seconds=round(TARGET_DEVICES / rate, 2),
         pair_projected=n != TARGET_DEVICES,
+        cpu_seconds={role: round(v * TARGET_DEVICES / service_n, 2) for role, v in cpu.items()},
+        cpu_floor_seconds=round(cpu_floor * TARGET_DEVICES / service_n, 2),
     )
 
 
