@@ -170,9 +170,7 @@ class AggregateView:
         try:
             self._helper.start()
             child.close()
-            if not self._helper_conn.poll(_HELPER_START_S):
-                raise SimBackendError("the helper aggregator did not start serving")
-            self.helper_url = str(self._helper_conn.recv())
+            self.helper_url = self._helper_started()
             self._leader_settings = settings("leader", self.helper_url)
             self.leader = Aggregator(self._leader_settings)
             self.leader_url = serve(create_app(self.leader))
@@ -318,6 +316,15 @@ class AggregateView:
             self.leader.close()
             self.leader = None
         self._stop_helper()
+
+    def _helper_started(self) -> str:
+        """The helper's URL, once its process serves (or an error if it never does)."""
+        try:
+            if self._helper_conn.poll(_HELPER_START_S):
+                return str(self._helper_conn.recv())
+        except (EOFError, OSError):
+            pass  # the process ended before it served
+        raise SimBackendError("the helper aggregator's process did not start serving")
 
     def _stop_helper(self) -> None:
         if self._helper_conn.closed:
