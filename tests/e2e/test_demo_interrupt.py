@@ -31,6 +31,7 @@ def test_ctrl_c_stops_the_demo_and_its_servers(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,  # its own process group, as a job in a terminal
     )
     try:
         deadline = time.monotonic() + 120
@@ -39,11 +40,11 @@ def test_ctrl_c_stops_the_demo_and_its_servers(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the demo never started its servers"
             time.sleep(0.1)
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert "Traceback" not in err

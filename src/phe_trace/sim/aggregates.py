@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
@@ -83,16 +85,45 @@ def _shard_and_upload(
     return len(observations)
 
 
+def _ignore_ctrl_c() -> None:
+    """Children of the demo leave Ctrl-C to the demo, which stops them in order.
+
+    A terminal sends SIGINT to the whole process group; without this each child would
+    print its own KeyboardInterrupt traceback while the demo shuts down.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def _children_born_ignoring_ctrl_c() -> Iterator[None]:
+    """Processes started inside this block ignore SIGINT from their first instruction.
+
+    An ignored SIGINT survives ``exec`` and Python then installs no KeyboardInterrupt
+    handler, so a Ctrl-C that arrives while a child is still importing cannot print a
+    traceback either. Outside the main thread signal dispositions cannot change: no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _serve_helper(settings: AggregatorSettings, conn: Connection) -> None:
     """The helper's process: serve it on a loopback port, send the URL, stop when told."""
     from .live import _Uvicorn
 
+    _ignore_ctrl_c()
     helper = Aggregator(settings)
     server = _Uvicorn(create_app(helper))
     try:
-        conn.send(server.start())
-        with suppress(EOFError, KeyboardInterrupt):
-            conn.recv()  # "stop", or the demo's end closing the pipe
+        with suppress(OSError):  # the demo stopped before the helper served: just end
+            conn.send(server.start())
+            with suppress(EOFError):
+                conn.recv()  # "stop", or the demo's end closing the pipe
     finally:
         server.stop()
         helper.close()
@@ -151,12 +182,17 @@ class AggregateView:
             )
 
         cpus = os.cpu_count() or 1
+        pool_size = workers or max(1, min(4, cpus))
         self._pool = ProcessPoolExecutor(
-            max_workers=workers or max(1, min(4, cpus)), mp_context=get_context("spawn")
+            max_workers=pool_size,
+            mp_context=get_context("spawn"),
+            initializer=_ignore_ctrl_c,
         )
         self._pending: list[Future[int]] = []
         #: The leader collects in one process of its own, one day after the other.
-        self._collector = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+        self._collector = ProcessPoolExecutor(
+            max_workers=1, mp_context=get_context("spawn"), initializer=_ignore_ctrl_c
+        )
         self._uploads: dict[int, list[Future[int]]] = {}
         self._collecting: dict[int, Future[dict[str, str]]] = {}
         #: simulated day → (UTC day number, devices, true totals per metric)
@@ -168,7 +204,13 @@ class AggregateView:
             target=_serve_helper, args=(helper_settings, child), daemon=True, name="demo-helper"
         )
         try:
-            self._helper.start()
+            with _children_born_ignoring_ctrl_c():
+                self._helper.start()
+                # Every pool worker is started now (one quick task per worker), so none is
+                # born later outside this block.
+                for pool, n in ((self._pool, pool_size), (self._collector, 1)):
+                    for _ in range(n):
+                        pool.submit(os.getpid)
             child.close()
             self.helper_url = self._helper_started()
             self._leader_settings = settings("leader", self.helper_url)
