@@ -37,7 +37,8 @@ class Dropper:
         self.dropped = 0
 
     def __call__(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if self.budget <= 0 or not statement.startswith("INSERT INTO ks_used_certificates"):
+        marker = "INSERT INTO ks_used_certificates"  # alone, or first in a WITH
+        if self.budget <= 0 or marker not in statement:
             return
         import psycopg
 

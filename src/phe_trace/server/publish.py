@@ -189,8 +189,7 @@ def _store_once(
         with ctx.write_lock, ctx.engine.begin() as conn:
             # kept while the certificate could still verify: until exp + clock skew
             keep_until = claims.expires_at + ctx.settings.certificate_clock_skew_seconds
-            queries.mark_certificate_used(conn, digest, keep_until)
-            inserted = queries.insert_new_exposures(conn, fresh)
+            inserted = queries.mark_certificate_and_insert(conn, digest, keep_until, fresh)
             others = [a for a in accepted if a.key.key_data not in inserted]
             existing = queries.existing_exposures(conn, [a.key.key_data for a in others])
             revisions = _plan_revisions(request, others, existing, previous)

@@ -21,6 +21,8 @@ __all__ = [
     "count_exposures",
     "existing_exposures",
     "insert_exposures",
+    "insert_new_exposures",
+    "mark_certificate_and_insert",
     "mark_certificate_used",
     "revise_exposure",
 ]
@@ -81,6 +83,13 @@ _PG_INSERT = (
 )
 
 
+#: :data:`_PG_INSERT` after the certificate marker's insert, as one statement.
+_PG_MARK_AND_INSERT = (
+    "WITH used AS (INSERT INTO ks_used_certificates (digest, expires_at) "
+    "VALUES (%s::bytea, %s::bigint)) " + _PG_INSERT
+)
+
+
 def _tuples(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [tuple(r[c] for c in _INSERT_COLUMNS) for r in rows]
 
@@ -122,6 +131,25 @@ def insert_new_exposures(conn: Connection, rows: Sequence[dict[str, Any]]) -> se
             fresh,
         )
     return {f[0] for f in fresh}
+
+
+def mark_certificate_and_insert(
+    conn: Connection, digest: bytes, expires_at: int, rows: Sequence[dict[str, Any]]
+) -> set[bytes]:
+    """:func:`mark_certificate_used` and :func:`insert_new_exposures` in one transaction.
+
+    On PostgreSQL, with rows to insert, one statement (the marker in a data-modifying
+    ``WITH``): one round trip less. A used certificate raises IntegrityError either way,
+    and nothing of the statement is stored.
+    """
+    if conn.dialect.name != "postgresql" or not rows:
+        mark_certificate_used(conn, digest, expires_at)
+        return insert_new_exposures(conn, rows)
+    columns_of_rows = zip(*_tuples(rows), strict=True)
+    result = conn.exec_driver_sql(
+        _PG_MARK_AND_INSERT, (digest, expires_at, *(list(c) for c in columns_of_rows))
+    )
+    return {bytes(r[0]) for r in result}
 
 
 def revise_exposure(conn: Connection, key_data: bytes, values: dict[str, Any]) -> bool:
