@@ -3,7 +3,7 @@
 Every app user's device uploads, once per simulated day, its four daily metrics
 (:data:`phe_trace.analytics.METRICS`: notified, risk-level histogram, days from exposure to
 notification, reported positive), each sharded with Prio3 and sealed to the two
-aggregators' keys (:func:`phe_trace.analytics.daily_reports`), in one
+aggregators' keys (:func:`phe_trace.analytics.daily_reports_batch`), in one
 ``POST /v1/analytics/reports`` to the real key server. Sharding is the device's work, so
 it runs in a process pool beside the simulation (each worker plays devices and posts over
 HTTP with one connection of its own), not in the simulation's own process.
@@ -38,7 +38,13 @@ from typing import Any
 import httpx
 
 from phe_trace.aggregator import Aggregator, AggregatorSettings, BatchTooSmall, create_app
-from phe_trace.analytics import METRICS, DailyObservation, daily_reports, encode_daily, upload_body
+from phe_trace.analytics import (
+    METRICS,
+    DailyObservation,
+    daily_reports_batch,
+    encode_daily,
+    upload_body,
+)
 from phe_trace.analytics.dp import noise_std
 
 from .errors import SimBackendError
@@ -72,13 +78,18 @@ def _shard_and_upload(
     day: int,
     observations: list[DailyObservation],
 ) -> int:
-    """A worker plays ``observations``' devices: each shards, seals and posts its own body."""
+    """A worker plays ``observations``' devices: each shards, seals and posts its own body.
+
+    The devices' sharding is computed together (:func:`daily_reports_batch`: the same
+    reports, each device with its own nonces and randomness, the arithmetic batched),
+    then each device posts its own body as it would from its own phone.
+    """
     global _WORKER_CLIENT
     if _WORKER_CLIENT is None:
         _WORKER_CLIENT = httpx.Client(timeout=60.0)
     client = _WORKER_CLIENT
-    for obs in observations:
-        body = upload_body(daily_reports(obs, day, *keys))
+    for reports in daily_reports_batch(observations, day, *keys):
+        body = upload_body(reports)
         resp = client.post(f"{ingest_url}/v1/analytics/reports", json=body)
         if resp.status_code != 202:
             raise SimBackendError(f"analytics upload refused: HTTP {resp.status_code}")
