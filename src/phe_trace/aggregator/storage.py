@@ -80,4 +80,9 @@ def create_engine_for(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_wal)
     metadata.create_all(engine, checkfirst=True)
+    # create_all skips the indexes of a table that already exists: a database made by an
+    # earlier version gets the ones added since.
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
     return engine
