@@ -9,11 +9,11 @@ keeps the per-record cost low at 14 days × 288 windows.
 
 Opened records are remembered in memory only, in this process, so a daily check does not
 open 14 days of sightings again (:class:`_SightingDay`): per UTC day, the opened rows and a
-BLAKE2b digest of the sealed rows they came from; keys and state records with the sealed
-row itself. Each read compares these with the rows in the database, so a row added,
-deleted or altered by anyone else is opened afresh (and a tampered one still counts as
-unreadable). Nothing opened is ever written back; what is remembered goes with the purge
-and with :meth:`AgentStore.close`.
+BLAKE2b digest of the sealed rows they came from; keys with the sealed row itself; state
+records without their padding, with a digest of the sealed row. Each read compares these
+with the rows in the database, so a row added, deleted or altered by anyone else is opened
+afresh (and a tampered one still counts as unreadable). Nothing opened is ever written
+back; what is remembered goes with the purge and with :meth:`AgentStore.close`.
 
 Deleting ``store.key`` makes every sealed record unreadable (``wipe`` deletes it first).
 """
@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS check_result (
 def utc_day(unix_seconds: float) -> int:
     """The UTC day number (days since 1970-01-01) of a unix time."""
     return int(unix_seconds // SECONDS_PER_DAY)
+
+
+def _sealed_digest(sealed: bytes) -> bytes:
+    """What a remembered state record is compared by: a digest of its sealed row."""
+    return hashlib.blake2b(sealed, digest_size=32, person=b"phe-trace/meta").digest()
 
 
 def _row_digest() -> Any:
@@ -343,12 +348,13 @@ class AgentStore:
         row = self._conn.execute("SELECT sealed FROM meta WHERE name = ?", (name,)).fetchone()
         if row is None:
             return None
+        digest = _sealed_digest(row[0])
         known = self._meta_rows.get(name)
-        if known is None or known[0] != row[0]:
+        if known is None or known[0] != digest:
             plain = self._open(f"meta/{name}", row[0])
             if plain is None:
                 return None
-            known = self._meta_rows[name] = (row[0], plain)
+            known = self._meta_rows[name] = (digest, plain.rstrip(b" "))
         value = json.loads(known[1])
         if not isinstance(value, dict):
             raise StoreError(f"stored value {name!r} is not an object")
@@ -363,7 +369,7 @@ class AgentStore:
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta (name, sealed) VALUES (?, ?)", (name, sealed)
             )
-        self._meta_rows[name] = (sealed, plain)
+        self._meta_rows[name] = (_sealed_digest(sealed), plain.rstrip(b" "))
 
     # -- check results -----------------------------------------------------------------
 
