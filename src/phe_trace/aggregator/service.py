@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,10 @@ _PAGE = 2000
 #: The helper answers a pull once it has fetched and opened the whole day's boxes, which
 #: takes longer than any other request as the day grows.
 _PULL_TIMEOUT = httpx.Timeout(60.0, read=900.0)
+#: A page fetch that times out, cannot connect or meets a 502/503/504 is tried again after
+#: these pauses (seconds); the cursor makes a repeated page harmless.
+_FETCH_RETRY_PAUSES = (1.0, 3.0, 9.0)
+_TRANSIENT_STATUS = frozenset({502, 503, 504})
 #: What aggregation reads of an accepted report.
 _AGGREGATE_COLUMNS = (shares.c.report_id, shares.c.out_share)
 #: What preparation reads of a pending report.
@@ -138,27 +143,42 @@ class Aggregator:
         kept = 0
         seen = self._seen(day, metric)  # read once: a page checks only against memory
         while True:
-            try:
-                resp = self.http.get(
-                    f"{self.settings.ingest_url.rstrip('/')}/v1/analytics/shares",
-                    params={
-                        "role": role,
-                        "day": day,
-                        "metric": metric,
-                        "after": after,
-                        "limit": _PAGE,
-                    },
-                    headers=headers,
-                )
-                resp.raise_for_status()
-                page = resp.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                raise PeerError(f"cannot fetch shares from the key server: {exc}") from None
+            page = self._fetch_page(
+                {"role": role, "day": day, "metric": metric, "after": after, "limit": _PAGE},
+                headers,
+            )
             kept += self._store_boxes(day, metric, page["shares"], seen)
             after = int(page["next_after"])
             self._save_cursor(day, metric, after)
             if len(page["shares"]) < _PAGE:
                 return kept
+
+    def _fetch_page(self, params: dict[str, Any], headers: dict[str, str]) -> Any:
+        """One page of boxes from the key server, retrying what is transient."""
+        url = f"{self.settings.ingest_url.rstrip('/')}/v1/analytics/shares"
+        for attempt, pause in enumerate((*_FETCH_RETRY_PAUSES, None)):
+            try:
+                resp = self.http.get(url, params=params, headers=headers)
+                if resp.status_code in _TRANSIENT_STATUS and pause is not None:
+                    raise httpx.HTTPStatusError("transient", request=resp.request, response=resp)
+                resp.raise_for_status()
+                return resp.json()
+            except (httpx.TimeoutException, httpx.TransportError, httpx.HTTPStatusError) as exc:
+                transient = not isinstance(exc, httpx.HTTPStatusError) or (
+                    exc.response.status_code in _TRANSIENT_STATUS
+                )
+                if not transient or pause is None:
+                    raise PeerError(f"cannot fetch shares from the key server: {exc}") from None
+                log.warning(
+                    "fetching shares from the key server failed (%s); try %d again in %.0f s",
+                    type(exc).__name__,
+                    attempt + 2,
+                    pause,
+                )
+                time.sleep(pause)
+            except ValueError as exc:
+                raise PeerError(f"cannot fetch shares from the key server: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _store_boxes(
         self,

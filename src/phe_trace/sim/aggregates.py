@@ -37,7 +37,13 @@ from typing import Any
 
 import httpx
 
-from phe_trace.aggregator import Aggregator, AggregatorSettings, BatchTooSmall, create_app
+from phe_trace.aggregator import (
+    Aggregator,
+    AggregatorSettings,
+    BatchTooSmall,
+    PeerError,
+    create_app,
+)
 from phe_trace.analytics import (
     METRICS,
     DailyObservation,
@@ -150,6 +156,8 @@ def _collect_day(settings: AggregatorSettings, day: int) -> dict[str, str]:
                 leader.collect(day, metric)
             except BatchTooSmall as exc:
                 refused[metric] = str(exc)
+            except PeerError as exc:  # shown in the report; the demo's other days go on
+                refused[metric] = f"collection failed: {exc}"
     finally:
         leader.close()
     return refused
@@ -290,10 +298,13 @@ class AggregateView:
                     got = published.get(metric)
                     if got is None:
                         entry["released"] = None
+                        reason = refused.get((number, metric))
                         entry["status"] = (
-                            f"not released (below minimum batch {self.min_batch_size})"
-                            if (number, metric) in refused
-                            else "not released"
+                            "not released"
+                            if reason is None
+                            else f"not released ({reason})"
+                            if reason.startswith("collection failed")
+                            else f"not released (below minimum batch {self.min_batch_size})"
                         )
                     else:
                         error = [
