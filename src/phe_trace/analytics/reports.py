@@ -25,7 +25,7 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from .batch import shard_batch
 from .errors import EncodingError, VerificationError
-from .metrics import METRICS, DailyObservation, context_for, encode_daily
+from .metrics import METRICS, DailyObservation, Metric, context_for, encode_daily
 from .prio3 import NONCE_SIZE, InputShare
 
 __all__ = [
@@ -73,6 +73,16 @@ def _payload(metric_id: int, day: int, nonce: bytes, public: bytes, share: bytes
     return _HEADER.pack(PAYLOAD_VERSION, metric_id, day, nonce, len(public)) + public + share
 
 
+def _checked_spec(metric: str, day: int) -> Metric:
+    """The metric's specification, refusing an unknown metric or a day out of range."""
+    spec = METRICS.get(metric)
+    if spec is None:
+        raise EncodingError(f"unknown metric {metric!r}")
+    if not 0 <= day < 2**32:
+        raise EncodingError("day out of range")
+    return spec
+
+
 def make_report(
     metric: str,
     measurement: Any,
@@ -83,11 +93,7 @@ def make_report(
     nonce: bytes | None = None,
 ) -> SealedReport:
     """Shard ``measurement`` of ``metric`` for ``day`` and seal each share (device side)."""
-    spec = METRICS.get(metric)
-    if spec is None:
-        raise EncodingError(f"unknown metric {metric!r}")
-    if not 0 <= day < 2**32:
-        raise EncodingError("day out of range")
+    spec = _checked_spec(metric, day)
     vdaf = spec.vdaf()
     nonce = nonce if nonce is not None else os.urandom(NONCE_SIZE)
     rand = rand if rand is not None else os.urandom(vdaf.rand_size)
@@ -109,11 +115,7 @@ def make_reports(
 ) -> list[SealedReport]:
     """:func:`make_report` for many measurements of one metric and day, each with fresh
     nonce and randomness; sharded as one batch (:func:`batch.shard_batch`)."""
-    spec = METRICS.get(metric)
-    if spec is None:
-        raise EncodingError(f"unknown metric {metric!r}")
-    if not 0 <= day < 2**32:
-        raise EncodingError("day out of range")
+    spec = _checked_spec(metric, day)
     vdaf = spec.vdaf()
     n = len(measurements)
     nonce_bytes = os.urandom(n * NONCE_SIZE)
