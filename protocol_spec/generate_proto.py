@@ -1,11 +1,11 @@
-"""Regenerate ``src/phe_trace/protocol/export_pb2.py`` and ``export_pb2.pyi``.
+"""Regenerate the protobuf modules of ``src/phe_trace/protocol/`` (``*_pb2.py``, ``*_pb2.pyi``).
 
-Compiles ``protocol_spec/export.proto`` with the protoc bundled in grpcio-tools and the
-mypy-protobuf plugin (both in the ``dev`` extra)::
+Compiles ``protocol_spec/export.proto`` and ``protocol_spec/efgs.proto`` with the protoc
+bundled in grpcio-tools and the mypy-protobuf plugin (both in the ``dev`` extra)::
 
     .venv/bin/python protocol_spec/generate_proto.py
 
-The generated files are committed; run this only after changing ``export.proto`` and
+The generated files are committed; run this only after changing a ``.proto`` and
 commit the result together with it.
 """
 
@@ -21,7 +21,7 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protocol_spec"
 OUT_DIR = ROOT / "src" / "phe_trace" / "protocol"
-PROTO = "export.proto"
+PROTOS = ("export.proto", "efgs.proto")
 
 
 def main() -> int:
@@ -41,13 +41,13 @@ def main() -> int:
                 f"--plugin=protoc-gen-mypy={plugin}",
                 f"--python_out={scratch}",
                 f"--mypy_out={scratch}",
-                str(PROTO_DIR / PROTO),
+                *(str(PROTO_DIR / proto) for proto in PROTOS),
             ]
         )
         if status != 0:
             print(f"protoc failed with status {status}", file=sys.stderr)
             return status
-        for name in ("export_pb2.py", "export_pb2.pyi"):
+        for name in (f"{p[:-6]}_pb2{ext}" for p in PROTOS for ext in (".py", ".pyi")):
             shutil.copyfile(Path(scratch) / name, OUT_DIR / name)
             print(f"wrote {(OUT_DIR / name).relative_to(ROOT)}")
     return 0

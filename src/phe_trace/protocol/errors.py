@@ -16,6 +16,9 @@
             ├── ExportSignatureMismatchError   signature count or batch numbers disagree
             ├── ExportUnknownKeyError          no signature by a configured key
             └── ExportBadSignatureError        a configured key's signature fails (tampered)
+    └── BatchError             a federation batch (SPEC §17) refused
+        ├── BatchFormatError           not a well-formed DiagnosisKeyBatch (protobuf or JSON)
+        └── BatchSignatureError        the CMS batch signature is malformed or does not verify
 
 Later wire formats (publish API) add their own classes here.
 """
@@ -26,6 +29,9 @@ from phe_trace.errors import PheTraceError
 
 __all__ = [
     "AdvertisementError",
+    "BatchError",
+    "BatchFormatError",
+    "BatchSignatureError",
     "ExportBadSignatureError",
     "ExportError",
     "ExportFormatError",
@@ -130,3 +136,21 @@ class ExportBadSignatureError(ExportSignatureError):
     """
 
     code = "export_bad_signature"
+
+
+class BatchError(ProtocolError):
+    """A federation gateway batch that is refused (SPEC §17)."""
+
+    code = "batch_invalid"
+
+
+class BatchFormatError(BatchError):
+    """A body that is not a well-formed ``DiagnosisKeyBatch`` (protobuf or JSON)."""
+
+    code = "batch_malformed"
+
+
+class BatchSignatureError(BatchError):
+    """A batch signature that is not a detached CMS SignedData over the batch's bytes."""
+
+    code = "batch_signature_invalid"
