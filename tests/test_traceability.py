@@ -34,3 +34,40 @@ def test_the_spec_defines_the_foundation_requirements() -> None:
         assert rid in defined
     cited = checker.cited_requirements({"KEY"})
     assert "tests/crypto/test_gaen_vector.py" in cited["KEY-4"]
+
+
+def test_only_a_test_functions_own_docstring_cites(tmp_path: Path) -> None:
+    """A requirement cited by a module docstring, a comment, a helper or a string is untested."""
+    checker = _checker()
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_x.py").write_text(
+        '''"""Module docstring: ZZA-1."""
+# a comment: ZZA-2
+
+
+def helper() -> None:
+    """ZZA-3."""
+
+
+def test_one() -> None:
+    """ZZA-4: the one that counts."""
+    assert "ZZA-5"
+
+
+class TestGroup:
+    def test_method(self) -> None:
+        """(SPEC ZZA-6)"""
+
+
+async def test_async() -> None:
+    """ZZA-7."""
+'''
+    )
+    (tests / "helpers.py").write_text('def test_not_collected() -> None:\n    """ZZA-8."""\n')
+    cited = checker.citing_tests({"ZZA"}, tests)
+    assert cited == {
+        "ZZA-4": {"tests/test_x.py::test_one"},
+        "ZZA-6": {"tests/test_x.py::TestGroup::test_method"},
+        "ZZA-7": {"tests/test_x.py::test_async"},
+    }

@@ -35,6 +35,7 @@ def keyserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def test_upload_and_fetch_through_the_key_server(keyserver: LiveServer) -> None:
+    """AGG-18: reports posted to the key server come back, per role, from the shares feed."""
     today = int(time.time() // 86400)
     box_l, box_h = b"L" * 100, b"H" * 120
     body = {
@@ -64,6 +65,7 @@ def test_upload_and_fetch_through_the_key_server(keyserver: LiveServer) -> None:
 def test_analytics_api_has_no_server_errors(
     keyserver: LiveServer, mode: schemathesis.GenerationMode
 ) -> None:
+    """AGG-18: valid and invalid bodies and queries: documented answers, never a 5xx."""
     schema = schemathesis.openapi.from_url(f"{keyserver.url}/openapi.json")
     operations = [r.ok() for r in schema.get_all_operations()]
     mine = [op for op in operations if op.path.startswith("/v1/analytics/")]

@@ -30,6 +30,7 @@ def _var(epsilon: float, sensitivity: int) -> float:
 
 @pytest.mark.parametrize("epsilon,sensitivity", [(1.0, 1), (0.5, 1), (2.0, 3)])
 def test_opendp_privacy_map_matches_configuration(epsilon: float, sensitivity: int) -> None:
+    """AGG-11: the mechanism's privacy map spends exactly the configured ε, never more."""
     meas = make_mechanism(4, epsilon, sensitivity)
     assert float(meas.map(sensitivity)) <= epsilon * (1 + 1e-9)
     assert float(meas.map(sensitivity)) >= epsilon * 0.999
@@ -37,6 +38,7 @@ def test_opendp_privacy_map_matches_configuration(epsilon: float, sensitivity: i
 
 @pytest.mark.parametrize("epsilon", [1.0, 0.25])
 def test_noise_is_calibrated(epsilon: float) -> None:
+    """AGG-11: discrete Laplace noise of scale 1/ε (mean 0, variance 2α/(1−α)²)."""
     draws = [x for _ in range(400) for x in laplace_noise(10, epsilon)]
     assert abs(statistics.fmean(draws)) < 4 * math.sqrt(_var(epsilon, 1) / len(draws))
     ratio = statistics.pvariance(draws) / _var(epsilon, 1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from nacl.public import PrivateKey
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, SealedBox
 
 from phe_trace.analytics.errors import EncodingError, VerificationError
 from phe_trace.analytics.metrics import (
@@ -165,3 +166,20 @@ def test_opened_share_keeps_the_encoded_shares() -> None:
         opened = open_share(bytes(key), agg_id, "risk_level", 20000, box)
         assert opened.encoded_public_share == vdaf.encode_public_share(opened.public_share)
         assert opened.encoded_input_share == vdaf.encode_input_share(opened.input_share)
+
+
+def test_each_share_is_sealed_to_its_aggregator_in_the_specified_layout() -> None:
+    """AGG-15: 0x01 ‖ metric id ‖ day (BE) ‖ nonce ‖ len(public) (BE) ‖ public ‖ input share."""
+    nonce = bytes(range(16))
+    report = make_report("risk_level", 3, 0x01020304, *_keys(), nonce=nonce)
+    boxes = {"leader": (LEADER, report.leader_share), "helper": (HELPER, report.helper_share)}
+    for index, (key, box) in enumerate(boxes.values()):
+        plain = SealedBox(key).decrypt(box)
+        assert plain[:6] == bytes([0x01, 2, 0x01, 0x02, 0x03, 0x04])
+        assert plain[6:22] == nonce
+        public_length = int.from_bytes(plain[22:24], "big")
+        opened = open_share(bytes(key), index, "risk_level", 0x01020304, box)
+        assert plain[24 : 24 + public_length] == opened.encoded_public_share
+        assert plain[24 + public_length :] == opened.encoded_input_share
+    with pytest.raises(CryptoError):  # sealed to the leader: the helper cannot open it
+        SealedBox(HELPER).decrypt(report.leader_share)

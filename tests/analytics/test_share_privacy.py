@@ -29,6 +29,7 @@ def _accuracy(guess: list[int], truth: list[int]) -> float:
 
 
 def test_count_share_does_not_reveal_the_bit() -> None:
+    """AGG-8: neither side's Count shares predict the bit better than guessing."""
     vdaf = prio3_count()
     q = vdaf.field.modulus
     truth = [i % 2 for i in range(2 * N)]
@@ -48,6 +49,7 @@ def test_count_share_does_not_reveal_the_bit() -> None:
 
 
 def test_histogram_share_does_not_reveal_the_bucket() -> None:
+    """AGG-8: neither side's Histogram shares predict the bucket better than guessing."""
     vdaf = prio3_histogram(8, 3)
     truth = [i % 8 for i in range(N)]
     for agg_id in (0, 1):

@@ -251,18 +251,30 @@ def test_retention_deletes_keys_and_files(small_ctx: ServerContext) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(exposures)).scalar() == 0
 
 
+def _directives(cache_control: str) -> set[str]:
+    """The directives of a Cache-Control value, lower-cased, without spaces."""
+    return {part.strip().lower() for part in cache_control.split(",") if part.strip()}
+
+
 def test_exports_served_with_cache_headers(small_ctx: ServerContext) -> None:
-    """index.txt is short-lived, zips immutable; unknown objects 404 (SPEC PUB-31)."""
+    """PUB-31: index.txt public for 60 s, zips public for a year and immutable; unknown 404.
+
+    The directives are compared whole: a zip served for an hour (``max-age=3600``) fails.
+    """
     _insert(small_ctx, 2, T - 3 * HOUR)
     name = run_export(small_ctx, NOW).files_written[0]
     with LiveServer(create_app(context=small_ctx)) as live, httpx.Client(base_url=live.url) as c:
         index = c.get("/v1/exports/ZZ/index.txt")
         assert index.status_code == 200
-        assert "max-age=60" in index.headers["cache-control"]
+        assert _directives(index.headers["cache-control"]) == {"public", "max-age=60"}
         assert index.text.splitlines() == [name]
         zipped = c.get(f"/v1/exports/{name}")
         assert zipped.status_code == 200
-        assert "immutable" in zipped.headers["cache-control"]
+        assert _directives(zipped.headers["cache-control"]) == {
+            "public",
+            "max-age=31536000",  # 365 days of 86,400 s
+            "immutable",
+        }
         assert zipped.content == (small_ctx.settings.effective_export_dir / name).read_bytes()
         assert c.get("/v1/exports/ZZ/1-2-00001.zip").status_code == 404
         assert c.get("/v1/exports/XX/index.txt").status_code == 404
