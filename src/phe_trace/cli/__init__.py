@@ -7,12 +7,129 @@ become one line on stderr and a non-zero exit; no traceback reaches the user.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperGroup
 
 from phe_trace import __version__
 from phe_trace.errors import PheTraceError
+
+if TYPE_CHECKING:  # the click that typer carries (its types in the group's signatures)
+    from typer._click import Command, Context
+
+#: Each role's commands: name -> (module, attribute, one-line help). A role's module is
+#: imported only when its command runs, so a device with only the ``device`` extra never
+#: imports the server's dependencies, and ``phe-trace --help`` imports none of them.
+_ROLES: dict[str, tuple[str, str, str]] = {
+    "server": ("phe_trace.cli.server", "app", "The diagnosis-key server of a health authority."),
+    "agent": (
+        "phe_trace.cli.agent",
+        "app",
+        "The device agent: broadcast, listen, keep 14 days encrypted, check, report.",
+    ),
+    "aggregator": (
+        "phe_trace.cli.aggregator",
+        "app",
+        "Prio3 aggregator (leader or helper) for aggregate statistics.",
+    ),
+    "demo": ("phe_trace.cli.demo", "demo", "The simulated city, end to end."),
+    "conformance": (
+        "phe_trace.cli.conformance",
+        "conformance",
+        "Hold a GAEN-compatible key server to the export and publish specification.",
+    ),
+}
+
+
+#: Top-level import name -> the extra that installs it (for a one-line hint).
+_EXTRA_OF = {
+    "jwt": "server",
+    "fastapi": "server",
+    "uvicorn": "server",
+    "sqlalchemy": "server",
+    "alembic": "server",
+    "jinja2": "server",
+    "multipart": "server",
+    "opendp": "server",
+    "matplotlib": "server",
+    "bumble": "device",
+    "bleak": "device",
+    "dbus_fast": "device",
+    "psycopg": "postgres",
+}
+
+
+class MissingExtraError(PheTraceError):
+    """A command needs a package of an extra that is not installed."""
+
+    code = "missing_extra"
+
+
+def missing_extra(exc: ModuleNotFoundError) -> MissingExtraError:
+    """The one-line error for a command whose extra is not installed."""
+    top = (exc.name or "").split(".")[0]
+    extra = _EXTRA_OF.get(top)
+    hint = f": install phe-trace[{extra}]" if extra else ""
+    return MissingExtraError(f"this command needs the Python package {top!r}{hint}")
+
+
+def _single(name: str, function: Callable[..., None], **settings: Any) -> Command:
+    single = typer.Typer(add_completion=False)
+    single.command(name, **settings)(function)
+    return typer.main.get_command(single)
+
+
+def _unavailable(name: str, exc: ModuleNotFoundError) -> Command:
+    error = missing_extra(exc)
+
+    def fail() -> None:
+        raise error
+
+    # No --help of its own: `COMMAND --help` says what is missing, too.
+    return _single(
+        name,
+        fail,
+        help=f"(not available: {error})",
+        context_settings={
+            "help_option_names": [],
+            "ignore_unknown_options": True,
+            "allow_extra_args": True,
+        },
+    )
+
+
+def _load_role(name: str) -> Command:
+    module_name, attribute, _ = _ROLES[name]
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "phe_trace":
+            raise
+        return _unavailable(name, exc)
+    if isinstance(target, typer.Typer):
+        target._add_completion = False
+        command = typer.main.get_command(target)
+    else:  # a single command function
+        command = _single(name, target)
+    command.name = name
+    return command
+
+
+class _LazyRoles(TyperGroup):
+    """The root group: role commands are listed from :data:`_ROLES`, imported on use."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_ROLES})
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name in _ROLES:
+            return _load_role(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="phe-trace",
@@ -20,6 +137,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_LazyRoles,
 )
 
 
@@ -34,24 +152,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _register_subcommands() -> None:
-    """Attach each role's command group (imported here so ``version`` stays light)."""
-    from .agent import app as agent_app
-    from .aggregator import app as aggregator_app
-    from .conformance import conformance as conformance_command
-    from .demo import demo as demo_command
-    from .server import app as server_app
-
-    app.add_typer(server_app, name="server")
-    app.add_typer(agent_app, name="agent")
-    app.add_typer(aggregator_app, name="aggregator")
-    app.command("demo")(demo_command)
-    app.command("conformance")(conformance_command)
-
-
-_register_subcommands()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the CLI, mapping phe-trace errors to one stderr line."""
     try:
@@ -64,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("phe-trace: aborted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # a package of an extra imported by a command
+        if exc.name is None or exc.name.split(".")[0] in ("phe_trace", ""):
+            raise
+        print(f"phe-trace: error: {missing_extra(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("phe-trace: interrupted", file=sys.stderr)
         return 130

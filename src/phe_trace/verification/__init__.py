@@ -8,7 +8,8 @@ keys published at ``/.well-known/jwks.json``. ``protocol_spec/SPEC.md`` §13.
 Layer 2: imports ``protocol`` and ``crypto`` only; meets the key server on the wire.
 """
 
-from .app import JWKS_PATH, create_app
+from typing import TYPE_CHECKING, Any
+
 from .clock import Clock, ManualClock, SystemClock
 from .errors import VerificationError
 from .service import VerificationService
@@ -24,3 +25,16 @@ __all__ = [
     "VerificationSettings",
     "create_app",
 ]
+
+if TYPE_CHECKING:
+    from .app import JWKS_PATH, create_app
+
+
+def __getattr__(name: str) -> Any:
+    """Import the web application on first use: the admin commands need only the
+    service, not the web framework."""
+    if name in ("JWKS_PATH", "create_app"):
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
