@@ -364,9 +364,71 @@ def test_no_index_yet_is_nothing_published(make_agent, host: ExportHost) -> None
 
 
 def test_a_missing_listed_file_still_fails(make_agent, host: ExportHost) -> None:
-    """Only the index may be absent: a listed file that is 404 is an error."""
+    """Only the index may be absent: a listed file that is 404 is a refused file, recorded
+    and tried again at the next check. (SPEC AGENT-13, AGENT-14)"""
     b = make_agent("b", now=T0)
     _configure(b, host, spki(new_signer()))
     host.files["ZZ/index.txt"] = b"ZZ/0-1-00001.zip"
-    with pytest.raises(SyncError, match="HTTP 404"):
-        b.sync(NOW)
+    result = b.sync(NOW)
+    assert result.rejected_files == {"ZZ/0-1-00001.zip": "export_not_found"}
+    assert not result.nothing_published
+
+
+def _split_batch(signer: export.EcdsaSigner, key: StoredKey, start: int) -> list[bytes]:
+    """A batch split in two files: ``key`` in file 1, a random key in file 2."""
+    keys = (
+        [confirmed(key.key_data, key.rolling_start_interval_number)],
+        [confirmed(os.urandom(16), key.rolling_start_interval_number)],
+    )
+    return [
+        export.build_export_zip(
+            export.TemporaryExposureKeyExport(
+                start, start + 3600 + n, "ZZ", keys=tuple(ks), batch_num=n, batch_size=2
+            ),
+            [signer],
+        )
+        for n, ks in enumerate(keys, start=1)
+    ]
+
+
+def test_an_incomplete_split_batch_is_not_matched(make_agent, host: ExportHost) -> None:
+    """File 1 of a batch of 2 served alone — signed by the trusted key — is refused
+    (``export_batch_incomplete``) and not marked processed; once file 2 is listed too,
+    the batch is matched. (SPEC EXP-11, AGENT-14)"""
+    a, b = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    start = int(T0 + DAY)
+    first, second = _split_batch(signer, a_key, start)
+    names = [export.export_file_name("ZZ", start, start + 3600 + n, n) for n in (1, 2)]
+    host.files[names[0]] = first
+    host.files["ZZ/index.txt"] = export.format_index(names[:1])
+    _configure(b, host, spki(signer))
+    result = b.sync(NOW)
+    assert result.rejected_files == {names[0]: "export_batch_incomplete"}
+    assert result.matched_sightings == 0 and result.files_checked == 0
+    assert b.status(NOW)["last_exposure_day"] is None
+    host.files[names[1]] = second
+    host.files["ZZ/index.txt"] = export.format_index(names)
+    result = b.sync(NOW + 60)
+    assert result.rejected_files == {} and result.files_checked == 2
+    assert result.matched_sightings == 12
+
+
+def test_a_batch_cut_by_an_interrupted_download_waits(make_agent, host: ExportHost) -> None:
+    """File 2 of a split batch unavailable: file 1 is neither matched nor refused, and
+    both are fetched at the next check. (SPEC EXP-11, AGENT-13)"""
+    a, b = _pair(make_agent)
+    signer = new_signer()
+    [a_key] = a.store.teks()
+    start = int(T0 + DAY)
+    names = [export.export_file_name("ZZ", start, start + 3600 + n, n) for n in (1, 2)]
+    host.files.update(zip(names, _split_batch(signer, a_key, start), strict=True))
+    host.files["ZZ/index.txt"] = export.format_index(names)
+    host.fail.add(names[1])
+    _configure(b, host, spki(signer))
+    result = b.sync(NOW)
+    assert result.interrupted is not None and result.rejected_files == {}
+    assert result.matched_sightings == 0
+    host.fail.clear()
+    assert b.sync(NOW + 60).matched_sightings == 12

@@ -71,6 +71,10 @@ class AgentConfig(BaseSettings):
     #: Download retries per file and the first backoff delay, seconds.
     download_retries: int = Field(default=4, ge=0, le=10)
     download_backoff_s: float = Field(default=0.5, ge=0)
+    #: Deadline for one file's whole download, retries included, seconds (AGENT-13).
+    download_deadline_s: float = Field(default=300.0, gt=0, le=86_400)
+    #: Largest export file accepted, bytes (AGENT-13).
+    download_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024**3)
     #: Processes the matcher may use (default 1: a background job on a small device;
     #: empty: one per available core).
     match_workers: int | None = Field(default=1, ge=1, le=64)

@@ -14,6 +14,8 @@
     │   └── StoreKeyError           the sealing key does not open the store
     ├── SyncError                   downloading or checking published keys failed
     │   ├── ServerUnavailableError  the key server could not be reached / kept failing
+    │   ├── DownloadError           a download failed in a way retrying cannot mend
+    │   │   └── DownloadTooLargeError  a file over the size cap
     │   └── ExportRejectedError     an export file failed its signature or format check
     ├── ReportError                 the verification or publish step refused the report
     └── ConfigError                 the agent's settings are invalid
@@ -28,6 +30,8 @@ __all__ = [
     "BluezUnavailableError",
     "BluezVersionError",
     "ConfigError",
+    "DownloadError",
+    "DownloadTooLargeError",
     "ExportRejectedError",
     "NoAdapterError",
     "RadioError",
@@ -112,6 +116,19 @@ class ServerUnavailableError(SyncError):
     """Raised when the key server cannot be reached or keeps failing after the retries."""
 
     code = "server_unavailable"
+
+
+class DownloadError(SyncError):
+    """Raised when a download fails in a way a retry cannot mend: an HTTP error answer,
+    a body that does not decode, a redirect loop, a URL the HTTP client refuses."""
+
+    code = "download_failed"
+
+
+class DownloadTooLargeError(DownloadError):
+    """Raised when a file is (or is announced) larger than the download size cap."""
+
+    code = "download_too_large"
 
 
 class ExportNotFoundError(SyncError):

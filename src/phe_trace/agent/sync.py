@@ -39,13 +39,14 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from phe_trace.crypto import INTERVAL_SECONDS
+from phe_trace.errors import PheTraceError
 from phe_trace.exposure import DEFAULT_TOLERANCE_INTERVALS, Sighting, match
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey
 from phe_trace.protocol.errors import ExportError
 
 from . import risk
-from .download import download
+from .download import MAX_INDEX_BYTES, download
 from .errors import ConfigError, ExportNotFoundError, ServerUnavailableError, SyncError
 from .notify import notify
 from .screen import candidate_sightings
@@ -137,11 +138,18 @@ def _fetch_new(
     base, index_url = _urls(agent)
     keys = load_trusted_keys(cfg.public_keys())
 
-    def get(url: str) -> bytes:
-        return download(client, url, retries=cfg.download_retries, backoff_s=cfg.download_backoff_s)
+    def get(url: str, max_bytes: int = cfg.download_max_bytes) -> bytes:
+        return download(
+            client,
+            url,
+            retries=cfg.download_retries,
+            backoff_s=cfg.download_backoff_s,
+            deadline_s=cfg.download_deadline_s,
+            max_bytes=max_bytes,
+        )
 
     try:
-        paths = export.parse_index(get(index_url))
+        paths = export.parse_index(get(index_url, MAX_INDEX_BYTES))
     except ExportNotFoundError:
         # A server (or export CDN) before its first batch may have no index at all:
         # nothing is published yet, which is not a failed check.
@@ -160,12 +168,49 @@ def _fetch_new(
             result.interrupted = str(exc)
             log.error("download interrupted, will resume at the next check: %s", exc)
             break
+        except SyncError as exc:  # this file only: the others are still checked
+            _refuse(result, path, exc.code, str(exc))
+            continue
         try:
             verified.append((path, _verify(data, keys)))
         except ExportError as exc:
-            result.rejected_files[path] = exc.code
-            log.error("export %s refused (%s): %s; it is not matched", path, exc.code, exc)
-    return verified
+            _refuse(result, path, exc.code, str(exc))
+    return _complete_batches(verified, result)
+
+
+def _refuse(result: SyncResult, path: str, code: str, why: str) -> None:
+    """Record a file that is not matched at this check (AGENT-14); it is tried again."""
+    result.rejected_files[path[:200]] = code
+    log.error("export %s refused (%s): %s; it is not matched", path[:200], code, why)
+
+
+def _complete_batches(
+    verified: list[tuple[str, export.TemporaryExposureKeyExport]], result: SyncResult
+) -> list[tuple[str, export.TemporaryExposureKeyExport]]:
+    """Only the files of complete batches (EXP-11): the files of a split batch (same
+    region, start time and ``batch_size`` > 1) are matched together or not at all. An
+    incomplete batch is refused — or, when the download was interrupted, left for the
+    next check, which fetches it again."""
+    groups: dict[tuple[str, int, int | str], list[tuple[str, export.TemporaryExposureKeyExport]]]
+    groups = {}
+    for path, content in verified:
+        # A file that is a whole batch (1 of 1) is complete on its own, even when another
+        # file shares its start time.
+        size: int | str = content.batch_size if content.batch_size > 1 else path
+        groups.setdefault((content.region, content.start_timestamp, size), []).append(
+            (path, content)
+        )
+    complete: set[str] = set()
+    for files in groups.values():
+        try:
+            export.check_batches_complete(content for _, content in files)
+        except ExportError as exc:
+            if result.interrupted is None:
+                for path, _ in files:
+                    _refuse(result, path, exc.code, str(exc))
+            continue
+        complete.update(path for path, _ in files)
+    return [item for item in verified if item[0] in complete]
 
 
 def _ident(key: DiagnosisKey) -> tuple[bytes, int]:
@@ -230,17 +275,24 @@ def _match_and_keep(
 
 
 def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResult:
-    """One check for exposures (see the module docstring)."""
+    """One check for exposures (see the module docstring); a check that fails is
+    recorded with its error (``status``) before the error is raised (AGENT-16)."""
     result = SyncResult()
+    try:
+        _check(agent, now, client, result)
+    except PheTraceError as exc:
+        _record_check(agent, now, result, error=str(exc))
+        raise
+    return result
+
+
+def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncResult) -> None:
     state = agent.store.get_meta("sync") or {"processed": []}
     processed = set(state["processed"])
     own_client = client is None
     http = client or httpx.Client(timeout=agent.config.http_timeout_s, follow_redirects=True)
     try:
         verified = _fetch_new(agent, http, processed, result)
-    except SyncError as exc:
-        _record_check(agent, now, result, error=str(exc))
-        raise
     finally:
         if own_client:
             http.close()
@@ -262,7 +314,6 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
     if result.rejected_files:
         names = ", ".join(sorted(result.rejected_files))
         log.error("refused export files: %s", names)
-    return result
 
 
 def _record_check(agent: Agent, now: float, result: SyncResult, error: str | None = None) -> None:
