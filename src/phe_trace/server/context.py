@@ -28,7 +28,13 @@ from .storage.database import WalCheckpointer
 from .storage.queries import count_exposures
 from .validation import PublishRules
 
-__all__ = ["PUBLISH_THREADS_POSTGRESQL", "Clock", "ServerContext", "system_clock"]
+__all__ = [
+    "PUBLISH_THREADS_POSTGRESQL",
+    "Clock",
+    "ServerContext",
+    "open_export_store",
+    "system_clock",
+]
 
 #: A clock returns the current unix time in seconds.
 Clock = Callable[[], float]
@@ -40,6 +46,15 @@ PUBLISH_THREADS_POSTGRESQL = 8
 
 def _publish_executor(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="publish")
+
+
+def open_export_store(settings: ServerSettings) -> ExportStore:
+    """The S3 store when a bucket is configured, else the directory store (PUB-36)."""
+    if settings.export_s3_bucket:
+        from .exportstore_s3 import S3ExportStore  # boto3 only where it is used
+
+        return S3ExportStore.from_settings(settings)
+    return DirectoryExportStore(settings.effective_export_dir)
 
 
 def system_clock() -> float:
@@ -106,7 +121,7 @@ class ServerContext:
                 engine, jwks_cache_seconds=settings.jwks_cache_seconds
             ),
             revision=revision,
-            store=store or DirectoryExportStore(settings.effective_export_dir),
+            store=store or open_export_store(settings),
             metrics=ServerMetrics(keys_stored=stored),
             rules=PublishRules.from_settings(settings),
             latency=LatencyTracker(),

@@ -16,6 +16,7 @@
     ├── HealthAuthorityError            registration input invalid, JWKS unusable
     ├── SigningKeyError                 export signing key missing or unreadable
     ├── ExportStoreError                export object name invalid or object missing
+    ├── ExportStoreUnavailableError     the object store failed or could not be reached
     ├── DatabaseUnavailableError        the database connection failed, also on retry (503)
     └── ExportError                     the export worker cannot run (e.g. no export format)
 
@@ -34,6 +35,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "ExportError",
     "ExportStoreError",
+    "ExportStoreUnavailableError",
     "HealthAuthorityError",
     "HealthAuthorityUnavailableError",
     "InvalidRevisionTokenError",
@@ -146,6 +148,12 @@ class ExportStoreError(ServerError):
     """Raised when an export object name is invalid or an object does not exist."""
 
     code = "export_not_found"
+
+
+class ExportStoreUnavailableError(ServerError):
+    """Raised when the object store answers an error other than "no such object"."""
+
+    code = "export_store_unavailable"
 
 
 class ExportError(ServerError):

@@ -1,7 +1,8 @@
-"""Where export files live: an interface, and a directory implementation (S3 can follow).
+"""Where export files live: an interface, and a directory implementation.
 
 Objects are named ``<region>/<file>`` (``index.txt`` or ``*.zip``). Zip objects are
 written once and never rewritten (PUB-33); only ``index.txt`` is replaced, atomically.
+The S3-compatible implementation is :mod:`phe_trace.server.exportstore_s3`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,19 @@ from typing import Protocol
 
 from .errors import ExportStoreError
 
-__all__ = ["DirectoryExportStore", "ExportStore", "check_object_name"]
+__all__ = [
+    "INDEX_CACHE_CONTROL",
+    "ZIP_CACHE_CONTROL",
+    "DirectoryExportStore",
+    "ExportStore",
+    "check_object_name",
+    "object_headers",
+]
+
+#: Cache-Control of index.txt (short: it grows with every batch).
+INDEX_CACHE_CONTROL = "public, max-age=60"
+#: Cache-Control of export zips (never rewritten).
+ZIP_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
@@ -24,6 +37,13 @@ def check_object_name(name: str) -> str:
     if not _NAME.match(name) or ".." in name:
         raise ExportStoreError("export object name is invalid")
     return name
+
+
+def object_headers(name: str) -> tuple[str, str]:
+    """``(Cache-Control, Content-Type)`` an object is served with (SPEC PUB-38)."""
+    if name.endswith(".zip"):
+        return ZIP_CACHE_CONTROL, "application/zip"
+    return INDEX_CACHE_CONTROL, "text/plain; charset=us-ascii"
 
 
 class ExportStore(Protocol):
@@ -47,6 +67,10 @@ class ExportStore(Protocol):
 
     def delete(self, name: str) -> None:
         """Remove the object if present."""
+        ...
+
+    def names(self, region: str) -> list[str]:
+        """Every object name under ``region/``, sorted."""
         ...
 
     def path_of(self, name: str) -> Path | None:
@@ -104,6 +128,14 @@ class DirectoryExportStore:
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
+
+    def names(self, region: str) -> list[str]:
+        directory = self._path(f"{region}/index.txt").parent
+        if not directory.is_dir():
+            return []
+        return sorted(
+            f"{region}/{p.name}" for p in directory.iterdir() if p.is_file() and p.name[0] != "."
+        )
 
     def path_of(self, name: str) -> Path | None:
         path = self._path(name)

@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,22 @@ class ServerSettings(BaseSettings):
     )
     export_dir: Path | None = Field(
         None, description="Export store directory (default data_dir/exports)."
+    )
+    export_s3_bucket: str | None = Field(
+        None,
+        description="S3 bucket of the export store; set, it replaces the directory store.",
+    )
+    export_s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint URL (an S3-compatible server); default: AWS."
+    )
+    export_s3_region: str | None = Field(
+        None, description="S3 signing region; default: the AWS chain (AWS_REGION …)."
+    )
+    export_s3_prefix: str = Field(
+        "v1/exports", description="Key prefix of export objects in the bucket."
+    )
+    export_s3_addressing: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="S3 addressing: path-style, virtual-host, or the client's choice."
     )
     region: str = Field("ZZ", description="Region written into exports and used in URLs.")
     allowed_health_authority_ids: list[str] = Field(
@@ -197,6 +213,19 @@ class ServerSettings(BaseSettings):
             raise ValueError(
                 "region must be 1-32 characters of A-Z a-z 0-9 _ -, not starting with -"
             )
+        return value
+
+    @field_validator("export_s3_bucket", "export_s3_endpoint_url", "export_s3_region")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("export_s3_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if any(part in {"", ".", ".."} for part in value.split("/")) and value:
+            raise ValueError("export_s3_prefix must be path segments without empty, . or ..")
         return value
 
     @field_validator("database_url")

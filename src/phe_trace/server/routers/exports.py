@@ -15,14 +15,11 @@ from phe_trace.protocol import export
 
 from ..deps import ContextDep
 from ..errors import ExportStoreError
+from ..exportstore import INDEX_CACHE_CONTROL, ZIP_CACHE_CONTROL
 from ..signing import load_signing_keys
 
 __all__ = ["INDEX_CACHE_CONTROL", "ZIP_CACHE_CONTROL", "router"]
 
-#: Cache-Control of index.txt (short: it grows with every batch).
-INDEX_CACHE_CONTROL = "public, max-age=60"
-#: Cache-Control of export zips (never rewritten).
-ZIP_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 router = APIRouter(tags=["exports"])
 _ERROR_SCHEMA = {
