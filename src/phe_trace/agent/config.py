@@ -35,6 +35,9 @@ class AgentConfig(BaseSettings):
     radio: Literal["bluez", "bumble", "sim"] = "bluez"
     #: BlueZ adapter name.
     adapter: str = "hci0"
+    #: ``bumble`` only: the HCI transport of a virtual controller, e.g. a radio room's
+    #: ``tcp-client:127.0.0.1:9100``; unset: a link of the agent's own (it hears nobody).
+    hci: str | None = None
     #: Calibrated transmit power written into the metadata (AEM byte 1), dBm.
     tx_power_dbm: int = Field(default=-25, ge=-127, le=127)
     #: Correction added to every measured RSSI before attenuation is computed, dB.

@@ -1,7 +1,8 @@
 """``phe-trace agent …``: run the device agent and exercise the person's rights.
 
 Commands: ``run`` (the daemon), ``status``, ``sync`` (check for exposures now),
-``report --code CODE [--revise]``, ``export-data``, ``wipe``, ``check-radio``. Settings
+``report --code CODE [--revise]``, ``export-data``, ``wipe``, ``check-radio``, ``room``
+(a virtual radio room for agents on one machine). Settings
 come from ``PHE_TRACE_AGENT_*`` variables and the ``--config`` env file
 (``device/agent.env.example``); the data directory defaults to systemd's
 ``$STATE_DIRECTORY`` or ``~/.local/share/phe-trace/agent``.
@@ -185,15 +186,18 @@ def check_radio(
     typer.echo(f"BlueZ on {radio.adapter}: advertising works")
 
 
-def _make_radio(settings: AgentConfig) -> Any:
+async def _make_radio(settings: AgentConfig) -> Any:
+    """The configured radio, built inside the running event loop (bumble needs one)."""
     if settings.radio == "bluez":
         from phe_trace.agent.radio.bluez import BluezRadio
 
         return BluezRadio(settings.adapter)
     if settings.radio == "bumble":
-        from phe_trace.agent.radio.bumble import BumbleLink
+        from phe_trace.agent.radio.bumble import BumbleLink, open_hci_radio
 
-        return BumbleLink().radio("agent")
+        if settings.hci:
+            return await open_hci_radio(settings.hci)
+        return BumbleLink().radio("agent")  # a link of its own: hears nobody
     raise ConfigError("radio 'sim' is driven by the simulator, not by `agent run`")
 
 
@@ -201,24 +205,68 @@ def _make_radio(settings: AgentConfig) -> Any:
 def run(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
-    radio: Annotated[str | None, typer.Option(help="bluez or bumble (virtual, alone).")] = None,
+    radio: Annotated[
+        str | None, typer.Option(help="bluez, or bumble (virtual: see `agent room`).")
+    ] = None,
+    hci: Annotated[
+        str | None,
+        typer.Option(help="bumble HCI transport, e.g. tcp-client:127.0.0.1:9100 (a room)."),
+    ] = None,
     sync_every_hours: Annotated[float, typer.Option(help="Hours between checks.")] = 6.0,
 ) -> None:
     """Run the agent: advertise, scan, keep records, check for exposures periodically."""
-    settings = _settings(config, data_dir, radio=radio)
+    settings = _settings(config, data_dir, radio=radio, hci=hci)
+    if settings.hci and settings.radio != "bumble":
+        raise ConfigError("--hci is a bumble transport: use it with --radio bumble")
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    agent = Agent.open(settings, now=time.time(), radio=_make_radio(settings), recover_corrupt=True)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await agent.run(stop=stop, sync_every_s=sync_every_hours * 3600, isolate_sync=True)
+        agent_radio = await _make_radio(settings)
+        agent = Agent.open(settings, now=time.time(), radio=agent_radio, recover_corrupt=True)
+        try:
+            await agent.run(stop=stop, sync_every_s=sync_every_hours * 3600, isolate_sync=True)
+        finally:
+            agent.close()
 
-    try:
-        asyncio.run(main())
-    finally:
-        agent.close()
+    asyncio.run(main())
+
+
+@app.command()
+def room(
+    agents: Annotated[int, typer.Option(help="How many agents may join (one port each).")] = 2,
+    host: Annotated[str, typer.Option(help="Address the controllers listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the first controller.")] = 9100,
+) -> None:
+    """A virtual radio room: bumble controllers on one link, for agents on this machine.
+
+    Each agent joins with `phe-trace agent run --radio bumble --hci tcp-client:HOST:PORT`
+    (one port per agent); every agent in the room hears every other one. Stop with Ctrl-C.
+    """
+    from phe_trace.agent.radio.bumble import room_transports, serve_room
+
+    if not 1 <= agents <= 64:
+        raise ConfigError("--agents must be between 1 and 64")
+    if not 1 <= port <= 65535 - agents:
+        raise ConfigError("--port must leave room for one port per agent below 65536")
+    transports = room_transports(host, port, agents)
+
+    def ready() -> None:
+        typer.echo(f"radio room open: {agents} controller(s) on one link; join with")
+        for name in transports:
+            client = name.replace("tcp-server:", "tcp-client:", 1)
+            typer.echo(f"  phe-trace agent run --radio bumble --hci {client}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_room(transports, ready=ready, stop=stop)
+
+    asyncio.run(main())

@@ -7,6 +7,13 @@ advertises real legacy 0xFD6F advertising data (Flags, UUID list, service data �
 non-resolvable private address, and scans passively, parsing what arrives with the
 protocol's own parser. This is how tests run whole tracing scenarios without hardware.
 
+Agents in separate processes share a link through a *radio room*
+(:func:`serve_room`, ``phe-trace agent room``): one process runs bumble controllers on one
+``LocalLink``, each behind an HCI transport such as ``tcp-server:127.0.0.1:9101``, and each
+agent drives one of them over the matching ``tcp-client:`` transport
+(:func:`open_hci_radio`, ``phe-trace agent run --radio bumble --hci …``). There the
+controllers report bumble's fixed RSSI of −50 dBm for every advertisement.
+
 Quirks of bumble's virtual controller this backend handles (see BLE_AGENT.md §3):
 RSSI is hard-coded to −50, so a controller subclass rewrites each advertising report's
 RSSI from the link's distance model for the (listener, sender) pair; each PDU is also
@@ -33,7 +40,7 @@ from phe_trace.protocol.errors import AdvertisementError
 from ..errors import RadioStateError
 from .base import DEFAULT_ADVERTISING_INTERVAL_MS, RadioSighting, check_payload
 
-__all__ = ["BumbleLink", "BumbleRadio"]
+__all__ = ["BumbleLink", "BumbleRadio", "open_hci_radio", "room_transports", "serve_room"]
 
 
 class BumbleLink:
@@ -138,16 +145,28 @@ class BumbleRadio:
         *,
         interval_ms: tuple[int, int] = DEFAULT_ADVERTISING_INTERVAL_MS,
     ) -> None:
-        self._medium = medium
-        self._name = name
-        self._interval_ms = interval_ms
-        public = f"F0:00:00:00:{number >> 8 & 0xFF:02X}:{number & 0xFF:02X}"
-        self._controller = _DistanceController(medium, name, public_address=public)
-        self._device = Device(
+        public = _public_address(number)
+        controller = _DistanceController(medium, name, public_address=public)
+        device = Device(
             name=name,
             address=hci.Address(public),
-            host=Host(self._controller, AsyncPipeSink(self._controller)),
+            host=Host(controller, AsyncPipeSink(controller)),
         )
+        self._setup(device, name, interval_ms, medium)
+
+    def _setup(
+        self,
+        device: Device,
+        name: str,
+        interval_ms: tuple[int, int],
+        medium: BumbleLink | None,
+        transport: Any = None,
+    ) -> None:
+        self._medium = medium
+        self._transport = transport
+        self._name = name
+        self._interval_ms = interval_ms
+        self._device = device
         self._powered = False
         self._closed = False
         self._payload: bytes | None = None
@@ -187,7 +206,8 @@ class BumbleRadio:
             advertising_interval_max=self._interval_ms[1],
         )
         old, self._address = self._address, str(address)
-        self._medium._bind(self._name, self._address, old)
+        if self._medium is not None:
+            self._medium._bind(self._name, self._address, old)
         self._payload = service_data
         self.rotations += 1
 
@@ -208,7 +228,8 @@ class BumbleRadio:
     async def stop_advertising(self) -> None:
         if self._payload is not None and self._powered:
             await self._device.stop_advertising()
-        self._medium._bind(self._name, None, self._address)
+        if self._medium is not None:
+            self._medium._bind(self._name, None, self._address)
         self._payload = None
         self._address = None
 
@@ -249,4 +270,70 @@ class BumbleRadio:
         await self.stop_advertising()
         if self._powered:
             await self._device.host.flush()
+        if self._transport is not None:
+            await self._transport.close()
         self._closed = True
+
+
+def _public_address(number: int) -> str:
+    return f"F0:00:00:00:{number >> 8 & 0xFF:02X}:{number & 0xFF:02X}"
+
+
+async def open_hci_radio(
+    transport_name: str, *, interval_ms: tuple[int, int] = DEFAULT_ADVERTISING_INTERVAL_MS
+) -> BumbleRadio:
+    """A radio driving the controller behind a bumble HCI transport (e.g. a room's
+    ``tcp-client:127.0.0.1:9101``); must be called inside the event loop that uses it."""
+    from bumble.transport import open_transport
+
+    try:
+        transport = await open_transport(transport_name)
+    except (OSError, ValueError) as exc:
+        raise RadioStateError(f"cannot open HCI transport {transport_name!r}: {exc}") from None
+    device = Device(
+        name="agent",
+        address=hci.Address(_public_address(0xFFFF)),
+        host=Host(transport.source, transport.sink),
+    )
+    radio = BumbleRadio.__new__(BumbleRadio)
+    radio._setup(device, "agent", interval_ms, None, transport)
+    return radio
+
+
+def room_transports(host: str, first_port: int, count: int) -> list[str]:
+    """The ``tcp-server:`` transport of each controller of a room (ports in a row)."""
+    return [f"tcp-server:{host}:{first_port + i}" for i in range(count)]
+
+
+async def serve_room(
+    transports: list[str], *, ready: Any = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run one bumble controller per transport, all on one ``LocalLink``, until ``stop``.
+
+    Every agent connected to one of the controllers hears every other one. ``ready`` is
+    called once all transports listen.
+    """
+    from bumble.transport import open_transport
+
+    link = LocalLink()  # type: ignore[no-untyped-call]
+    opened: list[Any] = []
+    try:
+        for number, name in enumerate(transports, start=1):
+            try:
+                transport = await open_transport(name)
+            except (OSError, ValueError) as exc:
+                raise RadioStateError(f"cannot open HCI transport {name!r}: {exc}") from None
+            opened.append(transport)
+            Controller(
+                f"room{number}",
+                host_source=transport.source,
+                host_sink=transport.sink,
+                link=link,
+                public_address=_public_address(number),
+            )
+        if ready is not None:
+            ready()
+        await (stop or asyncio.Event()).wait()
+    finally:
+        for transport in opened:
+            await transport.close()
