@@ -104,6 +104,11 @@ class Agent:
         self._exposure_config: ExposureConfig | None = None
 
     @property
+    def rng(self) -> random.Random:
+        """The agent's randomness (rotation, scan jitter, report times)."""
+        return self._rng
+
+    @property
     def exposure_config(self) -> ExposureConfig:
         """The scoring configuration (loaded once from ``config.exposure_config``)."""
         if self._exposure_config is None:
@@ -217,6 +222,12 @@ class Agent:
         self.tick(now)
         return run_revise(self, code, now, client)
 
+    def analytics_step(self, now: float, client: httpx.Client | None = None) -> Any:
+        """Prepare and upload what is due of the aggregate statistics (SPEC AGG-28)."""
+        from .analytics import run_step
+
+        return run_step([self], now, client)
+
     def status(self, now: float) -> dict[str, Any]:
         """Risk level, most recent exposure day, last check, what is stored (AGENT-16)."""
         from .sync import status_summary
@@ -276,6 +287,8 @@ class Agent:
                             self.sync(clock(), client)
                         except (PheTraceError, OSError) as exc:  # keep broadcasting
                             log.error("check for exposures failed: %s", exc)
+                if self.config.key_server_url:
+                    self._analytics_quietly(clock(), client)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self._sleep_for(clock()))
                 except TimeoutError:
@@ -286,6 +299,13 @@ class Agent:
             if self.radio is not None:
                 await self.radio.stop_advertising()
             self._save_state()
+
+    def _analytics_quietly(self, now: float, client: httpx.Client | None) -> None:
+        """One analytics step; a failure is logged and kept for ``status``, never fatal."""
+        try:
+            self.analytics_step(now, client)
+        except (PheTraceError, OSError) as exc:
+            log.error("aggregate statistics step failed: %s", exc)
 
     async def _sync_in_child(self) -> None:
         """``phe-trace agent sync`` on this store, configured like this agent."""
@@ -349,7 +369,11 @@ class Agent:
         self.store.put_meta("warnings", {"items": items})
 
     def _purge(self, now: float) -> dict[str, int]:
+        from .analytics import purge as purge_analytics
+
         counts = self.store.purge(now, self.config.retention_days)
+        first_kept = utc_day(now) - self.config.retention_days + 1
+        counts["analytics_reports"] = purge_analytics(self, first_kept)
         self._purge_day = utc_day(now)
         if any(counts.values()):
             log.info("retention purge removed %s", counts)

@@ -18,7 +18,8 @@
     │   │   └── DownloadTooLargeError  a file over the size cap
     │   └── ExportRejectedError     an export file failed its signature or format check
     ├── ReportError                 the verification or publish step refused the report
-    └── ConfigError                 the agent's settings are invalid
+    ├── ConfigError                 the agent's settings are invalid
+    └── AnalyticsConfigError        the published analytics configuration cannot be used
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from phe_trace.errors import PheTraceError
 
 __all__ = [
     "AgentError",
+    "AnalyticsConfigError",
     "BluezUnavailableError",
     "BluezVersionError",
     "ConfigError",
@@ -157,3 +159,9 @@ class ConfigError(AgentError):
     """Raised when the agent's settings are invalid (all problems reported at once)."""
 
     code = "agent_config_invalid"
+
+
+class AnalyticsConfigError(AgentError):
+    """The analytics configuration is missing, unverifiable or differs from the pin."""
+
+    code = "analytics_config"

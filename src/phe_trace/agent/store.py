@@ -64,7 +64,20 @@ SECONDS_PER_DAY = 86_400
 _SCHEMA_VERSION = 1
 _CANARY = b"phe-trace agent store"
 #: The small state records; all exist from the store's creation (AGENT-7).
-META_NAMES = ("state", "sync", "matches", "last_check", "notified", "report", "warnings")
+META_NAMES = (
+    "state",
+    "sync",
+    "matches",
+    "last_check",
+    "notified",
+    "report",
+    "warnings",
+    "analytics",
+    "analytics_outbox",
+)
+#: State records ``export-data`` leaves out: sealed boxes for the aggregators, of no
+#: use to the person (what they hold is listed in the ``analytics`` record).
+UNEXPORTED_META = ("analytics_outbox",)
 #: Sealed state records are padded to a multiple of this many bytes (AGENT-7).
 META_PAD = 4096
 
@@ -412,7 +425,8 @@ class AgentStore:
         """Everything stored, opened, as JSON-ready values for the person (AGENT-10)."""
         meta = {}
         for (name,) in self._conn.execute("SELECT name FROM meta WHERE name != 'store'"):
-            meta[name] = self.get_meta(name)
+            if name not in UNEXPORTED_META:
+                meta[name] = self.get_meta(name)
         return {
             "temporary_exposure_keys": [
                 {

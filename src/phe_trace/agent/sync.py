@@ -334,7 +334,10 @@ def status_summary(agent: Agent, now: float) -> dict[str, Any]:
     assessment = risk.assess(agent.store, now, agent.exposure_config)
     report = agent.store.get_meta("report") or {}
     warnings = (agent.store.get_meta("warnings") or {}).get("items", [])
+    from .analytics import status as analytics_status
+
     return {
+        "analytics": analytics_status(agent, now),
         "risk_level": assessment.level,
         "last_exposure_day": assessment.last_exposure_day,
         "last_check": _iso(last.get("at")),

@@ -25,11 +25,15 @@ import typer
 from phe_trace.agent import Agent, AgentConfig, AgentStore, load_config
 from phe_trace.agent.errors import ConfigError, ExportRejectedError
 
+from .agent_analytics import analytics as analytics_command
+from .agent_analytics import echo_status as echo_analytics_status
+
 app = typer.Typer(
     name="agent",
     help="The device agent: broadcast, listen, keep 14 days encrypted, check, report.",
     no_args_is_help=True,
 )
+app.command("analytics")(analytics_command)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Env file with PHE_TRACE_AGENT_* settings.")
@@ -79,6 +83,7 @@ def status(
     typer.echo(f"keys stored:         {summary['stored_keys']}")
     typer.echo(f"sighting windows:    {summary['stored_sighting_windows']}")
     typer.echo(f"reported positive:   {summary['reported'] or 'no'}")
+    echo_analytics_status(summary)
     for warning in summary["warnings"]:
         typer.echo(f"warning:             {warning}")
 

@@ -1,0 +1,462 @@
+"""The device's part in the aggregate statistics (SPEC AGG-10, AGG-25 … AGG-31).
+
+Opt-in (``phe-trace agent analytics on``) fetches the health authority's signed
+configuration (:mod:`phe_trace.analytics.config`) from the key server, checks its
+signature with the export keys the device already pins and pins the two aggregators'
+URLs and keys. From then on :func:`run_step` (the daemon calls it at every step; it does
+nothing until something is due):
+
+1. for every UTC day that has ended since the last one prepared (and the opt-in day), it
+   derives the day's four metrics from the device's own records (:func:`observe`), shards
+   each with Prio3 and seals the shares to the pinned aggregators — once per (day, metric),
+   each report due at its own uniformly random time in the next UTC day; a metric whose
+   ε would take the device over the published budget for the period is not prepared;
+2. it uploads every report that is due to the key server's ingestion endpoint; a failed
+   upload (no answer, 429, 5xx) is tried again with growing delays, the same sealed
+   report each time (so the aggregators drop a copy that did arrive, AGG-20); a report
+   the server refuses outright (another 4xx) is given up.
+
+A configuration that cannot be fetched or verified, or whose aggregator keys differ from
+the pinned ones, stops the step: nothing is prepared or sent, and the reason is kept for
+``status`` and logged. Accepting new aggregator keys is a deliberate step: ``analytics on``
+again. ``analytics off`` drops the reports not yet sent and the pin.
+
+Two state records: ``analytics`` (participation, pin, published parameters, and per report
+its day, metric, value, ε, due time and when it was sent — what ``export-data`` shows) and
+``analytics_outbox`` (the sealed boxes not yet accepted: ciphertexts for the aggregators,
+of no use to the person, left out of ``export-data``). Both follow the store's retention.
+
+:func:`run_step` takes many agents at once (the simulator's devices): the configuration is
+fetched once and the sharding is batched per (day, metric); every device still has its own
+randomness, nonces, pin, budget and uploads.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from phe_trace.analytics.config import AnalyticsConfig, verify_signed_config
+from phe_trace.analytics.errors import EncodingError
+from phe_trace.analytics.metrics import DailyObservation, encode_daily
+from phe_trace.analytics.reports import SealedReport, make_reports, upload_body
+
+from .errors import AnalyticsConfigError
+from .store import SECONDS_PER_DAY, utc_day
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = [
+    "OUTBOX",
+    "STATE",
+    "Prepared",
+    "StepResult",
+    "disable",
+    "enable",
+    "fetch_config",
+    "observe",
+    "purge",
+    "run_step",
+    "status",
+]
+
+log = logging.getLogger("phe_trace.agent")
+
+#: State record names.
+STATE = "analytics"
+OUTBOX = "analytics_outbox"
+#: First retry delay after a failed upload, seconds; each next one is four times longer.
+RETRY_FIRST_S = 60.0
+#: Longest retry delay, seconds.
+RETRY_MAX_S = 6 * 3600.0
+#: Reports in one upload request (the ingestion endpoint's limit, AGG-18).
+_PER_REQUEST = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One device's measurements for one day, as sealed and queued (the simulator's truth)."""
+
+    agent: int
+    day: int
+    values: dict[str, int]
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What one :func:`run_step` did over all its agents."""
+
+    prepared: list[Prepared] = field(default_factory=list)
+    sent: int = 0
+    failed: int = 0
+    refused_budget: int = 0
+    error: str | None = None
+
+
+def _state(agent: Agent) -> dict[str, Any]:
+    return agent.store.get_meta(STATE) or {}
+
+
+def _outbox(agent: Agent) -> dict[str, Any]:
+    boxes: dict[str, Any] = (agent.store.get_meta(OUTBOX) or {}).get("boxes", {})
+    return boxes
+
+
+def _key(day: int, metric: str) -> str:
+    return f"{day}/{metric}"
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def fetch_config(agent: Agent, client: httpx.Client) -> AnalyticsConfig:
+    """Download and verify the published configuration (AnalyticsConfigError if not)."""
+    from .sync import load_trusted_keys
+
+    base = (agent.config.key_server_url or "").rstrip("/")
+    if not base:
+        raise AnalyticsConfigError("no key server configured (PHE_TRACE_AGENT_KEY_SERVER_URL)")
+    trusted = load_trusted_keys(agent.config.public_keys())
+    try:
+        resp = client.get(f"{base}/v1/analytics/config")
+    except httpx.HTTPError as exc:
+        raise AnalyticsConfigError(
+            f"the analytics configuration cannot be fetched: {exc}"
+        ) from None
+    if resp.status_code != 200:
+        raise AnalyticsConfigError(
+            f"the key server has no usable analytics configuration (HTTP {resp.status_code})"
+        )
+    try:
+        config = verify_signed_config(resp.json(), trusted)
+    except (EncodingError, ValueError) as exc:
+        raise AnalyticsConfigError(f"{exc}: nothing is sent") from None
+    if config.budget_period_days > agent.config.retention_days:
+        raise AnalyticsConfigError(
+            f"the budget period ({config.budget_period_days} days) is longer than what this "
+            f"device keeps ({agent.config.retention_days} days): it cannot account for it"
+        )
+    return config
+
+
+def _params(config: AnalyticsConfig) -> dict[str, Any]:
+    return {
+        "period_days": config.budget_period_days,
+        "min_batch_size": config.min_batch_size,
+        "metrics": {m: [p.epsilon_per_day, p.budget] for m, p in config.metrics.items()},
+    }
+
+
+def enable(agent: Agent, config: AnalyticsConfig, now: float) -> dict[str, Any]:
+    """Opt in under ``config`` (verified), pinning its aggregators; reports start today."""
+    state = _state(agent)
+    today = utc_day(now)
+    state.update(
+        enabled=True,
+        pin=config.pin(),
+        params=_params(config),
+        prepared_through=max(int(state.get("prepared_through", today - 1)), today - 1),
+        error=None,
+    )
+    state.setdefault("reports", [])
+    agent.store.put_meta(STATE, state)
+    log.info("analytics on: leader %s, helper %s", config.leader.url, config.helper.url)
+    return state
+
+
+def disable(agent: Agent) -> int:
+    """Opt out: forget the pin and every report not sent yet (returns how many)."""
+    state = _state(agent)
+    dropped = len(_outbox(agent))
+    sent = [r for r in state.get("reports", []) if r.get("sent_at") is not None]
+    agent.store.put_meta(STATE, {"enabled": False, "reports": sent})
+    agent.store.put_meta(OUTBOX, {"boxes": {}})
+    return dropped
+
+
+# -- what the device measured -------------------------------------------------------------
+
+
+def _day_of(iso: str | None) -> int | None:
+    return None if iso is None else dt.date.fromisoformat(iso).toordinal() - 719_163
+
+
+def observe(agent: Agent, day: int, checks: list[dict[str, Any]] | None = None) -> DailyObservation:
+    """The day's metrics from the device's own records (SPEC AGG-10).
+
+    ``risk_level``: the highest of the day's checks (0 no exposure, 1 low, 2 high);
+    ``notified``: the first notification was shown that day, with the days since the
+    exposure the day's last check found; ``reported_positive``: keys published that day.
+    """
+    if checks is None:
+        checks = agent.store.check_results()
+    todays = [c for c in checks if utc_day(float(c.get("at", -1))) == day and not c.get("error")]
+    level = 0
+    for c in todays:
+        level = max(
+            level, 2 if c.get("risk_level") == "high" else int(bool(c.get("last_exposure_day")))
+        )
+    notified_at = (agent.store.get_meta("notified") or {}).get("at")
+    notified = notified_at is not None and utc_day(float(notified_at)) == day
+    since = None
+    if notified:
+        last = next((_day_of(c.get("last_exposure_day")) for c in reversed(todays)), None)
+        since = min(13, max(0, day - (day if last is None else last)))
+    published = (agent.store.get_meta("report") or {}).get("published_at")
+    return DailyObservation(
+        notified=notified,
+        max_risk_level=level,
+        days_exposure_to_notification=since,
+        reported_positive=published is not None and utc_day(float(published)) == day,
+    )
+
+
+# -- the step -----------------------------------------------------------------------------
+
+
+def _due_days(agent: Agent, now: float) -> list[int]:
+    state = _state(agent)
+    if not state.get("enabled"):
+        return []
+    first = utc_day(now) - agent.config.retention_days + 1
+    return list(range(max(int(state["prepared_through"]) + 1, first), utc_day(now)))
+
+
+def _sendable(agent: Agent, now: float) -> list[str]:
+    if not _state(agent).get("enabled"):
+        return []
+    return [k for k, box in _outbox(agent).items() if box["due"] <= now and box["next_try"] <= now]
+
+
+def _spent(state: dict[str, Any], metric: str, day: int, period: int) -> float:
+    return sum(
+        float(r["epsilon"])
+        for r in state.get("reports", [])
+        if r["metric"] == metric and day - period < int(r["day"]) <= day
+    )
+
+
+def _prepare(
+    agents: Sequence[Agent],
+    indexes: list[int],
+    config: AnalyticsConfig,
+    now: float,
+    result: StepResult,
+) -> None:
+    """Seal every due (day, metric) of ``indexes``' agents, batched per (day, metric)."""
+    wanted: dict[int, list[int]] = {}
+    for i in indexes:
+        for day in _due_days(agents[i], now):
+            wanted.setdefault(day, []).append(i)
+    for day, members in sorted(wanted.items()):
+        states = {i: _state(agents[i]) for i in members}
+        values = {i: encode_daily(observe(agents[i], day)) for i in members}
+        sealed: dict[int, dict[str, SealedReport]] = {i: {} for i in members}
+        for metric, params in config.metrics.items():
+            ok = [
+                i
+                for i in members
+                if _spent(states[i], metric, day, config.budget_period_days)
+                + params.epsilon_per_day
+                <= params.budget + 1e-9
+            ]
+            result.refused_budget += len(members) - len(ok)
+            if not ok:
+                continue
+            reports = make_reports(
+                metric,
+                [values[i][metric] for i in ok],
+                day,
+                config.leader.public_key,
+                config.helper.public_key,
+            )
+            for i, report in zip(ok, reports, strict=True):
+                sealed[i][metric] = report
+        for i in members:
+            _queue(agents[i], states[i], day, values[i], sealed[i], config)
+            result.prepared.append(Prepared(i, day, values[i]))
+
+
+def _queue(
+    agent: Agent,
+    state: dict[str, Any],
+    day: int,
+    values: dict[str, int],
+    sealed: dict[str, SealedReport],
+    config: AnalyticsConfig,
+) -> None:
+    """Keep ``day``'s sealed reports, each due at its own random time of the next day."""
+    boxes = _outbox(agent)
+    next_day = float((day + 1) * SECONDS_PER_DAY)
+    for metric, report in sealed.items():
+        due = next_day + agent.rng.random() * SECONDS_PER_DAY
+        boxes[_key(day, metric)] = {
+            "leader": base64.b64encode(report.leader_share).decode(),
+            "helper": base64.b64encode(report.helper_share).decode(),
+            "due": due,
+            "next_try": due,
+            "attempts": 0,
+        }
+        state["reports"].append(
+            {
+                "day": day,
+                "metric": metric,
+                "value": values[metric],
+                "epsilon": config.metrics[metric].epsilon_per_day,
+                "due": due,
+                "sent_at": None,
+            }
+        )
+    state["prepared_through"] = day
+    agent.store.put_meta(OUTBOX, {"boxes": boxes})
+    agent.store.put_meta(STATE, state)
+
+
+def _post(client: httpx.Client, url: str, reports: list[SealedReport]) -> int | None:
+    """The upload's HTTP status, or None when no answer came."""
+    try:
+        return client.post(url, json=upload_body(reports)).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def _send(
+    agent: Agent, keys: list[str], now: float, client: httpx.Client, result: StepResult
+) -> None:
+    """Upload ``keys``' reports (due now), in requests of at most eight."""
+    state, boxes = _state(agent), _outbox(agent)
+    url = f"{(agent.config.key_server_url or '').rstrip('/')}/v1/analytics/reports"
+    outcome: dict[str, str] = {}
+    for start in range(0, len(keys), _PER_REQUEST):
+        chunk = keys[start : start + _PER_REQUEST]
+        reports = []
+        for k in chunk:
+            day, metric = k.split("/")
+            b = boxes[k]
+            reports.append(
+                SealedReport(
+                    metric, int(day), base64.b64decode(b["leader"]), base64.b64decode(b["helper"])
+                )
+            )
+        status_code = _post(client, url, reports)
+        if status_code == 202:
+            verdict = "sent"
+        elif status_code is None or status_code == 429 or status_code >= 500:
+            verdict = "retry"
+        else:
+            verdict = f"refused by the key server (HTTP {status_code})"
+        outcome.update(dict.fromkeys(chunk, verdict))
+    for k, verdict in outcome.items():
+        if verdict == "retry":
+            box = boxes[k]
+            box["attempts"] += 1
+            box["next_try"] = now + min(RETRY_MAX_S, RETRY_FIRST_S * 4 ** (box["attempts"] - 1))
+            result.failed += 1
+            continue
+        del boxes[k]
+        day, metric = k.split("/")
+        for r in state["reports"]:
+            if r["day"] == int(day) and r["metric"] == metric:
+                r["sent_at"] = now if verdict == "sent" else None
+                if verdict != "sent":
+                    r["given_up"] = verdict
+        if verdict == "sent":
+            result.sent += 1
+        else:
+            log.error("analytics report %s %s", k, verdict)
+    failed = sum(v == "retry" for v in outcome.values())
+    state["error"] = f"{failed} upload(s) failed; tried again later" if failed else None
+    agent.store.put_meta(OUTBOX, {"boxes": boxes})
+    agent.store.put_meta(STATE, state)
+
+
+def _stop(agents: Sequence[Agent], indexes: list[int], message: str, result: StepResult) -> None:
+    log.error("analytics: %s", message)
+    result.error = message
+    for i in indexes:
+        state = _state(agents[i])
+        state["error"] = message
+        agents[i].store.put_meta(STATE, state)
+
+
+def run_step(agents: Sequence[Agent], now: float, client: httpx.Client | None = None) -> StepResult:
+    """Prepare what is due and upload what is due, for each of ``agents`` (see above)."""
+    result = StepResult()
+    busy = [i for i, a in enumerate(agents) if _due_days(a, now) or _sendable(a, now)]
+    if not busy:
+        return result
+    own = client is None
+    http = client or httpx.Client(timeout=agents[busy[0]].config.http_timeout_s)
+    try:
+        try:
+            config = fetch_config(agents[busy[0]], http)
+        except AnalyticsConfigError as exc:
+            _stop(agents, busy, str(exc), result)
+            return result
+        pinned = [i for i in busy if _state(agents[i]).get("pin") == config.pin()]
+        if len(pinned) < len(busy):
+            _stop(
+                agents,
+                [i for i in busy if i not in set(pinned)],
+                "the published aggregator keys differ from the ones this device pinned: "
+                "nothing is sent (run `phe-trace agent analytics on` to accept them)",
+                result,
+            )
+        _prepare(agents, pinned, config, now, result)
+        for i in pinned:
+            keys = _sendable(agents[i], now)
+            if keys:
+                _send(agents[i], keys, now, http, result)
+    finally:
+        if own:
+            http.close()
+    return result
+
+
+# -- retention, status, export ------------------------------------------------------------
+
+
+def purge(agent: Agent, first_kept: int) -> int:
+    """Forget reports (sent or not) of days before ``first_kept`` (the store's retention)."""
+    state = agent.store.get_meta(STATE)
+    if not state:
+        return 0
+    reports = state.get("reports", [])
+    kept = [r for r in reports if int(r["day"]) >= first_kept]
+    boxes = _outbox(agent)
+    kept_boxes = {k: v for k, v in boxes.items() if int(k.split("/")[0]) >= first_kept}
+    if len(kept) == len(reports) and len(kept_boxes) == len(boxes):
+        return 0
+    state["reports"] = kept
+    agent.store.put_meta(STATE, state)
+    agent.store.put_meta(OUTBOX, {"boxes": kept_boxes})
+    return len(reports) - len(kept)
+
+
+def status(agent: Agent, now: float) -> dict[str, Any]:
+    """Participation, the pinned aggregators and the ε spent per metric (``status``)."""
+    state = _state(agent)
+    params = state.get("params") or {}
+    period = int(params.get("period_days", agent.config.retention_days))
+    reports = state.get("reports", [])
+    today = utc_day(now)
+    return {
+        "participating": bool(state.get("enabled")),
+        "leader": (state.get("pin") or {}).get("leader_url"),
+        "helper": (state.get("pin") or {}).get("helper_url"),
+        "epsilon_spent": {
+            m: round(_spent(state, m, today, period), 6) for m in params.get("metrics", {})
+        },
+        "epsilon_budget": {m: v[1] for m, v in params.get("metrics", {}).items()},
+        "budget_period_days": period if params else None,
+        "reports_sent": sum(r.get("sent_at") is not None for r in reports),
+        "reports_waiting": len(_outbox(agent)) if state.get("enabled") else 0,
+        "error": state.get("error"),
+    }
