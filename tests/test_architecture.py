@@ -26,6 +26,7 @@ LAYER = {
     "server": 2,
     "verification": 2,
     "aggregator": 2,
+    "gateway": 2,
     "conformance": 2,
     "sim": 3,
     "hosting": 3,

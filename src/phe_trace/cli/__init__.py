@@ -36,6 +36,11 @@ _ROLES: dict[str, tuple[str, str, str]] = {
         "app",
         "Prio3 aggregator (leader or helper) for aggregate statistics.",
     ),
+    "gateway": (
+        "phe_trace.cli.gateway",
+        "app",
+        "Federation gateway: members upload signed key batches and download each other's.",
+    ),
     "demo": ("phe_trace.cli.demo", "demo", "The simulated city, end to end."),
     "conformance": (
         "phe_trace.cli.conformance",

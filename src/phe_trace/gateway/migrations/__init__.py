@@ -1,0 +1,1 @@
+"""Alembic migrations of the gateway's tables (own version table)."""
