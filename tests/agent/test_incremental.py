@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from phe_trace.agent import Agent
+from phe_trace.agent import Agent, SightingRecord
 from phe_trace.agent.risk import _encode
 from phe_trace.exposure import Sighting, match
 from phe_trace.protocol import export
@@ -25,6 +25,7 @@ from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 from .conftest import T0
 from .exports import REGION, new_signer, publish, spki
 from .http_host import ExportHost, serve
+from .reference import ref_rpi
 
 H = 3600
 DAY = 86_400
@@ -148,3 +149,41 @@ def test_incremental_checks_keep_exactly_what_a_full_rematch_finds(
     assert len({item["k"][0] for item in kept}) == 3  # a's keys of days 0 and 2, c's of day 1
     assert b.status(checks[-1])["last_exposure_day"] is not None
     assert b.store.get_meta("sync")["open_keys"] == []  # every window has ended
+
+
+def test_an_open_key_matches_later_sightings_only_within_each_identifiers_window(
+    make_agent, host: ExportHost
+) -> None:
+    """A key published while valid is matched against sightings stored after its file was
+    checked with the same per-identifier rule as a full match: RPI_j heard during j − 12
+    or j + 12 is kept, during j − 13 or j + 13 it is not, for j at the start, in the
+    middle and at the end of the key (SPEC AGENT-15, MATCH-3)."""
+    b = make_agent("b", now=T0, seed=2)
+    signer = new_signer()
+    b.config = b.config.model_copy(
+        update={
+            "key_server_url": host.url,
+            "export_public_keys": spki(signer),
+            "download_backoff_s": 0.0,
+            "desktop_notifications": False,
+        }
+    )
+    start = int(T0 // 600)
+    key = DiagnosisKey(os.urandom(16), start, 144, 2, ReportType.CONFIRMED_TEST, 1)
+    content = export.TemporaryExposureKeyExport(int(T0), int(T0) + H, REGION, keys=(key,))
+    publish(host.files, [export.build_export_zip(content, [signer])], int(T0))
+    b.tick(T0 + H)
+    first = b.sync(T0 + H)
+    assert first.files_checked == 1 and first.matched_sightings == 0
+    assert b.store.get_meta("sync")["open_keys"]  # still valid: kept open
+    heard = {}
+    for j in (start, start + 70, start + 143):
+        for late, offset in ((-13, 599), (-12, 0), (12, 599), (13, 0)):
+            rpi = ref_rpi(key.key_data, j)
+            t = float((j + late) * 600 + offset)
+            heard[(j, late)] = t
+            b.store.add_sightings([SightingRecord(rpi, os.urandom(4), t, 0, -60, -60, 1)])
+    later = b.sync(T0 + DAY + 2 * H)
+    assert later.files_checked == 0
+    kept = {(item["j"], item["s"][3]) for item in b.store.get_meta("matches")["items"]}
+    assert kept == {(j, t) for (j, late), t in heard.items() if abs(late) == 12}

@@ -38,6 +38,7 @@ def test_public_names_are_pinned() -> None:
             "default_config",
             "load_config",
             "match",
+            "reception_window",
         ]
     )
     for name in exposure.__all__:

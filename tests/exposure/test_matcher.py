@@ -16,26 +16,46 @@ def _pairs(result) -> set[tuple[bytes, int, bytes]]:  # type: ignore[no-untyped-
     return {(m.diagnosis_key.key_data, m.interval, m.sighting.rpi) for m in result.matches}
 
 
-@pytest.mark.parametrize(("start", "period"), [(DAY0, 144), (DAY0 + 57, 89), (DAY0 + 3, 1)])
-def test_tolerance_is_exactly_twelve_intervals(start: int, period: int) -> None:
-    """MATCH-3: heard at start−12 or end−1+12 matches; at start−13 or end−1+13 it does not."""
+def _positions(start: int, period: int) -> list[int]:
+    """The identifiers at the start, in the middle and at the end of a key."""
+    return sorted({start, start + period // 2, start + period - 1})
+
+
+@pytest.mark.parametrize(
+    ("start", "period"), [(DAY0, 144), (DAY0 + 57, 89), (DAY0 + 3, 2), (DAY0 + 3, 1)]
+)
+def test_each_identifier_matches_within_twelve_intervals_of_its_own(
+    start: int, period: int
+) -> None:
+    """MATCH-3: RPI_j heard during j−12 or j+12 matches; during j−13 or j+13 it does not
+    — for j at the start, in the middle and at the end of the key, whatever its period."""
     k = key(1, start, period)
-    first, last = start, start + period - 1
-    inside = [
-        sighting_of(k, first, at_interval=first - 12, offset_seconds=0),
-        sighting_of(k, last, at_interval=last + 12, offset_seconds=599.9),
-    ]
-    outside = [
-        sighting_of(k, first, at_interval=first - 13, offset_seconds=599.9),
-        sighting_of(k, last, at_interval=last + 13, offset_seconds=0),
-    ]
-    result = match([k], inside + outside)
-    assert sorted(m.sighting.unix_time for m in result.matches) == sorted(
-        s.unix_time for s in inside
-    )
-    assert match([k], outside, tolerance_intervals=13).keys_checked == 1
-    assert len(match([k], outside, tolerance_intervals=13).matches) == 2
-    assert match([k], inside, tolerance_intervals=0).matches == ()
+    for j in _positions(start, period):
+        inside = [
+            sighting_of(k, j, at_interval=j - 12, offset_seconds=0),
+            sighting_of(k, j, at_interval=j + 12, offset_seconds=599.9),
+        ]
+        outside = [
+            sighting_of(k, j, at_interval=j - 13, offset_seconds=599.9),
+            sighting_of(k, j, at_interval=j + 13, offset_seconds=0),
+        ]
+        result = match([k], inside + outside, workers=1)
+        assert [(m.interval, m.sighting.unix_time) for m in result.matches] == [
+            (j, s.unix_time) for s in inside
+        ]
+        assert len(match([k], outside, tolerance_intervals=13, workers=1).matches) == 2
+        assert match([k], inside, tolerance_intervals=0, workers=1).matches == ()
+
+
+def test_an_identifier_replayed_later_the_same_day_does_not_match() -> None:
+    """MATCH-3: the window is the identifier's own, not the key's: the morning's RPI heard
+    in the evening of the key's own day (inside [s − 12, s + p + 12)) matches nothing,
+    while the evening's RPI heard then does."""
+    k = key(2, DAY0, 144)
+    morning, evening = DAY0 + 48, DAY0 + 114
+    replayed = sighting_of(k, morning, at_interval=evening)
+    live = sighting_of(k, evening, at_interval=evening)
+    assert [m.sighting for m in match([k], [replayed, live], workers=1).matches] == [live]
 
 
 def test_short_period_derives_only_its_own_intervals() -> None:

@@ -34,7 +34,7 @@ def reference_match(
             rpi = crypto.rpi(rpik, j)
             for i, s in enumerate(sightings):
                 heard = int(s.unix_time // 600)
-                if s.rpi == rpi and start - tolerance <= heard < end + tolerance:
+                if s.rpi == rpi and j - tolerance <= heard <= j + tolerance:
                     found.add((k, i, j))
     return found
 

@@ -2,9 +2,10 @@
 
 An attacker records a positive person's advertisement (RPI ‖ AEM) and plays it back
 elsewhere or later. The matcher accepts a sighting of ``RPI_j`` only when it was
-received within ``[s − 12, s + p + 12)`` intervals of the key's validity (SPEC MATCH-3),
-so a replay more than two hours outside the key's day is worthless; inside that window
-it matches — the known GAEN limit the threat model names. Identifiers are computed here
+received within ``[j − 12, j + 13)`` intervals — two hours either side of that
+identifier's own interval (SPEC MATCH-3) — so a replay more than two hours after the
+broadcast is worthless, even on the key's own day; inside that window it matches — the
+known GAEN limit the threat model names. Identifiers are computed here
 with an independent reference of the key schedule (``cryptography`` only).
 (SPEC MATCH-2, MATCH-3, WIN-6)
 """
@@ -37,6 +38,10 @@ def _heard(interval_of_rpi: int, received_interval: int) -> Sighting:
         (DAY_START + 100, DAY_START + 100, True),  # heard live
         (DAY_START + 143, DAY_START + 144 + 11, True),  # relayed 2 h later: in tolerance
         (DAY_START + 143, DAY_START + 144 + 12, False),  # replayed just past it
+        (DAY_START + 50, DAY_START + 50 + 12, True),  # relayed 2 h later, mid-day
+        (DAY_START + 50, DAY_START + 50 + 13, False),  # replayed the same day, 2 h 10 min later
+        (DAY_START + 30, DAY_START + 120, False),  # morning's identifier replayed in the evening
+        (DAY_START + 100, DAY_START + 100 - 13, False),  # "pre-played" 2 h 10 min early
         (DAY_START, DAY_START - 12, True),  # the early edge
         (DAY_START, DAY_START - 13, False),
         (DAY_START + 50, DAY_START + 144 * 3, False),  # replayed days later

@@ -5,8 +5,10 @@ that match none of them. Turning every stored record into a matcher value
 (:class:`phe_trace.exposure.Sighting`, checked field by field) costs more than the match,
 so the records are screened first: the first 8 bytes of every identifier of every key
 (derived with :func:`phe_trace.crypto.batch.rpis_into`) are looked up among the first 8
-bytes of the stored identifiers (a table of flags first, then a binary search), vectorised,
-and only the records that pass become matcher values.
+bytes of the stored identifiers (a table of flags first, then a binary search), vectorised;
+a record whose head is found passes only if it was heard inside the reception window of
+one of the identifiers with that head (:func:`phe_trace.exposure.reception_window`,
+MATCH-3), and only the records that pass become matcher values.
 
 The screen passes a superset of what can match — :func:`phe_trace.exposure.match` still
 compares all 16 bytes and the time window — so the matches are exactly the matcher's on
@@ -23,10 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from phe_trace.crypto import RPI_LENGTH, TEK_ROLLING_PERIOD
+from phe_trace.crypto import INTERVAL_SECONDS, RPI_LENGTH, TEK_ROLLING_PERIOD
 from phe_trace.crypto.batch import rpis_into
 from phe_trace.errors import PheTraceError
-from phe_trace.exposure import Sighting
+from phe_trace.exposure import DEFAULT_TOLERANCE_INTERVALS, Sighting, reception_window
 from phe_trace.protocol.diagnosis_key import DiagnosisKey
 
 from .records import iter_sighting_fields, sighting_record_size
@@ -52,6 +54,14 @@ def _heads(plain: bytes) -> npt.NDArray[np.uint64]:
     return np.ndarray((n,), dtype="<u8", buffer=plain, offset=0, strides=(size,))
 
 
+def _intervals(plain: bytes) -> npt.NDArray[np.int64]:
+    """The reception interval of each record (``floor(first heard / 600)``)."""
+    size = sighting_record_size()
+    n = len(plain) // size
+    times = np.ndarray((n,), dtype="<f8", buffer=plain, offset=RPI_LENGTH + 4, strides=(size,))
+    return (times // INTERVAL_SECONDS).astype(np.int64)
+
+
 class _Heads:
     """The stored heads, sorted, behind a table of one-byte flags addressed by their low
     bits (at most 4 MiB, about 64 flags per head): most derived identifiers are turned
@@ -66,19 +76,31 @@ class _Heads:
         self.table = np.zeros(1 << bits, dtype=np.bool_)
         self.table[(heads & self.mask).astype(np.intp)] = True
 
-    def seen(self, derived: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-        """The values of ``derived`` that are stored heads."""
-        candidates = derived[np.take(self.table, (derived & self.mask).astype(np.intp))]
-        at = np.minimum(np.searchsorted(self.sorted, candidates), len(self.sorted) - 1)
-        seen: npt.NDArray[np.uint64] = candidates[self.sorted[at] == candidates]
+    def seen(self, derived: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
+        """The positions in ``derived`` of values that are stored heads."""
+        candidates = np.flatnonzero(np.take(self.table, (derived & self.mask).astype(np.intp)))
+        values = derived[candidates]
+        at = np.minimum(np.searchsorted(self.sorted, values), len(self.sorted) - 1)
+        seen: npt.NDArray[np.intp] = candidates[self.sorted[at] == values]
         return seen
 
 
-def _seen_heads(keys: Sequence[DiagnosisKey], heads: _Heads) -> npt.NDArray[np.uint64] | None:
-    """The stored heads that begin an identifier of one of ``keys`` (``None``: the
-    derivation refused a key)."""
+def _block_intervals(block: Sequence[DiagnosisKey], positions: npt.NDArray[np.intp]) -> list[int]:
+    """The interval of each derived identifier at ``positions`` of a block's buffer."""
+    periods = np.array([k.rolling_period for k in block], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(periods)))
+    owners = np.searchsorted(offsets, positions, side="right") - 1
+    return [
+        block[o].rolling_start_interval_number + int(p) - int(offsets[o])
+        for o, p in zip(owners.tolist(), positions.tolist(), strict=True)
+    ]
+
+
+def _seen_heads(keys: Sequence[DiagnosisKey], heads: _Heads) -> dict[int, list[int]] | None:
+    """Stored heads that begin an identifier of one of ``keys``, each with the intervals of
+    those identifiers (``None``: the derivation refused a key)."""
     buf = bytearray(_BLOCK_KEYS * TEK_ROLLING_PERIOD * RPI_LENGTH)
-    found = []
+    found: dict[int, list[int]] = {}
     for b in range(0, len(keys), _BLOCK_KEYS):
         block = keys[b : b + _BLOCK_KEYS]
         try:
@@ -90,8 +112,22 @@ def _seen_heads(keys: Sequence[DiagnosisKey], heads: _Heads) -> npt.NDArray[np.u
             )
         except (PheTraceError, TypeError, ValueError, OverflowError):
             return None
-        found.append(heads.seen(np.frombuffer(buf, dtype="<u8", count=nbytes // 8)[0::2]))
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.uint64)
+        derived = np.frombuffer(buf, dtype="<u8", count=nbytes // 8)[0::2]
+        positions = heads.seen(derived)
+        intervals = _block_intervals(block, positions)
+        for head, j in zip(derived[positions].tolist(), intervals, strict=True):
+            found.setdefault(head, []).append(j)
+    return found
+
+
+def _in_window(interval: int, identifiers: list[int]) -> bool:
+    """Whether a record heard during ``interval`` is in the reception window of one of
+    ``identifiers`` (their intervals), MATCH-3."""
+    for j in identifiers:
+        lo, hi = reception_window(j, DEFAULT_TOLERANCE_INTERVALS)
+        if lo <= interval < hi:
+            return True
+    return False
 
 
 def _passing(plain: bytes, keys: Sequence[DiagnosisKey]) -> BoolArray:
@@ -102,7 +138,12 @@ def _passing(plain: bytes, keys: Sequence[DiagnosisKey]) -> BoolArray:
     seen = _seen_heads(keys, _Heads(heads))
     if seen is None:
         return np.ones(len(heads), dtype=np.bool_)
-    return np.isin(heads, seen)
+    passing = np.isin(heads, np.fromiter(seen, dtype=np.uint64, count=len(seen)))
+    rows = np.flatnonzero(passing)
+    intervals = _intervals(plain)[rows].tolist()
+    for row, head, interval in zip(rows.tolist(), heads[rows].tolist(), intervals, strict=True):
+        passing[row] = _in_window(interval, seen[head])
+    return passing
 
 
 def candidate_sightings(

@@ -14,12 +14,13 @@ One check, :func:`run_sync`:
 4. score all kept windows, store the result, and notify when the risk rises.
 
 Each key is matched against all stored sightings when its file is first checked. A
-sighting stored later can still match it only while the key's validity window, widened
-by the matcher's tolerance, has not ended: such *open* keys (a key published while still
-valid, or just after) are kept, sealed with the sync state, and matched again at each
-check until their window ends more than a scan period plus the clock-skew tolerance
-before the check; a match already kept is not counted twice. So the kept matches are
-those of matching every key ever checked against every stored sighting at each check.
+sighting stored later can still match it only while the reception window of the key's
+last identifier (MATCH-3: its interval ± the matcher's tolerance) has not ended: such
+*open* keys (a key published while still valid, or just after) are kept, sealed with the
+sync state, and matched again at each check until their window ends more than a scan
+period plus the clock-skew tolerance before the check; a match already kept is not
+counted twice. So the kept matches are those of matching every key ever checked against
+every stored sighting at each check.
 (Simplification: a sighting time-stamped earlier than that — a clock set back by more
 than the tolerance — is not matched against a key that is no longer open.)
 
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from phe_trace.crypto import INTERVAL_SECONDS
 from phe_trace.errors import PheTraceError
-from phe_trace.exposure import DEFAULT_TOLERANCE_INTERVALS, Sighting, match
+from phe_trace.exposure import Sighting, match, reception_window
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey
 from phe_trace.protocol.errors import ExportError
@@ -241,8 +242,9 @@ def _sightings(agent: Agent, keys: list[DiagnosisKey]) -> list[Sighting]:
 
 
 def _open_until(key: DiagnosisKey) -> float:
-    """When the last sighting that ``key`` can match may have been heard (unix seconds)."""
-    end = key.rolling_start_interval_number + key.rolling_period + DEFAULT_TOLERANCE_INTERVALS
+    """When the last sighting that ``key`` can match may have been heard (unix seconds):
+    the end of its last identifier's reception window (MATCH-3)."""
+    _, end = reception_window(key.rolling_start_interval_number + key.rolling_period - 1)
     return float(end * INTERVAL_SECONDS)
 
 

@@ -25,7 +25,7 @@ from .config import (
     load_config,
 )
 from .errors import ConfigError, ExposureError, MatchInputError, SightingError
-from .matcher import DEFAULT_TOLERANCE_INTERVALS, match
+from .matcher import DEFAULT_TOLERANCE_INTERVALS, match, reception_window
 from .model import (
     ExposureWindow,
     Infectiousness,
@@ -75,4 +75,5 @@ __all__ = [
     "default_config",
     "load_config",
     "match",
+    "reception_window",
 ]

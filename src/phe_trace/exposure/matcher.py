@@ -17,9 +17,11 @@
 4. Large inputs run the packed chunks in a pool of forked worker processes (the index is
    inherited, not copied), with a bounded number of chunks in flight so memory stays
    bounded whatever the key count (MATCH-7). Small inputs run in this process.
-5. For each confirmed identifier, each of its sightings is kept only if its time lies in
-   the key's validity window widened by the tolerance (MATCH-3); the AEM of a kept
-   match is decrypted (MATCH-4).
+5. For each confirmed identifier ``RPI_j``, each of its sightings is kept only if its
+   reception interval lies in ``RPI_j``'s own window ``[j − T, j + T + 1)``
+   (:func:`reception_window`, MATCH-3): an identifier replayed more than the tolerance
+   after it was broadcast never matches, wherever it lies in the key's day. The AEM of a
+   kept match is decrypted (MATCH-4).
 """
 
 from __future__ import annotations
@@ -55,9 +57,9 @@ from phe_trace.protocol.diagnosis_key import (
 from .errors import MatchInputError
 from .model import Match, MatchResult, RejectedKey, Sighting
 
-__all__ = ["DEFAULT_TOLERANCE_INTERVALS", "match"]
+__all__ = ["DEFAULT_TOLERANCE_INTERVALS", "match", "reception_window"]
 
-#: Intervals of clock drift accepted either side of a key's validity window: ±2 h (MATCH-3).
+#: Intervals of clock drift accepted either side of an identifier's interval: ±2 h (MATCH-3).
 DEFAULT_TOLERANCE_INTERVALS = 12
 #: Keys per streamed chunk (and per task of the process pool).
 DEFAULT_CHUNK_SIZE = 8192
@@ -72,6 +74,18 @@ _MAX_TABLE_BITS = 22
 _TABLE_SPARSITY = 64
 
 Int64Array = npt.NDArray[np.int64]
+
+
+def reception_window(
+    interval: int, tolerance: int = DEFAULT_TOLERANCE_INTERVALS
+) -> tuple[int, int]:
+    """The reception intervals ``[lo, hi)`` in which a sighting of ``RPI_interval`` matches.
+
+    ``[j − T, j + T + 1)``: from ``T`` intervals before the identifier's own interval to
+    ``T`` intervals after it, whatever the key's period, not capped at the key's end
+    (SPEC MATCH-3). A key's identifiers together match in ``[s − T, s + p + T)``.
+    """
+    return interval - tolerance, interval + tolerance + 1
 
 
 class _SightingIndex:
@@ -151,7 +165,12 @@ def _init_worker(index: _SightingIndex) -> None:
 def _match_packed(
     index: _SightingIndex, packed: _Packed, tolerance: int
 ) -> list[tuple[int, int, int]]:
-    """(key position in chunk, sighting index, interval) for every match in one chunk."""
+    """(key position in chunk, sighting index, interval) for every match in one chunk.
+
+    Keys none of whose identifiers' windows (together ``[s − T, s + p + T)``) holds a
+    sighting are skipped before derivation; a confirmed identifier's sightings are kept
+    by its own window (:func:`reception_window`).
+    """
     starts, periods = packed.starts, packed.periods
     lo, hi = starts - tolerance, starts + periods + tolerance
     live = np.flatnonzero((hi > index.min_interval) & (lo <= index.max_interval))
@@ -177,10 +196,10 @@ def _match_packed(
         for pos, owner, first, end in zip(found, owners.tolist(), firsts, ends, strict=True):
             k = int(keys[owner])
             interval = int(starts[k]) + pos - int(offsets[owner])
-            k_lo, k_hi = int(lo[k]), int(hi[k])
+            j_lo, j_hi = reception_window(interval, tolerance)
             tail = tails[pos]
             for row in range(first, end):
-                if index.tail[row] == tail and k_lo <= index.intervals[row] < k_hi:
+                if index.tail[row] == tail and j_lo <= index.intervals[row] < j_hi:
                     out.append((k, int(index.sighting[row]), interval))
     return out
 
@@ -412,12 +431,13 @@ def match(
     """Find the sightings of the published ``diagnosis_keys`` (SPEC §8, MATCH-1 … MATCH-8).
 
     A sighting matches a key when its identifier is one of the key's identifiers
-    (intervals ``[start, start + period)``) and its time falls in intervals
-    ``[start − tolerance, start + period + tolerance)``. Keys are consumed as a stream in
-    chunks of ``chunk_size``; ``workers`` processes share large inputs (``None``: one per
-    available core; ``1``: this process only). Malformed keys are refused one by one and
-    listed in ``MatchResult.rejected``. The matches are sorted by sighting time (then by
-    sighting and key fields); the same key given twice yields each match once.
+    ``RPI_j`` (``j`` in ``[start, start + period)``) and its reception interval falls in
+    ``[j − tolerance, j + tolerance + 1)`` (:func:`reception_window`). Keys are consumed
+    as a stream in chunks of ``chunk_size``; ``workers`` processes share large inputs
+    (``None``: one per available core; ``1``: this process only). Malformed keys are
+    refused one by one and listed in ``MatchResult.rejected``. The matches are sorted by
+    sighting time (then by sighting and key fields); the same key given twice yields each
+    match once.
     """
     _check_arguments(tolerance_intervals, chunk_size, workers)
     seen = tuple(sightings)

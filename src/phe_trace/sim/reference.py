@@ -12,8 +12,8 @@ Used for two things, never by production code:
 The rule (GAEN v2 daily summary, simplified): every matched sighting record stands for
 one scan period; its attenuation is ``tx_power (from the decrypted metadata) − rssi``;
 its time is weighted by the bucket of that attenuation; a person is notified on a day
-whose weighted minutes reach the threshold. Matching accepts an identifier within
-±2 hours of its interval (``protocol_spec/SPEC.md``, matching tolerance).
+whose weighted minutes reach the threshold. Matching accepts an identifier heard within
+12 intervals (±2 hours) of its own interval (``protocol_spec/SPEC.md``, MATCH-3).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .config import RiskConfig
 
 __all__ = ["ExposureTable", "MatchedSighting", "PublishedKey", "weighted_minutes"]
 
-_TOLERANCE_S = 2 * 3600
+_TOLERANCE_INTERVALS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ class ExposureTable:
             if hit is None:
                 continue
             index, interval = hit
-            if abs(unix_time - interval * INTERVAL_SECONDS) > _TOLERANCE_S + INTERVAL_SECONDS:
+            if abs(int(unix_time // INTERVAL_SECONDS) - interval) > _TOLERANCE_INTERVALS:
                 continue
             metadata = Metadata.from_bytes(decrypt_metadata(self._aemks[index], rpi_, aem))
             attenuation = metadata.tx_power_dbm - (rssi + rssi_correction_db)
