@@ -75,6 +75,10 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
                 now=keyserver.now(),
             )
         keyserver.directory.invalidate()
+        from phe_trace.verification.metrics import render_metrics
+
+        service = vapp.state.service  # the key server's /metrics answers for both
+        keyserver.metrics.registry.include(lambda: render_metrics(service.codes))
     app.state.verification = vapp.state.service
     app.mount("/", vapp)  # last: /api/, /portal/, /.well-known/jwks.json
     return True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from phe_trace.verification.tables import audit_events
+from phe_trace.verification.tables import audit_events, users
 
 from .conftest import (
     ADMIN_PASSWORD,
@@ -131,6 +133,41 @@ def test_lock_out_after_repeated_failures(live_sqlite: Live) -> None:
     assert "user.locked" in actions and "user.signin_locked" in actions
 
 
+def test_parallel_wrong_passwords_are_each_counted(live: Live) -> None:
+    """VER-12: 16 wrong passwords at once: each counts, so the account locks (one UPDATE).
+
+    Every attempt is either refused as already locked or counted; of the counted ones,
+    each fifth locks the account and the rest stay in ``failed_signins``. A count written
+    from a value read before the update loses attempts and breaks this balance.
+    """
+    maximum = live.service.settings.signin_max_failures
+    clients = [_client(live) for _ in range(16)]
+    tokens = [csrf_of(c.get("/portal/login").text) for c in clients]
+    start = threading.Barrier(len(clients))
+
+    def attempt(index: int) -> int:
+        start.wait()
+        form = {"username": "worker", "password": "wrong-password-123", "csrf_token": tokens[index]}
+        return clients[index].post("/portal/login", data=form).status_code
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        statuses = list(pool.map(attempt, range(len(clients))))
+    for c in clients:
+        c.close()
+    assert statuses == [401] * 16
+    with live.service.engine.connect() as conn:
+        actions = conn.execute(select(audit_events.c.action)).scalars().all()
+        failures = conn.execute(
+            select(users.c.failed_signins).where(users.c.username == "worker")
+        ).scalar_one()
+    counted = actions.count("user.signin_failed") + actions.count("user.locked")
+    assert counted + actions.count("user.signin_locked") == 16
+    assert actions.count("user.locked") == counted // maximum >= 1
+    assert failures == counted % maximum
+    with _client(live) as client:
+        assert sign_in(client, "worker", WORKER_PASSWORD).status_code == 401  # locked
+
+
 def test_recent_codes_by_status_without_codes_or_personal_data(live: Live) -> None:
     """The list shows references and status — unclaimed, claimed, expired — never a code.
 
@@ -150,16 +187,49 @@ def test_recent_codes_by_status_without_codes_or_personal_data(live: Live) -> No
     assert f'data-uuid="{fresh.uuid}" data-status="unclaimed"' in page
 
 
+def _next_utc_day(live: Live) -> None:
+    """Move the clock to 00:05 UTC of the next day: the test's steps then share one day."""
+    now = live.clock.now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    live.clock.advance(midnight - now + timedelta(minutes=5))
+
+
 def test_statistics_table_and_chart(live_sqlite: Live) -> None:
-    """Per-day counts of issued and claimed codes, as a table and an SVG chart (SPEC VER-14)."""
+    """VER-14: issued, claimed, invalid attempts and certificates per day, table and chart.
+
+    The invalid attempts are real requests to ``/api/verify``: a reused code, an unknown
+    code and an expired code, each refused and each counted (in a transaction of its own,
+    since the refused attempt's is rolled back). ``/metrics`` serves the same counts.
+    """
     live = live_sqlite
+    _next_utc_day(live)
     with portal_client(live) as client:
         codes = [issue_code(client) for _ in range(3)]
-        live.service.verify(live.api_key, codes[0].code, None)
+        api = httpx.Client(base_url=live.url, headers={"X-API-Key": live.api_key}, timeout=30)
+        with api:
+            assert api.post("/api/verify", json={"code": codes[0].code}).status_code == 200
+            refused = [api.post("/api/verify", json={"code": codes[0].code})]
+            refused.append(api.post("/api/verify", json={"code": "12345678"}))
+            live.clock.advance(timedelta(minutes=61))  # the short code lives 60 minutes
+            refused.append(api.post("/api/verify", json={"code": codes[1].code}))
+            metrics = api.get("/metrics")
         page = client.get("/portal/stats").text
+    assert [r.json()["errorCode"] for r in refused] == [
+        "code_invalid",
+        "code_invalid",
+        "code_expired",
+    ]
     today = live.clock.now().date().isoformat()
-    assert f"<tr><td>{today}</td><td>3</td><td>1</td><td>0</td><td>0</td></tr>" in page
+    assert f"<tr><td>{today}</td><td>3</td><td>1</td><td>3</td><td>0</td></tr>" in page
     assert "<svg" in page and f"{today}: 3 issued" in page and f"{today}: 1 claimed" in page
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    series = dict(line.rsplit(" ", 1) for line in metrics.text.splitlines() if line[:1] != "#")
+    realm = '{realm="test-realm"}'
+    assert series[f"phe_trace_verification_invalid_attempts_total{realm}"] == "3"
+    assert series[f"phe_trace_verification_codes_issued_total{realm}"] == "3"
+    assert series[f"phe_trace_verification_codes_claimed_total{realm}"] == "1"
+    assert series[f"phe_trace_verification_certificates_total{realm}"] == "0"
 
 
 def test_daily_quota_is_enforced(live_sqlite: Live) -> None:

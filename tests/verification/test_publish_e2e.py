@@ -121,6 +121,21 @@ def test_portal_code_to_accepted_publish(combined: Combined) -> None:
     assert response.json()["insertedExposures"] == len(keys)
 
 
+def test_combined_metrics_carry_both_services(combined: Combined) -> None:
+    """VER-14, PUB-34: one process, one ``/metrics``: the key server's series and the
+    verification service's counts, an invalid attempt included."""
+    keys, hmac_key = _keys(), os.urandom(32)
+    _certify(combined, keys, hmac_key)
+    with httpx.Client(base_url=combined.url, headers={"X-API-Key": combined.api_key}) as c:
+        refused = c.post("/api/verify", json={"code": "12345678"})
+        text = c.get("/metrics").text
+    assert refused.json()["errorCode"] == "code_invalid"
+    series = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+    assert series["phe_trace_keys_stored"] == "0"  # the key server's own series
+    assert series['phe_trace_verification_invalid_attempts_total{realm="county"}'] == "1"
+    assert series['phe_trace_verification_certificates_total{realm="county"}'] == "1"
+
+
 def test_certificate_for_other_keys_is_refused(combined: Combined) -> None:
     """A certificate is bound to its keys: other keys fail the HMAC check at publish.
 

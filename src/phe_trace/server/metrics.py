@@ -133,6 +133,11 @@ class Registry:
 
     def __init__(self) -> None:
         self._metrics: list[_Metric] = []
+        self._included: list[Callable[[], str]] = []
+
+    def include(self, render: Callable[[], str]) -> None:
+        """Append the text of another registry (a service mounted in the same app)."""
+        self._included.append(render)
 
     def add(self, metric: _Metric) -> None:
         """Register ``metric`` (names must be unique)."""
@@ -142,7 +147,8 @@ class Registry:
 
     def render(self) -> str:
         """The whole registry in the Prometheus text exposition format."""
-        return "\n".join(m.render() for m in self._metrics) + "\n"
+        own = "\n".join(m.render() for m in self._metrics) + "\n"
+        return own + "".join(render() for render in self._included)
 
 
 class ServerMetrics:

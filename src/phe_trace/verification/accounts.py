@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .clock import Clock
@@ -225,18 +225,25 @@ class Accounts:
         return _user(row)
 
     def _fail_signin(self, row: Any, now: int) -> None:
-        failures = int(row.failed_signins) + 1
-        locked_until = None
-        if failures >= self._settings.signin_max_failures:
-            locked_until = now + self._settings.signin_lockout_minutes * 60
-            failures = 0
+        """Count a failure with one atomic UPDATE (VER-12): never from a value read before.
+
+        Parallel wrong passwords each add one; the one that reaches the maximum locks the
+        account and starts the count again. Both SET expressions read the row as it was
+        before this update, so the decision and the write cannot be separated.
+        """
+        reached = users.c.failed_signins + 1 >= self._settings.signin_max_failures
+        locked_until = now + self._settings.signin_lockout_minutes * 60
         with self._engine.begin() as conn:
-            conn.execute(
+            failures = conn.execute(
                 update(users)
                 .where(users.c.id == row.id)
-                .values(failed_signins=failures, locked_until=locked_until)
-            )
-            action = "user.locked" if locked_until else "user.signin_failed"
+                .values(
+                    failed_signins=case((reached, 0), else_=users.c.failed_signins + 1),
+                    locked_until=case((reached, locked_until), else_=users.c.locked_until),
+                )
+                .returning(users.c.failed_signins)
+            ).scalar_one()
+            action = "user.locked" if failures == 0 else "user.signin_failed"
             self._audit(conn, row.realm_id, row.username, action, "failed sign-in")
 
     def _record_signin(self, realm_id: int, username: str, action: str) -> None:

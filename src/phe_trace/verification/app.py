@@ -1,4 +1,5 @@
-"""The verification service as one ASGI app: ``/api``, ``/portal``, ``/.well-known/jwks.json``.
+"""The verification service as one ASGI app: ``/api``, ``/portal``, ``/.well-known/jwks.json``,
+``/metrics``.
 
 ``create_app(settings)`` builds everything (storage migrated, first signing key created)
 before returning, so it needs no lifespan hook and can be mounted into the combined
@@ -8,10 +9,11 @@ server by :mod:`phe_trace.hosting`.
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 
 from .api import create_device_api
 from .clock import Clock
+from .metrics import MEDIA_TYPE, render_metrics
 from .portal import create_portal
 from .service import VerificationService
 from .settings import VerificationSettings
@@ -39,6 +41,10 @@ def create_app(
     @app.get(JWKS_PATH, include_in_schema=False)
     def jwks() -> JSONResponse:
         return JSONResponse(service.signing.jwks(), headers={"Cache-Control": "max-age=300"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(render_metrics(service.codes), media_type=MEDIA_TYPE)
 
     @app.get("/portal", include_in_schema=False)
     def portal_root() -> RedirectResponse:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -222,11 +222,9 @@ class CodeStore:
                     if mine is not None:
                         return row  # the first attempt's commit went through
                 if row is None or row.claimed_at is not None:
-                    self._count(conn, realm_id, unix, "codes_invalid")
                     raise CodeInvalidError("verification code invalid")
                 expiry = row.expires_at if row.code_hash == code_hash else row.long_expires_at
                 if expiry <= unix:
-                    self._count(conn, realm_id, unix, "codes_invalid")
                     raise CodeExpiredError("verification code expired")
                 if row.test_type not in accept:
                     raise UnsupportedTestTypeError("verification code has unsupported test type")
@@ -252,7 +250,12 @@ class CodeStore:
                 self._count(conn, realm_id, unix, "codes_claimed")
                 return row
 
-        row = retry_once(attempt)
+        try:
+            row = retry_once(attempt)
+        except (CodeInvalidError, CodeExpiredError, UnsupportedTestTypeError):
+            # Counted in a transaction of its own: the refused attempt's was rolled back.
+            self.count_invalid(realm_id, now)
+            raise
         return VerifiedCode(token, row.test_type, row.symptom_date, row.test_date)
 
     def claim_token(self, realm_id: int, token: str, now: datetime) -> Any:
@@ -329,9 +332,19 @@ class CodeStore:
         )
 
     def count_invalid(self, realm_id: int, now: datetime) -> None:
-        """Count one refused verification attempt (e.g. an unsupported ``accept``)."""
-        with self._engine.begin() as conn:
-            self._count(conn, realm_id, int(now.timestamp()), "codes_invalid")
+        """Count one refused verification attempt (VER-14), in a transaction of its own.
+
+        A code unknown, already claimed or expired, or of a test type the app does not
+        accept. Retried once like every write; a retry after a commit that went through
+        unheard counts the attempt twice, which only a statistic can show.
+        """
+        unix = int(now.timestamp())
+
+        def attempt(_retry: bool) -> None:
+            with self._engine.begin() as conn:
+                self._count(conn, realm_id, unix, "codes_invalid")
+
+        retry_once(attempt)
 
     def stats(self, realm_id: int, now: datetime, days: int = 30) -> list[DayStats]:
         """Counts of the last ``days`` UTC days, oldest first, zero-filled."""
@@ -356,6 +369,18 @@ class CodeStore:
                 )
             )
         return out
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Per realm name, each daily count summed over every day (VER-14, ``/metrics``)."""
+        columns = ("codes_issued", "codes_claimed", "codes_invalid", "tokens_claimed")
+        query = (
+            select(realms.c.name, *(func.sum(daily_stats.c[c]).label(c) for c in columns))
+            .join(daily_stats, daily_stats.c.realm_id == realms.c.id)
+            .group_by(realms.c.name)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {r.name: {c: int(getattr(r, c) or 0) for c in columns} for r in rows}
 
     def issued_today(self, realm_id: int, now: datetime) -> int:
         """Codes the realm issued so far this UTC day."""
