@@ -14,7 +14,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -24,10 +23,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phe_trace import __version__
 from phe_trace.analytics.metrics import METRICS
 from phe_trace.analytics.prio3 import DRAFT_VERSION
+from phe_trace.crypto.compare import bearer_matches
+from phe_trace.protocol.bodylimit import BodyLimit, send_json
 
 from .errors import AggregatorError, BatchTooSmall
 from .service import Aggregator
@@ -48,21 +50,46 @@ def _no_bool(value: object) -> object:
 Day = Annotated[int, Field(ge=0, lt=2**32), BeforeValidator(_no_bool)]
 
 
+#: Items in one prepare request (the leader sends chunks of 2,000).
+MAX_PREPARE_ITEMS = 5000
+#: Longest base64 prep share accepted (the largest metric's is 256 characters).
+MAX_PREP_SHARE_CHARS = 1024
+#: Report ids in one aggregate-share request.
+MAX_REPORT_IDS = 1_000_000
+#: Request-body limits per path in bytes (AGG-26): what the largest valid request of the
+#: endpoint needs, with 32-character report ids as the key server issues them.
+BODY_LIMITS = {
+    "/v1/aggregator/prepare": MAX_PREPARE_ITEMS * (64 + MAX_PREP_SHARE_CHARS + 40) + 1024,
+    "/v1/aggregator/aggregate_share": MAX_REPORT_IDS * 35 + 1024,
+}
+#: Limit of every other path (a day and a metric name).
+DEFAULT_BODY_LIMIT = 1024
+#: Paths only the peer aggregator may call: refused 401 before their body is read.
+PEER_PATHS = frozenset(
+    {
+        "/v1/aggregator/prepare",
+        "/v1/aggregator/pull",
+        "/v1/aggregator/aggregate_share",
+        "/v1/aggregator/collect",
+    }
+)
+
+
 class PrepareItem(BaseModel):
     report_id: str = Field(max_length=64)
-    prep_share: str = Field(max_length=8192)
+    prep_share: str = Field(max_length=MAX_PREP_SHARE_CHARS)
 
 
 class PrepareIn(BaseModel):
     day: Day
     metric: MetricName
-    items: list[PrepareItem] = Field(max_length=5000)
+    items: list[PrepareItem] = Field(max_length=MAX_PREPARE_ITEMS)
 
 
 class AggregateShareIn(BaseModel):
     day: Day
     metric: MetricName
-    report_ids: list[str] = Field(max_length=1_000_000)
+    report_ids: list[Annotated[str, Field(max_length=64)]] = Field(max_length=MAX_REPORT_IDS)
 
 
 class PullIn(BaseModel):
@@ -104,8 +131,7 @@ def create_app(aggregator: Aggregator) -> FastAPI:
     )
 
     def peer(authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = f"Bearer {settings.peer_token.get_secret_value()}"
-        if authorization is None or not hmac.compare_digest(authorization, expected):
+        if not bearer_matches(authorization, settings.peer_token.get_secret_value()):
             raise HTTPException(401, "a valid peer token is required")
 
     def role(name: str) -> Any:
@@ -165,7 +191,31 @@ def create_app(aggregator: Aggregator) -> FastAPI:
         return {"aggregates": [r.to_json() for r in agg.releases(day)]}
 
     _install_errors(app)
+    app.add_middleware(_PeerGate, token=settings.peer_token.get_secret_value())
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT),
+        refusal=lambda limit: {"error": f"body exceeds {limit} bytes", "code": "payload_too_large"},
+    )
     return app
+
+
+class _PeerGate:
+    """Refuses a peer endpoint's request without the peer token before reading its body."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in PEER_PATHS:
+            headers = dict(scope.get("headers") or [])
+            given = headers.get(b"authorization")
+            if not bearer_matches(None if given is None else given.decode("latin-1"), self.token):
+                refusal = {"error": "a valid peer token is required", "code": "unauthorized"}
+                await send_json(send, 401, refusal)
+                return
+        await self.app(scope, receive, send)
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -183,7 +233,12 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+        codes = {
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
         return JSONResponse(
             {"error": str(exc.detail), "code": codes.get(exc.status_code, "bad_request")},
             status_code=exc.status_code,

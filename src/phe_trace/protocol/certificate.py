@@ -27,6 +27,8 @@ from typing import Any, Final
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from phe_trace.crypto.compare import same_text
+
 from .diagnosis_key import ReportType
 from .errors import ProtocolError, TekHmacError
 from .tekmac import TekHmacKey, decode_base64
@@ -165,7 +167,7 @@ def verify_certificate(
     ``kid``; the token verifies if any of them verifies it.
     """
     found_iss, _ = peek_certificate(token)
-    if not hmac.compare_digest(found_iss.encode(), issuer.encode()):
+    if not same_text(found_iss, issuer):
         raise CertificateError("certificate issuer does not match")
     payload = _verified_payload(token, public_keys)
     return _check_claims(payload, audience=audience, now=now, skew=clock_skew_seconds)

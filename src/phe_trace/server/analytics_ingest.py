@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import os
 import secrets
 import threading
@@ -31,6 +30,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.engine import Engine
+
+from phe_trace.crypto.compare import bearer_matches
 
 __all__ = ["MAX_BOX_BYTES", "MAX_REPORTS_PER_UPLOAD", "IngestStore", "router"]
 
@@ -228,8 +229,7 @@ def shares(
 ) -> SharesOut:
     """Boxes after sequence number ``after``; page with ``next_after``."""
     if store.fetch_token is not None:
-        expected = f"Bearer {store.fetch_token}"
-        if authorization is None or not hmac.compare_digest(authorization, expected):
+        if not bearer_matches(authorization, store.fetch_token):
             raise HTTPException(401, "a valid aggregator token is required")
     rows = store.fetch(role, day, metric, after, limit)
     return SharesOut(

@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+
+from phe_trace.crypto.compare import same_text
 
 from ..models import User
 from ..service import VerificationService
@@ -115,7 +116,7 @@ class Portal:
 
     def check_csrf(self, expected: str, submitted: str) -> None:
         """Compare a submitted CSRF token in constant time; raise :class:`CsrfError`."""
-        if not submitted or not hmac.compare_digest(expected.encode(), submitted.encode()):
+        if not submitted or not same_text(expected, submitted):
             raise CsrfError()
 
     def presignin(self, request: Request) -> tuple[str, str]:
