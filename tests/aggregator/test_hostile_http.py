@@ -1,4 +1,4 @@
-"""Hostile HTTP against an aggregator and the ingestion router: 4xx, never 5xx (AGG-25, AGG-26).
+"""Hostile HTTP against an aggregator and the ingestion router: 4xx, never 5xx (AGG-32, AGG-33).
 
 Real uvicorn servers on loopback; oversized bodies are streamed over a raw socket so that
 the test can count how much of the body the server took before refusing it.
@@ -45,7 +45,7 @@ def helper_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("header", ["Bearer é", "Bearer \u00ff" + TOKEN, "é", "Bearer"])
 def test_non_ascii_peer_token_is_401(helper_url: str, header: str) -> None:
-    """AGG-25: a bearer token with non-ASCII characters is a 401, not a TypeError 500."""
+    """AGG-32: a bearer token with non-ASCII characters is a 401, not a TypeError 500."""
     body = {"day": 20000, "metric": "notified", "items": []}
     r = httpx.post(f"{helper_url}{PREPARE}", json=body, headers={"Authorization": header.encode()})
     assert r.status_code == 401, r.text
@@ -53,7 +53,7 @@ def test_non_ascii_peer_token_is_401(helper_url: str, header: str) -> None:
 
 
 def test_non_ascii_fetch_token_is_401(tmp_path: Path) -> None:
-    """AGG-25: the same for the key server's analytics fetch token, also a UTF-8 one."""
+    """AGG-32: the same for the key server's analytics fetch token, also a UTF-8 one."""
     app = FastAPI()
     app.include_router(analytics_ingest.router)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'ingest.sqlite3'}")
@@ -119,7 +119,7 @@ def _stream(url: str, path: str, headers: str, total: int) -> tuple[int, bytes]:
 
 
 def test_streamed_oversized_body_is_refused_after_the_limit(helper_url: str) -> None:
-    """AGG-26: a 200 MB chunked body is cut off at the endpoint's limit with a 413."""
+    """AGG-33: a 200 MB chunked body is cut off at the endpoint's limit with a 413."""
     total = 200 * 2**20
     auth = f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
     sent, answer = _stream(helper_url, PREPARE, auth, total)
@@ -129,7 +129,7 @@ def test_streamed_oversized_body_is_refused_after_the_limit(helper_url: str) -> 
 
 
 def test_unauthenticated_streamed_body_is_refused_unread(helper_url: str) -> None:
-    """AGG-26: without the peer token the body is not read at all: 401 at once."""
+    """AGG-33: without the peer token the body is not read at all: 401 at once."""
     sent, answer = _stream(helper_url, PREPARE, "Authorization: Bearer wrong\r\n", 64 * 2**20)
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     assert sent < 16 * 2**20
@@ -139,7 +139,7 @@ def test_unauthenticated_streamed_body_is_refused_unread(helper_url: str) -> Non
     "path", [PREPARE, "/v1/aggregator/pull", "/v1/aggregator/aggregate_share", "/v1/aggregates"]
 )
 def test_declared_oversized_body_is_413_before_anything(helper_url: str, path: str) -> None:
-    """AGG-26: a Content-Length over the path's limit is answered before a byte is read."""
+    """AGG-33: a Content-Length over the path's limit is answered before a byte is read."""
     with _connect(helper_url) as sock:
         sock.sendall(
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 300000000\r\n\r\n".encode()

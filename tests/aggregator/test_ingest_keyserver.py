@@ -15,6 +15,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 from phe_trace.server import ServerContext, create_app
 from tests.server.conftest import LiveServer, make_settings
@@ -83,6 +84,11 @@ def test_analytics_api_has_no_server_errors(
             max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate()
+            if case.operation.path == "/v1/analytics/reports":
+                # A day outside the current window (AGG-34) depends on the clock, which a
+                # schema cannot say: its refusal (400) is correct, not a failure.
+                case.call_and_validate(excluded_checks=[positive_data_acceptance])
+            else:
+                case.call_and_validate()
 
         check()

@@ -1,4 +1,4 @@
-"""Secrets from headers and JSON compared as bytes, whatever their characters (AGG-25)."""
+"""Secrets from headers and JSON compared as bytes, whatever their characters (AGG-32)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from phe_trace.protocol.certificate import CertificateError, verify_certificate
 
 
 def test_bearer_matches_compares_the_header_bytes() -> None:
-    """AGG-25: the header as decoded (Latin-1) equals ``Bearer`` + the token's UTF-8."""
+    """AGG-32: the header as decoded (Latin-1) equals ``Bearer`` + the token's UTF-8."""
     assert bearer_matches("Bearer token-1", "token-1")
     assert bearer_matches("Bearer tøken".encode().decode("latin-1"), "tøken")
     assert not bearer_matches("Bearer tøken", "tøken")  # not what a server decodes
@@ -24,7 +24,7 @@ def test_bearer_matches_compares_the_header_bytes() -> None:
 
 
 def test_same_text_takes_lone_surrogates() -> None:
-    """AGG-25: JSON may decode to lone surrogates; they compare, they do not raise."""
+    """AGG-32: JSON may decode to lone surrogates; they compare, they do not raise."""
     assert same_text("\ud800", "\ud800")
     assert not same_text("\ud800x", "issuer")
 

@@ -56,7 +56,7 @@ MAX_PREPARE_ITEMS = 5000
 MAX_PREP_SHARE_CHARS = 1024
 #: Report ids in one aggregate-share request.
 MAX_REPORT_IDS = 1_000_000
-#: Request-body limits per path in bytes (AGG-26): what the largest valid request of the
+#: Request-body limits per path in bytes (AGG-33): what the largest valid request of the
 #: endpoint needs, with 32-character report ids as the key server issues them.
 BODY_LIMITS = {
     "/v1/aggregator/prepare": MAX_PREPARE_ITEMS * (64 + MAX_PREP_SHARE_CHARS + 40) + 1024,

@@ -1,4 +1,4 @@
-"""Constant-time comparison of a secret received in an HTTP header (SPEC AGG-25).
+"""Constant-time comparison of a secret received in an HTTP header (SPEC AGG-32).
 
 ``hmac.compare_digest`` refuses ``str`` arguments holding non-ASCII characters with a
 ``TypeError``; a header is bytes on the wire, so both sides are compared as bytes. The

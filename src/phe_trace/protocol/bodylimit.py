@@ -5,7 +5,7 @@ of its path is answered 413 at once, without reading the body or running the app
 authentication or parsing work is done for it); a body without a declared length is
 counted while the app reads it and refused with a 413 ``HTTPException`` as soon as it
 passes the limit, so a process never holds more than the limit of one request
-(SPEC AGG-26).
+(SPEC AGG-33).
 """
 
 from __future__ import annotations

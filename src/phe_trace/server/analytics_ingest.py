@@ -15,15 +15,23 @@ creates its one table on first use; a deployment may instead set
 ``app.state.analytics_ingest`` to an :class:`IngestStore` of its own. Fetching requires
 ``Authorization: Bearer <token>`` when the environment variable
 ``PHE_TRACE_ANALYTICS_FETCH_TOKEN`` is set (read once, when the store is created).
+
+Uploads are bounded (AGG-34): only days from ``retention_days`` ago to today (the key
+server's clock) are accepted, rows of older days are deleted, and the uploads of all
+devices together are limited to ``analytics_uploads_per_second`` (429 beyond). Nothing
+about a client is kept to do so.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
@@ -72,16 +80,77 @@ def _no_bool(value: object) -> object:
 Day = Annotated[int, Field(ge=0, lt=_INT_LIMIT), BeforeValidator(_no_bool)]
 
 
-class IngestStore:
-    """The sealed-report table on a SQLAlchemy engine."""
+class UploadRate:
+    """A token bucket over all uploads together: ``rate`` per second, a minute's burst.
 
-    def __init__(self, engine: Engine, fetch_token: str | None = None) -> None:
+    ``rate`` 0 admits everything. Thread-safe; time is the caller's ``now``.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(rate * 60, 1.0)
+        self._tokens = self.capacity
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def take(self, now: float) -> float:
+        """Take one upload; 0 when admitted, else the seconds until one would be."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            elapsed = 0.0 if self._at is None else max(now - self._at, 0.0)
+            self._at = now
+            self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
+
+class IngestStore:
+    """The sealed-report table on a SQLAlchemy engine.
+
+    ``clock`` (unix seconds) decides which days an upload may carry: ``retention_days``
+    ago through today; older rows are deleted. ``uploads_per_second`` limits uploads.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        fetch_token: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        retention_days: int = 14,
+        uploads_per_second: float = 0.0,
+    ) -> None:
         self.engine = engine
         self.fetch_token = fetch_token
+        self.clock = clock
+        self.retention_days = retention_days
+        self.rate = UploadRate(uploads_per_second)
+        self._purged_before = -1
         _metadata.create_all(engine, checkfirst=True)
 
+    def accepted_days(self) -> range:
+        """The day numbers an upload may carry now."""
+        today = math.floor(self.clock() / 86400)
+        return range(max(today - self.retention_days, 0), today + 1)
+
+    def purge(self) -> int:
+        """Delete the rows of days before the accepted window; the number deleted."""
+        horizon = self.accepted_days().start
+        with self.engine.begin() as conn:
+            result = conn.execute(reports_table.delete().where(reports_table.c.day < horizon))
+        self._purged_before = horizon
+        return int(result.rowcount or 0)
+
     def add(self, rows: list[tuple[int, str, bytes, bytes]]) -> None:
-        """Store (day, metric, leader box, helper box) rows under fresh random ids."""
+        """Store (day, metric, leader box, helper box) rows under fresh random ids.
+
+        The first upload of each day first deletes the rows past retention.
+        """
+        if self.accepted_days().start != self._purged_before:
+            self.purge()
         with self.engine.begin() as conn:
             conn.execute(
                 reports_table.insert(),
@@ -124,9 +193,15 @@ def get_store(request: Request) -> IngestStore:
     with _STORE_LOCK:
         store: IngestStore | None = getattr(request.app.state, "analytics_ingest", None)
         if store is None:
-            engine = request.app.state.keyserver.engine
+            ctx = request.app.state.keyserver
             token = os.environ.get("PHE_TRACE_ANALYTICS_FETCH_TOKEN") or None
-            store = IngestStore(engine, token)
+            store = IngestStore(
+                ctx.engine,
+                token,
+                clock=ctx.now,
+                retention_days=ctx.settings.retention_days,
+                uploads_per_second=ctx.settings.analytics_uploads_per_second,
+            )
             request.app.state.analytics_ingest = store
         return store
 
@@ -163,6 +238,10 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorOut, "description": "Malformed request (field named in the message)."},
     413: {"model": ErrorOut, "description": "Body larger than the server's limit."},
 }
+_UPLOAD_ERRORS: dict[int | str, dict[str, object]] = {
+    **_ERRORS,
+    429: {"model": ErrorOut, "description": "Too many uploads now; retry after Retry-After."},
+}
 
 
 class ShareOut(BaseModel):
@@ -189,17 +268,22 @@ def _box(value: str, name: str) -> bytes:
     "/reports",
     status_code=202,
     response_model=UploadOut,
-    responses=_ERRORS,
+    responses=_UPLOAD_ERRORS,
     summary="Upload sealed aggregate-statistics reports",
 )
 def upload(body: UploadIn, store: StoreDep) -> UploadOut:
-    """Store each report's two sealed boxes with its day and metric only.
+    """Store each report's two sealed boxes with its day and metric only (AGG-18, AGG-34).
 
-    The day is not checked against the clock: a box for a day nobody collects is never
-    opened, and the aggregators only collect days they choose.
+    Days outside the accepted window (``retention_days`` ago … today) are a 400; beyond
+    the upload rate the answer is 429 with ``Retry-After``, and nothing is stored.
     """
+    days = store.accepted_days()
     rows: list[tuple[int, str, bytes, bytes]] = []
     for i, r in enumerate(body.reports):
+        if r.day not in days:
+            raise HTTPException(
+                400, f"reports[{i}].day must be {days.start} … {days.stop - 1} (today)"
+            )
         rows.append(
             (
                 r.day,
@@ -208,6 +292,10 @@ def upload(body: UploadIn, store: StoreDep) -> UploadOut:
                 _box(r.helper_share, f"reports[{i}].helper_share"),
             )
         )
+    wait = store.rate.take(store.clock())
+    if wait > 0:
+        headers = {"Retry-After": str(max(math.ceil(wait), 1))}
+        raise HTTPException(429, "too many uploads; retry later", headers=headers)
     store.add(rows)
     return UploadOut(accepted=len(rows))
 

@@ -37,7 +37,13 @@ from .storage.database import is_transient
 
 __all__ = ["create_app"]
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: ERROR_PAYLOAD_TOO_LARGE}
+_HTTP_CODES = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: ERROR_PAYLOAD_TOO_LARGE,
+    429: "too_many_requests",
+}
 #: Seconds a client should wait after a 503 ``unavailable`` (the database reconnects).
 RETRY_AFTER_SECONDS = 2
 
@@ -107,7 +113,7 @@ def _install_error_handlers(app: FastAPI, ctx: ServerContext) -> None:
         code = _HTTP_CODES.get(exc.status_code, ERROR_BAD_REQUEST)
         if exc.status_code == 413 and _is_publish(request):
             ctx.metrics.rejects.inc(code=code)
-        return _error(ctx, request, exc.status_code, code, str(exc.detail))
+        return _error(ctx, request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -195,6 +195,15 @@ class ServerSettings(BaseSettings):
         le=60,
         description=("Keys, certificate markers and export files older than this are deleted."),
     )
+    analytics_uploads_per_second: float = Field(
+        50.0,
+        ge=0,
+        le=100_000,
+        description=(
+            "Analytics uploads accepted per second from all devices together, with a burst "
+            "of one minute's worth; more get 429. 0 = no limit."
+        ),
+    )
     jwks_cache_seconds: int = Field(
         300, ge=0, le=86400, description=("How long a health authority's fetched JWKS is cached.")
     )

@@ -206,6 +206,7 @@ class LiveBackend:
             export_min_records=padding_keys,
             export_padding_range=0 if padding_keys == 0 else max(1, padding_keys // 10),
             chaff_max_delay_ms=0,
+            analytics_uploads_per_second=0,  # every simulated device uploads at once
             log_level="WARNING",
         )
         self.app = hosting.create_app(self.settings, role="all", clock=self.clock)
