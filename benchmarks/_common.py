@@ -1,7 +1,7 @@
 """Shared helpers for benchmark scripts: JSON result lines, machine facts, OpenSSL limits.
 
-Each benchmark prints one JSON object per measured case (DESIGN.md, "Benchmarks are
-scripts"), with a baseline measured in the same run so that ratios mean something on a
+Each benchmark prints one JSON object per measured case (``ARCHITECTURE.md``: benchmarks are
+scripts), with a baseline measured in the same run so that ratios mean something on a
 noisy machine.
 """
 

@@ -6,9 +6,7 @@ A test cites an id only in its own docstring: the docstring of a ``test_*`` func
 ``KEY-4:``). An id written in a module docstring, a comment or a helper names no test and
 does not count. Ids are ``PREFIX-N`` with an upper-case prefix from the spec's own list.
 
-``citing_tests`` maps each id to the pytest node ids of the tests citing it; the mutation
-audit (``protocol_spec/audit.py``) runs exactly those tests against each requirement's
-mutants.
+``citing_tests`` maps each id to the pytest node ids of the tests citing it.
 
 Usage: ``python protocol_spec/check_traceability.py [--json]``; exits 1 when a requirement
 has no test or a test cites an id the spec does not define.

@@ -1,4 +1,4 @@
-"""The house rules of DESIGN.md that code can check: layers, public surface, error tree."""
+"""The house rules of ARCHITECTURE.md that code can check: layers, public surface, error tree."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from phe_trace.errors import PheTraceError
 
 SRC = Path(phe_trace.__file__).resolve().parent
 
-#: Which top-level parts of phe_trace each part may import (DESIGN.md "Layers").
+#: Which top-level parts of phe_trace each part may import (ARCHITECTURE.md "Layers").
 LAYER = {
     "errors": 0,
     "crypto": 0,
@@ -72,7 +72,7 @@ def _source_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", _source_files(), ids=lambda p: str(p.relative_to(SRC)))
 def test_imports_follow_the_layers(path: Path) -> None:
-    """A package imports only packages in lower layers (DESIGN.md), never sideways or up."""
+    """A package imports only packages in lower layers (ARCHITECTURE.md), never sideways or up."""
     own = path.relative_to(SRC).parts[0].removesuffix(".py")
     if own == "__init__" or own not in LAYER:
         return

@@ -1,6 +1,6 @@
 """One process, several roles: the key server and (when installed) the verification service.
 
-Layer 3 (``DESIGN.md``): composes roles that otherwise meet only on the wire. Roles:
+Layer 3 (``ARCHITECTURE.md``): composes roles that otherwise meet only on the wire. Roles:
 
 - ``keyserver`` — :func:`phe_trace.server.create_app` (publish, exports, ops);
 - ``verification`` — the health authority's verification service and portal

@@ -62,7 +62,7 @@ def test_exact_replay_is_refused(
 def test_re_spelled_certificate_is_refused(
     keyserver: tuple[httpx.Client, ServerContext, Clock, Authority],
 ) -> None:
-    """The same certificate with the twin ECDSA signature is still a used certificate."""
+    """PUB-7: the same certificate with the twin ECDSA signature is still a used certificate."""
     client, _, _, authority = keyserver
     body = publish_body(authority, day_keys(NOW, 2), NOW)
     assert client.post("/v1/publish", json=body).status_code == 200
@@ -75,7 +75,7 @@ def test_re_spelled_certificate_is_refused(
 def test_marker_outlives_the_clock_skew(
     keyserver: tuple[httpx.Client, ServerContext, Clock, Authority],
 ) -> None:
-    """Retention between exp and exp + skew must not make a used certificate new again."""
+    """PUB-7, PUB-32: retention between exp and exp + skew keeps a used certificate used."""
     client, ctx, clock, authority = keyserver
     body = publish_body(authority, day_keys(NOW, 2), NOW)  # exp = NOW + 900, skew 60 s
     assert client.post("/v1/publish", json=body).status_code == 200

@@ -1,6 +1,6 @@
 """Conformance checker: hold any GAEN-compatible key server to SPEC §11–§12 over HTTP.
 
-A role on the wire (``DESIGN.md`` layer 2): it imports only ``protocol``, ``crypto`` and
+A role on the wire (``ARCHITECTURE.md`` layer 2): it imports only ``protocol``, ``crypto`` and
 ``errors`` and talks to the server under test with httpx, as a device and as a health
 authority registered for conformance testing would. ``phe-trace conformance`` prints one
 row per check with the SPEC requirement ids it exercises; see the CLI's ``--help`` and

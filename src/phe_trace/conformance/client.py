@@ -1,6 +1,6 @@
 """What the checker needs to talk to a key server: settings, HTTP, test certificates.
 
-The checker plays two roles on the wire (``DESIGN.md``, layer 2): a device that uploads
+The checker plays two roles on the wire (``ARCHITECTURE.md``, layer 2): a device that uploads
 keys, and the health authority that certifies them. It mints its certificates with a
 private key that the operator of the server under test registered for a *conformance
 test* health authority (issuer, audience, key id), so nothing real is ever published:

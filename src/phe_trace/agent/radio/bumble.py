@@ -14,7 +14,7 @@ agent drives one of them over the matching ``tcp-client:`` transport
 (:func:`open_hci_radio`, ``phe-trace agent run --radio bumble --hci …``). There the
 controllers report bumble's fixed RSSI of −50 dBm for every advertisement.
 
-Quirks of bumble's virtual controller this backend handles (see BLE_AGENT.md §3):
+Quirks of bumble's virtual controller this backend handles:
 RSSI is hard-coded to −50, so a controller subclass rewrites each advertising report's
 RSSI from the link's distance model for the (listener, sender) pair; each PDU is also
 reported as a fake scan response, which is dropped.
