@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from phe_trace.exposure import ConfigError, Infectiousness, default_config, load_config
-from phe_trace.exposure.config import ExposureConfig, Range
+from phe_trace.exposure.config import DiagnosisKeysDataMapping, ExposureConfig, Range
 from phe_trace.protocol.diagnosis_key import ReportType
 
 DEFAULT_TOML = tomllib.loads(
@@ -237,3 +237,18 @@ def test_range_ends() -> None:
     """RISK-1: inclusive and exclusive ends."""
     r = Range(1, 2, min_exclusive=True, max_exclusive=False)
     assert (1 in r, 1.5 in r, 2 in r) == (False, True, True)
+
+
+@pytest.mark.parametrize("dsos", [15, -15, 10_000, -10_000, None])
+def test_days_since_onset_outside_the_table_counts_as_missing(dsos: int | None) -> None:
+    """WIN-5: |days since onset| > 14 gets infectiousness_when_days_since_onset_missing,
+    as a key without days since onset does (not NONE)."""
+    mapping = DiagnosisKeysDataMapping.parse(
+        {
+            "days_since_onset_to_infectiousness": [1] * 29,
+            "infectiousness_when_days_since_onset_missing": 2,
+            "report_type_when_missing": 1,
+        }
+    )
+    assert mapping.infectiousness(dsos) == Infectiousness.HIGH
+    assert mapping.infectiousness(14) == mapping.infectiousness(-14) == Infectiousness.STANDARD

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from phe_trace.crypto import CalibrationConfidence, Metadata
 from phe_trace.exposure import (
     DiagnosisKeysDataMapping,
@@ -103,22 +105,29 @@ def test_calibration_confidence_is_the_lowest_of_receiver_and_sender() -> None:
 
 
 def test_infectiousness_and_report_type_mapping() -> None:
-    """WIN-5: dsos through the 29-entry table; missing dsos and UNKNOWN report type mapped."""
+    """WIN-5: dsos through the 29-entry table; missing dsos, |dsos| > 14 and UNKNOWN report
+    type mapped."""
+    high_when_missing = dataclasses.replace(
+        MAPPING, infectiousness_when_days_since_onset_missing=Infectiousness.HIGH
+    )
     cases = {
         key(6, dsos=0): Infectiousness.HIGH,
         key(7, dsos=-14): Infectiousness.STANDARD,
         key(8, dsos=14): Infectiousness.STANDARD,
-        key(9, dsos=None): Infectiousness.STANDARD,
+        key(9, dsos=None): Infectiousness.HIGH,
+        key(10, dsos=15): Infectiousness.HIGH,
+        key(11, dsos=-15): Infectiousness.HIGH,
     }
     for k, expected in cases.items():
-        [w] = build_exposure_windows([m(k, T0)], MAPPING)
+        [w] = build_exposure_windows([m(k, T0)], high_when_missing)
         assert w.infectiousness == expected
-    assert build_exposure_windows([m(key(10, dsos=15), T0)], MAPPING) == []
-    assert build_exposure_windows([m(key(11, dsos=-15), T0)], MAPPING) == []
+    # outside the table is "missing": NONE there means no window
+    production = default_config().diagnosis_keys_data_mapping
+    assert build_exposure_windows([m(key(10, dsos=15), T0)], production) == []
+    assert build_exposure_windows([m(key(11, dsos=-15), T0)], production) == []
     [w] = build_exposure_windows([m(key(12, report_type=ReportType.UNKNOWN), T0)], MAPPING)
     assert w.report_type == ReportType.CONFIRMED_CLINICAL_DIAGNOSIS
     # CWA production: a key without days since onset is NONE and yields no window
-    production = default_config().diagnosis_keys_data_mapping
     assert build_exposure_windows([m(key(13, dsos=None), T0)], production) == []
 
 

@@ -167,7 +167,8 @@ class DiagnosisKeysDataMapping:
     """GAEN ``DiagnosisKeysDataMapping``: what a key's fields mean for its windows (WIN-5).
 
     ``days_since_onset_to_infectiousness[d + 14]`` is the infectiousness of a key with
-    ``d`` days since onset, ``-14 <= d <= 14``; keys outside that span are ``NONE``.
+    ``d`` days since onset, ``-14 <= d <= 14``; a key without ``d`` or with ``|d| > 14``
+    gets ``infectiousness_when_days_since_onset_missing``, as GAEN's mapping does.
     """
 
     days_since_onset_to_infectiousness: tuple[Infectiousness, ...]
@@ -176,11 +177,9 @@ class DiagnosisKeysDataMapping:
 
     def infectiousness(self, days_since_onset: int | None) -> Infectiousness:
         """The infectiousness of a key with the given days since onset of symptoms."""
-        if days_since_onset is None:
-            return self.infectiousness_when_days_since_onset_missing
-        if -DSOS_SPAN <= days_since_onset <= DSOS_SPAN:
+        if days_since_onset is not None and -DSOS_SPAN <= days_since_onset <= DSOS_SPAN:
             return self.days_since_onset_to_infectiousness[days_since_onset + DSOS_SPAN]
-        return Infectiousness.NONE
+        return self.infectiousness_when_days_since_onset_missing
 
     @classmethod
     def parse(
