@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 
 import pytest
 
@@ -159,3 +160,106 @@ def test_end_to_end_close_contact_is_high_risk() -> None:
         ).total_risk_level
         == RiskLevel.LOW
     )
+
+
+# --- CWA's double arithmetic at rounding ties (RISK-5, RISK-6) ----------------------------
+
+#: Transmission risk level → (report type, infectiousness) giving it under the CWA encoding.
+_TRL = {
+    3: (ReportType.SELF_REPORT, Infectiousness.STANDARD),
+    5: (ReportType.CONFIRMED_CLINICAL_DIAGNOSIS, Infectiousness.STANDARD),
+    6: (ReportType.CONFIRMED_CLINICAL_DIAGNOSIS, Infectiousness.HIGH),
+    7: (ReportType.CONFIRMED_TEST, Infectiousness.STANDARD),
+    8: (ReportType.CONFIRMED_TEST, Infectiousness.HIGH),
+}
+#: The production weights by minimum attenuation, as decimal strings, and the production
+#: transmission risk values (SPEC RISK-8).
+_WEIGHT = {50: "0.8", 65: "1.0", 75: "0.1"}
+_TRV = {3: "0.6", 5: "1.0", 6: "1.2", 7: "1.4", 8: "1.6"}
+
+Case = list[tuple[int, list[tuple[int, int]]]]  # [(TRL, [(attenuation dB, seconds)])]
+
+
+def _windows(case: Case) -> list[ExposureWindow]:
+    return [
+        window([(a, a, s) for a, s in scans], report_type=_TRL[trl][0], infectiousness=_TRL[trl][1])
+        for trl, scans in case
+    ]
+
+
+def _exact_day(case: Case) -> Fraction:
+    """The day's normalized time in exact rational arithmetic."""
+    return sum(
+        (
+            Fraction(_TRV[trl]) * sum(s * Fraction(_WEIGHT[a]) for a, s in scans) / 60
+            for trl, scans in case
+        ),
+        Fraction(0),
+    )
+
+
+def _cwa_reference(case: Case) -> float:
+    """The Corona-Warn-App's day value: per window, seconds × weight added up in doubles,
+    normalized time = TRV × (weighted seconds / 60); the day's windows added in order;
+    Java ``Math.round(x × 10) / 10.0`` (ties towards +∞, exact on the double)."""
+    day = 0.0
+    for trl, scans in case:
+        weighted = 0.0
+        for a, s in scans:
+            weighted += s * float(_WEIGHT[a])
+        day += float(_TRV[trl]) * (weighted / 60)
+    scaled = Fraction(day * 10)
+    whole = scaled.numerator // scaled.denominator
+    return (whole + (1 if scaled - whole >= Fraction(1, 2) else 0)) / 10
+
+
+def test_cwa_day_at_a_tie_rounds_as_the_corona_warn_app() -> None:
+    """RISK-5, RISK-6: production config, one day: window A (clinical diagnosis, standard)
+    and window B (confirmed test, standard) sum to exactly 777/60 = 12.95; CWA's double
+    arithmetic rounds it to 13.0, so the day is HIGH (not 12.9, LOW)."""
+    case: Case = [(5, [(50, 190), (65, 45), (75, 74)]), (7, [(65, 300), (65, 109)])]
+    assert _exact_day(case) == Fraction(777, 60) == Fraction(1295, 100)
+    result = cwa_risk(_windows(case), default_config().risk_calculation)
+    [day] = result.days
+    assert day.normalized_time == 13.0
+    assert day.risk_level == RiskLevel.HIGH
+    assert result.total_risk_level == RiskLevel.HIGH
+
+
+#: Days whose exact normalized time lies on a rounding tie (x.x5); CWA's doubles land on
+#: either side of it, and phe-trace must land where CWA does.
+_TIES: list[Case] = [
+    [(3, [(65, 135)])],  # 1.35
+    [(7, [(65, 83), (65, 22)])],  # 2.45
+    [(3, [(75, 122), (75, 182), (75, 246)])],  # 0.55
+    [(3, [(50, 269), (65, 238), (50, 39)]), (6, [(75, 203)])],  # 5.25
+    [
+        (6, [(50, 54), (50, 281)]),
+        (5, [(65, 152), (50, 281), (75, 297)]),
+        (3, [(75, 146), (75, 269)]),
+    ],  # 12.55
+    [
+        (8, [(75, 200), (75, 23)]),
+        (8, [(65, 263), (65, 226), (65, 125)]),
+        (3, [(65, 9), (50, 49), (65, 270)]),
+    ],  # 20.15
+    [(5, [(65, 735)])],  # 12.25: exact in doubles too, half up → 12.3
+    [(5, [(65, 765)])],  # 12.75 → 12.8
+]
+
+
+def test_cwa_days_on_exact_ties_follow_the_apps_double_arithmetic() -> None:
+    """RISK-5, RISK-6: for days built to lie exactly on a tie (checked with fractions), the
+    day's value is CWA's (doubles in CWA's order, Java rounding), whichever side that is."""
+    params = dataclasses.replace(
+        default_config().risk_calculation, minutes_at_attenuation_filters=()
+    )
+    sides = set()
+    for case in _TIES:
+        exact = _exact_day(case)
+        assert (exact * 10).denominator == 2, case  # a tie at the first decimal
+        expected = _cwa_reference(case)
+        [day] = cwa_risk(_windows(case), params).days
+        assert day.normalized_time == expected, (float(exact), case)
+        sides.add(Fraction(expected) > exact)
+    assert sides == {True, False}  # some round up, some land below the tie in doubles

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from math import floor
 
 from phe_trace.protocol.diagnosis_key import ReportType
 
@@ -179,7 +180,8 @@ def cwa_window_risk(
     Steps: minutes-at-attenuation filters; transmission risk level = report-type offset +
     infectiousness offset (HIGH gets the high offset, anything else the standard one;
     REVOKED and UNKNOWN have no offset and never score); TRL filters; normalized time =
-    transmission risk value × Σ seconds × weight(min attenuation) / 60; the window's risk
+    transmission risk value × (Σ seconds × weight(min attenuation) / 60), in that order of
+    double operations, as the Corona-Warn-App computes it; the window's risk
     level from the per-window mapping (``None`` if no range holds it).
     """
     scans = _seconds(window)
@@ -198,20 +200,33 @@ def cwa_window_risk(
     if any(trl in f.drop_if_trl_in_range for f in params.trl_filters):
         return None
     value = params.transmission_risk_value_mapping.get(trl, 0.0)
-    weighted = 0.0
+    weighted_seconds = 0.0
     for attenuation, seconds in scans:
         for w in params.minutes_at_attenuation_weights:
             if attenuation in w.attenuation_range:
-                weighted += seconds * w.weight
+                weighted_seconds += seconds * w.weight
                 break
-    normalized = value * weighted / 60
+    # The Corona-Warn-App's double arithmetic, operation for operation: TRV × (seconds / 60).
+    normalized = value * (weighted_seconds / 60)
     level = _level(normalized, params.normalized_time_per_exposure_window_to_risk_level)
     return None if level is None else CwaWindowResult(window, trl, normalized, level)
 
 
+def _sum_in_order(values: Iterable[float]) -> float:
+    """Plain left-to-right double addition, as the Corona-Warn-App sums a day's windows
+    (``sum()`` compensates rounding errors from Python 3.12 on, which CWA does not)."""
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
 def _round1(value: float) -> float:
-    """Round to one decimal, half up, on the shortest decimal form of ``value`` (RISK-6)."""
-    return float(Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+    """One decimal as the Corona-Warn-App rounds a day (RISK-6): the double ``value × 10``
+    rounded to the nearest integer, ties towards positive infinity (Java ``Math.round``,
+    exact on the double, no intermediate ``+ 0.5``), then divided by 10."""
+    scaled = Fraction(value * 10)
+    return floor(scaled + Fraction(1, 2)) / 10
 
 
 def _encounters(results: list[CwaWindowResult], level: RiskLevel) -> int:
@@ -238,7 +253,7 @@ def cwa_risk(windows: Iterable[ExposureWindow], params: RiskCalculationParameter
         by_day.setdefault(r.window.day, []).append(r)
     days = []
     for day, results in sorted(by_day.items()):
-        normalized = _round1(sum(r.normalized_time for r in results))
+        normalized = _round1(_sum_in_order(r.normalized_time for r in results))
         level = _level(normalized, params.normalized_time_per_day_to_risk_level)
         counted = results if level is not None else []
         days.append(
