@@ -22,7 +22,7 @@ from .exportstore import DirectoryExportStore, ExportStore
 from .metrics import ServerMetrics
 from .revision import RevisionKeyRing
 from .settings import ServerSettings
-from .signing import ensure_signing_key
+from .signing import ensure_signing_key, load_signing_keys
 from .storage import create_engine_for, migrate
 from .storage.database import WalCheckpointer
 from .storage.queries import count_exposures
@@ -99,6 +99,8 @@ class ServerContext:
         engine = engine or create_engine_for(settings.effective_database_url)
         migrate(engine)
         ensure_signing_key(settings.signing_key_dir)
+        # A damaged or unreadable key stops the start here, with one line (PUB-36).
+        load_signing_keys(settings.signing_key_dir, settings.signing_key_id)
         revision = RevisionKeyRing.from_settings_or_file(
             settings.revision_token_keys,
             settings.data_dir / "revision-token.keys",

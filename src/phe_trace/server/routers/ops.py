@@ -8,21 +8,35 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..deps import ContextDep
+from ..errors import SigningKeyError
+from ..signing import load_signing_keys
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness and database check")
+@router.get(
+    "/healthz",
+    summary="Liveness, database and signing-key check",
+    responses={503: {"description": "The database or a signing key is unusable."}},
+)
 def healthz(ctx: ContextDep) -> JSONResponse:
-    """200 ``{"status": "ok"}`` when the database answers, else 503."""
+    """200 ``{"status": "ok"}`` when the database answers and every active signing key
+    loads, else 503 naming which is broken (PUB-34, PUB-36)."""
+    checks = {"database": "ok", "signing_keys": "ok"}
     try:
         with ctx.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except SQLAlchemyError:
-        return JSONResponse({"status": "unavailable", "database": "error"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        checks["database"] = "error"
+    try:
+        load_signing_keys(ctx.settings.signing_key_dir, ctx.settings.signing_key_id)
+    except SigningKeyError:
+        checks["signing_keys"] = "error"
+    if "error" in checks.values():
+        return JSONResponse({"status": "unavailable", **checks}, status_code=503)
+    return JSONResponse({"status": "ok", **checks})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
