@@ -11,6 +11,7 @@ import typer
 from phe_trace.errors import PheTraceError
 
 from .server_admin import app as admin_app
+from .server_federation import app as federation_app
 
 app = typer.Typer(help="The diagnosis-key server of a health authority.", no_args_is_help=True)
 ha_app = typer.Typer(
@@ -20,6 +21,7 @@ key_app = typer.Typer(help="Export signing keys.", no_args_is_help=True)
 app.add_typer(ha_app, name="health-authority")
 app.add_typer(key_app, name="signing-key")
 app.add_typer(admin_app, name="admin")
+app.add_typer(federation_app, name="federation")
 
 DataDir = Annotated[
     Path | None,

@@ -9,20 +9,22 @@ therefore admits nobody.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy.engine import Engine
 
-from phe_trace.protocol.efgs_cms import certificate_country, certificate_thumbprint
+from phe_trace.protocol.efgs_cms import (
+    OperatorKey,
+    certificate_country,
+    certificate_thumbprint,
+    countersign,
+)
+from phe_trace.protocol.errors import BatchSignatureError
 
 from .errors import GatewayConfigError
 from .tables import certificates
@@ -57,38 +59,18 @@ class Member:
 
 
 def sign_pem(pem: str, operator_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
-    """The operator's Base64 signature over a certificate's PEM text."""
-    data = pem.encode("ascii")
-    if isinstance(operator_key, ec.EllipticCurvePrivateKey):
-        sig = operator_key.sign(data, ec.ECDSA(hashes.SHA256()))
-    else:
-        sig = operator_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    return base64.b64encode(sig).decode("ascii")
+    """The operator's Base64 countersignature over a certificate's PEM text."""
+    return countersign(pem, operator_key)
 
 
-class TrustAnchor:
+class TrustAnchor(OperatorKey):
     """The operator's public key, checking the countersignature of each allow-list row."""
 
     def __init__(self, public_key_pem: bytes) -> None:
         try:
-            key = serialization.load_pem_public_key(public_key_pem)
-        except ValueError:
-            raise GatewayConfigError("the trust anchor is not a PEM public key") from None
-        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            raise GatewayConfigError("the trust anchor must be an ECDSA or RSA key")
-        self._key = key
-
-    def verifies(self, pem: str, signature: str) -> bool:
-        """Whether ``signature`` is the operator's over ``pem``."""
-        try:
-            sig = base64.b64decode(signature, validate=True)
-            if isinstance(self._key, ec.EllipticCurvePublicKey):
-                self._key.verify(sig, pem.encode("ascii"), ec.ECDSA(hashes.SHA256()))
-            else:
-                self._key.verify(sig, pem.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-        except (InvalidSignature, binascii.Error, ValueError):
-            return False
-        return True
+            super().__init__(public_key_pem)
+        except BatchSignatureError as exc:
+            raise GatewayConfigError(str(exc)) from None
 
 
 def _load_pem(pem: str) -> x509.Certificate:

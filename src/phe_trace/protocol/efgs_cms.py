@@ -24,11 +24,14 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from .errors import BatchSignatureError
 
 __all__ = [
+    "OperatorKey",
     "certificate_country",
     "certificate_thumbprint",
+    "countersign",
     "decode_signature_header",
     "sign_batch",
     "verify_batch",
+    "verify_countersignature",
 ]
 
 _HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
@@ -38,6 +41,50 @@ _HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
 }
 _Digest = type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]
 _SIGNING_KEY = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+class OperatorKey:
+    """The federation operator's trust-anchor public key (SPEC FED-4): it countersigns the
+    PEM text of each member certificate (ECDSA or RSA PKCS#1 v1.5, SHA-256, Base64)."""
+
+    def __init__(self, public_key_pem: bytes) -> None:
+        try:
+            key = serialization.load_pem_public_key(public_key_pem)
+        except ValueError:
+            raise BatchSignatureError("the trust anchor is not a PEM public key") from None
+        if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise BatchSignatureError("the trust anchor must be an ECDSA or RSA key")
+        self._key = key
+
+    def verifies(self, pem: str, signature: str) -> bool:
+        """Whether ``signature`` is the operator's countersignature of ``pem``."""
+        return verify_countersignature(self._key, pem, signature)
+
+
+def countersign(pem: str, key: _SIGNING_KEY) -> str:
+    """The operator's Base64 countersignature of a certificate's PEM text (SPEC FED-4)."""
+    data = pem.encode("ascii")
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        sig = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    else:
+        sig = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return base64.b64encode(sig).decode("ascii")
+
+
+def verify_countersignature(
+    key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, pem: str, signature: str
+) -> bool:
+    """Whether ``signature`` (Base64) is ``key``'s over the PEM text ``pem``."""
+    try:
+        sig = base64.b64decode(signature, validate=True)
+        data = pem.encode("ascii")
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(sig, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+    return True
 
 
 def certificate_thumbprint(cert: x509.Certificate) -> str:

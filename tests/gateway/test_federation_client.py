@@ -1,0 +1,230 @@
+"""Key servers as gateway members: upload own keys, download others', export them."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+
+from phe_trace.gateway import create_app
+from phe_trace.gateway.service import Gateway
+from phe_trace.protocol import efgs, export
+from phe_trace.server import ServerContext, run_export
+from phe_trace.server.federation import (
+    FederationError,
+    FederationSettings,
+    download_keys,
+    dsos_from_federation,
+    dsos_to_federation,
+    federation_client,
+    upload_keys,
+)
+from phe_trace.server.storage import queries
+from phe_trace.server.storage.federation_tables import federated_keys
+from tests.gateway.support import NOW, Country, pem
+from tests.server.conftest import LiveServer, make_settings
+
+DAY = 86_400
+
+
+class City:
+    """A key server (its own database and exports) that is a member of the gateway."""
+
+    def __init__(self, tmp: Path, country: Country, gateway_url: str, anchor: Path) -> None:
+        self.country = country
+        tmp.mkdir(exist_ok=True)
+        db = f"sqlite:///{tmp / 'keyserver.sqlite3'}"
+        self.clock = _Clock()
+        self.ctx = ServerContext.open(make_settings(tmp, db, region=country.code), clock=self.clock)
+        (tmp / "signing.pem").write_text(pem(country.signing_cert))
+        (tmp / "signing.key").write_bytes(
+            country.signing_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        (tmp / "client.pem").write_text(pem(country.auth_cert))
+        self.fed = FederationSettings(
+            gateway_url=gateway_url,
+            country=country.code,
+            signing_certificate=tmp / "signing.pem",
+            signing_key=tmp / "signing.key",
+            trust_anchor=anchor,
+            client_certificate=tmp / "client.pem",
+            forward_headers=True,
+            upload_batch_keys=30,
+        )
+
+    def publish(self, count: int, now: float) -> list[bytes]:
+        """Store ``count`` local keys that expired a day before ``now``."""
+        start = (int(now) - 2 * DAY) // DAY * 144
+        rows = [
+            {
+                "key_data": secrets.token_bytes(16),
+                "region": self.country.code,
+                "traveler": False,
+                "rolling_start_interval_number": start,
+                "rolling_period": 144,
+                "transmission_risk_level": 4,
+                "report_type": 1,
+                "days_since_onset_of_symptoms": None if i % 2 else 3,
+                "created_at": (start + 144) * 600,
+                "health_authority_id": None,
+            }
+            for i in range(count)
+        ]
+        with self.ctx.engine.begin() as conn:
+            queries.insert_new_exposures(conn, rows)
+        return [r["key_data"] for r in rows]
+
+    def sync(self, now: float) -> tuple[Any, Any]:
+        self.clock.now = now
+        with federation_client(self.fed) as client:
+            return upload_keys(self.ctx, self.fed, client, now), download_keys(
+                self.ctx, self.fed, client, now
+            )
+
+    def exported_keys(self, now: float) -> list[bytes]:
+        """Every key in this city's export files after an export run at ``now``."""
+        self.clock.now = now
+        run_export(self.ctx, now)
+        found = []
+        for name in self.ctx.store.names(self.country.code):
+            if name.endswith(".zip"):
+                archive = export.unpack_export_zip(self.ctx.store.read(name))
+                found.extend(k.key_data for k in export.decode_export_bin(archive.export_bin).keys)
+        return found
+
+
+class _ServerOnPort(LiveServer):
+    """A live server on a given loopback port (the gateway back after an outage)."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        super().__init__(app)
+        self.sock.close()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.port, self.url = port, f"http://127.0.0.1:{port}"
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+
+class _Clock:
+    now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def cities(
+    tmp_path: Path, gateway: Gateway, countries: dict[str, Country], operator: Any
+) -> Iterator[tuple[City, City, LiveServer]]:
+    with LiveServer(create_app(gateway=gateway)) as server:
+        a = City(tmp_path / "a", countries["DE"], server.url, operator.anchor_file)
+        b = City(tmp_path / "b", countries["FR"], server.url, operator.anchor_file)
+        yield a, b, server
+        a.ctx.close()
+        b.ctx.close()
+
+
+def _count(ctx: ServerContext, table: sa.Table) -> int:
+    with ctx.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_keys_of_one_city_reach_the_others_exports_once(
+    cities: tuple[City, City, LiveServer], gateway: Gateway
+) -> None:
+    """FED-11, FED-12, FED-13: A's local keys go up in batches the gateway allows (30 here),
+    B downloads them, verifies each upload batch through the audit, stores them with their
+    origin and exports them; repeated syncs upload and import nothing twice, B never
+    uploads A's keys, and A never gets its own keys back."""
+    a, b, _ = cities
+    keys_a = a.publish(70, NOW)
+    keys_b = b.publish(5, NOW)
+    up_a, _ = a.sync(NOW)
+    assert (up_a.batches, up_a.keys) == (3, 70)
+    gateway.form_batches()
+    up_b, down_b = b.sync(NOW)
+    assert up_b.keys == 5 and down_b.keys_imported == 70 and not down_b.batches_refused
+    gateway.form_batches()
+    for expected in (5, 0, 0):  # A imports B's keys once; repeated syncs change nothing
+        again_a, down_a = a.sync(NOW)
+        assert again_a.keys == 0 and down_a.keys_imported == expected
+        again_b, down_b = b.sync(NOW)
+        assert again_b.keys == 0 and down_b.keys_imported == 0
+        gateway.form_batches()
+    with b.ctx.engine.connect() as conn:
+        origins = dict(
+            conn.execute(sa.select(federated_keys.c.key_data, federated_keys.c.origin)).all()
+        )
+    assert origins == {k: "DE" for k in keys_a}
+    later = NOW + 3 * 3600
+    exported = b.exported_keys(later)
+    assert sorted(k for k in exported if k in set(keys_a)) == sorted(keys_a)
+    assert len(set(exported)) == len(exported)
+    assert set(keys_b) <= set(exported)
+    assert _count(a.ctx, federated_keys) == 5  # A holds B's 5, none of its own came back
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_batch_whose_audit_does_not_verify_is_not_imported(
+    cities: tuple[City, City, LiveServer], gateway: Gateway
+) -> None:
+    """FED-12: when the audited signature does not cover the downloaded keys (a key was
+    altered in the gateway's store), none of that upload batch's keys is imported."""
+    a, b, _ = cities
+    a.publish(4, NOW)
+    a.sync(NOW)
+    gateway.form_batches()
+    with gateway.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE gw_keys SET transmission_risk_level = 7"))
+    _, down = b.sync(NOW)
+    assert down.keys_imported == 0 and down.batches_refused == ["20260601-1:DE"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_gateway_outage_leaves_keys_pending_and_a_retry_sends_them_once(
+    tmp_path: Path, gateway: Gateway, countries: dict[str, Country], operator: Any
+) -> None:
+    """FED-11: while the gateway is down an upload fails with a federation error and marks
+    nothing; the next run after it is back sends every key once."""
+    with LiveServer(create_app(gateway=gateway)) as server:
+        url = server.url
+        a = City(tmp_path / "a", countries["DE"], url, operator.anchor_file)
+    a.publish(10, NOW)
+    with pytest.raises(FederationError):
+        a.sync(NOW)
+    with _ServerOnPort(create_app(gateway=gateway), int(url.rsplit(":", 1)[1])):
+        up, _ = a.sync(NOW)
+        again, _ = a.sync(NOW)
+    assert up.keys == 10 and again.keys == 0
+    gateway.form_batches()
+    with gateway.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM gw_keys")).scalar_one() == 10
+    a.ctx.close()
+
+
+def test_days_since_onset_translation() -> None:
+    """FED-14: known onsets pass, a local unknown onset becomes "no symptom information"
+    relative to submission, and federation codes map back to −14..14 or unknown."""
+    submitted = 20_000 * DAY
+    assert dsos_to_federation(3, 0, submitted) == 3
+    assert dsos_to_federation(None, (20_000 - 2) * 144, submitted) == 3998
+    assert dsos_to_federation(None, (20_000 - 30) * 144, submitted) == 3986
+    assert [dsos_from_federation(v) for v in (-14, 14, 15, 21)] == [-14, 14, None, None]
+    assert dsos_from_federation(503) == 3 and dsos_from_federation(497) == -3
+    assert [dsos_from_federation(v) for v in (2000, 2995, 3990, 4000, 9999)] == [None] * 5
+    assert efgs.TRL_NOT_PROVIDED == 0x7FFFFFFF
