@@ -33,7 +33,10 @@ def _run(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
 
 
 def test_status_export_data_and_wipe(tmp_path: Path) -> None:
-    """(SPEC AGENT-10, AGENT-16)"""
+    """Before any check the risk is "never checked", not "low"; export-data gives times
+    in ISO 8601 (UTC); after wipe, status finds no store and creates none.
+
+    (SPEC AGENT-10, AGENT-16, OPS-3)"""
     d = tmp_path / "agent"
     heard_at = float(int(time.time()) - 3600)  # recent: the real clock's purge keeps it
     store = AgentStore.open(d)
@@ -41,7 +44,7 @@ def test_status_export_data_and_wipe(tmp_path: Path) -> None:
     store.close()
     status = _run(d, "status")
     assert status.returncode == 0, status.stderr
-    assert "risk level:          low" in status.stdout
+    assert "risk level:          never checked" in status.stdout
     assert "last check:          never" in status.stdout
     as_json = json.loads(_run(d, "status", "--json").stdout)
     assert as_json["stored_sighting_windows"] == 1 and as_json["last_check"] is None
@@ -52,7 +55,7 @@ def test_status_export_data_and_wipe(tmp_path: Path) -> None:
         {
             "rpi": "11" * 16,
             "aem": "22" * 4,
-            "unix_time": heard_at,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(heard_at)),
             "duration_s": 2.0,
             "rssi_max": -61,
             "rssi_mean": -63,
@@ -62,6 +65,11 @@ def test_status_export_data_and_wipe(tmp_path: Path) -> None:
     wiped = _run(d, "wipe", "--yes")
     assert wiped.returncode == 0 and "erased" in wiped.stdout
     assert not (d / KEY_NAME).exists() and not (d / DB_NAME).exists()
+    for command in ("status", "export-data"):
+        after = _run(d, command)
+        assert after.returncode != 0
+        assert after.stderr.startswith(f"phe-trace: error: no agent store in {d}:"), after.stderr
+        assert not (d / KEY_NAME).exists() and not (d / DB_NAME).exists()
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:
@@ -148,3 +156,32 @@ def test_sync_against_a_fresh_key_server_says_nothing_published(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     assert "nothing published yet" in done.stdout
     assert "checked 0 file(s)" in done.stdout
+
+
+def test_everyday_commands_read_the_services_settings_file(tmp_path: Path) -> None:
+    """Without --config the commands read ~/.config/phe-trace/agent.env (here through
+    XDG_CONFIG_HOME) and act on the data directory it names: one place for the data.
+
+    (SPEC OPS-3)"""
+    store_dir = tmp_path / "service-store"
+    AgentStore.open(store_dir).close()
+    (tmp_path / "cfg" / "phe-trace").mkdir(parents=True)
+    (tmp_path / "cfg" / "phe-trace" / "agent.env").write_text(
+        f"PHE_TRACE_AGENT_DATA_DIR={store_dir}\nPHE_TRACE_AGENT_DESKTOP_NOTIFICATIONS=false\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PHE_TRACE_AGENT_")}
+    environ.update(XDG_CONFIG_HOME=str(tmp_path / "cfg"), HOME=str(tmp_path / "home"))
+    done = subprocess.run(
+        [sys.executable, "-m", "phe_trace.cli", "agent", "status", "--json"],
+        capture_output=True, text=True, timeout=60, check=False, env=environ,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["stored_keys"] == 0
+    assert not (tmp_path / "home").exists()  # nothing made in ~/.local/share
+    (tmp_path / "cfg" / "phe-trace" / "agent.env").unlink()
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "phe_trace.cli", "agent", "status"],
+        capture_output=True, text=True, timeout=60, check=False, env=environ,
+    )  # fmt: skip
+    assert elsewhere.returncode != 0
+    assert f"no agent store in {tmp_path / 'home'}/.local/share/phe-trace/agent" in elsewhere.stderr

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from phe_trace.agent import AgentStore
 
 BLOCKED = Path(__file__).with_name("blocked.py")
 #: What the ``device`` extra does not install (the server's and PostgreSQL's packages).
@@ -29,6 +34,14 @@ def _run(blocked: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
         cwd=cwd,
         env=env,
     )
+
+
+def _public_key() -> str:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(der).decode()
 
 
 def _no_missing_package(result: subprocess.CompletedProcess[str]) -> None:
@@ -59,6 +72,7 @@ def test_a_blocked_package_is_reported_as_a_missing_extra(tmp_path: Path) -> Non
 )
 def test_agent_commands_run_with_the_device_extra_alone(tmp_path: Path, args: list[str]) -> None:
     """(SPEC OPS-1)"""
+    AgentStore.open(tmp_path / "d").close()
     result = _run(NOT_ON_A_DEVICE, *args, cwd=tmp_path)
     _no_missing_package(result)
     assert result.returncode == 0, result.stderr
@@ -74,9 +88,7 @@ def test_agent_network_commands_fail_on_the_network_not_on_imports(
     env_file.write_text(
         "PHE_TRACE_AGENT_KEY_SERVER_URL=http://127.0.0.1:9\n"
         "PHE_TRACE_AGENT_VERIFICATION_URL=http://127.0.0.1:9\n"
-        "PHE_TRACE_AGENT_EXPORT_PUBLIC_KEYS="
-        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEBgMpNyt2SlPiI4MXmbeBE+lZy6AuEdr0ydRWfn9OqZT6"
-        "VI0hcq99yMqUSsRl3OGKoRUHFjWZOOuFpDeEBDtDRg==\n"
+        f"PHE_TRACE_AGENT_EXPORT_PUBLIC_KEYS={_public_key()}\n"
         "PHE_TRACE_AGENT_DOWNLOAD_RETRIES=0\n"
     )
     result = _run(
@@ -86,6 +98,7 @@ def test_agent_network_commands_fail_on_the_network_not_on_imports(
     _no_missing_package(result)
     assert result.returncode != 0
     assert result.stderr.startswith("phe-trace: error:"), result.stderr
+    assert "127.0.0.1:9" in result.stderr  # it got as far as the network
 
 
 @pytest.mark.parametrize(

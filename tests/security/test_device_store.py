@@ -10,6 +10,7 @@ readable through the store — nor as a sealed row in the database pages.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import shutil
 import sqlite3
@@ -119,7 +120,9 @@ def test_purge_leaves_nothing_older_than_14_days(
     assert min(
         k["rolling_start_interval_number"] for k in data["temporary_exposure_keys"]
     ) * 600 > (T0 + (DAYS - 15) * DAY)
-    assert all(s["unix_time"] >= oldest for s in data["sightings"])
+    assert all(
+        dt.datetime.fromisoformat(s["time"]).timestamp() >= oldest for s in data["sightings"]
+    )
     assert len(agent.store.teks()) == 14
     agent.close()
 

@@ -16,6 +16,7 @@ against the decoded body as it arrives.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 
@@ -35,6 +36,25 @@ MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 #: Largest index.txt the agent accepts (10,000 entries of ~60 characters is ~600 kB).
 MAX_INDEX_BYTES = 4 * 1024 * 1024
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def tls_problem(exc: BaseException) -> str | None:
+    """A one-line name for a TLS failure behind an HTTP client error, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            reason = seen.verify_message or seen.reason or "verification failed"
+            return (
+                f"TLS: the server's certificate is not trusted ({reason}); install the "
+                "certificate authority that signed it, or fix the server's certificate"
+            )
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS: handshake failed ({seen.reason or seen})"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS: the server's certificate is not trusted (CERTIFICATE_VERIFY_FAILED)"
+    return None
 
 
 class _DeadlineError(Exception):
@@ -80,6 +100,9 @@ def download(
                 last_error = f"not complete within {deadline_s:g} s"
                 break
         except httpx.TransportError as exc:
+            tls = tls_problem(exc)
+            if tls is not None:  # a certificate does not become trusted by retrying
+                raise DownloadError(f"{_short(url)}: {tls}") from None
             last_error = type(exc).__name__
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # DecodingError, TooManyRedirects, a URL the client refuses: retrying

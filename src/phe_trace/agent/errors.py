@@ -10,6 +10,7 @@
     │   ├── RadioPermissionError    the bus or adapter refused us (group / capabilities)
     │   └── RadioStateError         a call out of order (rotate before start, use after close)
     ├── StoreError                  the local store cannot be used
+    │   ├── StoreMissingError       no store in the data directory (never run, or wiped)
     │   ├── StoreCorruptError       the database file is damaged; it was moved aside
     │   └── StoreKeyError           the sealing key does not open the store
     ├── SyncError                   downloading or checking published keys failed
@@ -44,6 +45,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreKeyError",
+    "StoreMissingError",
     "SyncError",
 ]
 
@@ -94,6 +96,13 @@ class StoreError(AgentError):
     """Raised when the local encrypted store cannot be used."""
 
     code = "store_error"
+
+
+class StoreMissingError(StoreError):
+    """Raised by a reading command when the data directory holds no store: the agent never
+    ran there, or the store was wiped (nothing is created)."""
+
+    code = "store_missing"
 
 
 class StoreCorruptError(StoreError):

@@ -28,6 +28,7 @@ import httpx
 from phe_trace.crypto import TEK_ROLLING_PERIOD, en_interval_number
 from phe_trace.protocol.tekmac import TekHmacKey, tek_hmac
 
+from .download import tls_problem
 from .errors import ReportError
 from .schedule import tek_day
 
@@ -112,9 +113,8 @@ def _post(
         else:
             response = client.post(url, json=body, headers=headers)
     except httpx.TransportError as exc:
-        raise ReportError(
-            f"{what}: cannot reach {url.split('?')[0]} ({type(exc).__name__})"
-        ) from None
+        why = tls_problem(exc) or type(exc).__name__
+        raise ReportError(f"{what}: cannot reach {url.split('?')[0]} ({why})") from None
     try:
         data = response.json()
     except ValueError:

@@ -20,6 +20,7 @@ Deleting ``store.key`` makes every sealed record unreadable (``wipe`` deletes it
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -422,7 +423,8 @@ class AgentStore:
         return counts
 
     def export_data(self) -> dict[str, Any]:
-        """Everything stored, opened, as JSON-ready values for the person (AGENT-10)."""
+        """Everything stored, opened, as JSON-ready values for the person (AGENT-10);
+        times as ISO 8601 in UTC."""
         meta = {}
         for (name,) in self._conn.execute("SELECT name FROM meta WHERE name != 'store'"):
             if name not in UNEXPORTED_META:
@@ -440,7 +442,7 @@ class AgentStore:
                 {
                     "rpi": s.rpi.hex(),
                     "aem": s.aem.hex(),
-                    "unix_time": s.unix_time,
+                    "time": iso_time(s.unix_time),
                     "duration_s": s.duration_s,
                     "rssi_max": s.rssi_max,
                     "rssi_mean": s.rssi_mean,
@@ -448,8 +450,8 @@ class AgentStore:
                 }
                 for s in self.sightings()
             ],
-            "checks": self.check_results(),
-            "state": meta,
+            "checks": _readable_times(self.check_results()),
+            "state": _readable_times(meta),
             "unreadable_records": self.unreadable_records,
         }
 
@@ -468,3 +470,25 @@ class AgentStore:
                 path.unlink()
                 removed.append(path)
         return removed
+
+
+def iso_time(unix_seconds: float) -> str:
+    """``unix_seconds`` as ISO 8601 in UTC, to the millisecond (``…T12:00:00.000+00:00``)."""
+    moment = dt.datetime.fromtimestamp(unix_seconds, dt.UTC)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _readable_times(value: Any) -> Any:
+    """A copy of stored state with every time (``at``, ``*_at``: unix seconds) in ISO 8601."""
+    if isinstance(value, list):
+        return [_readable_times(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for name, item in value.items():
+        is_time = name == "at" or name.endswith("_at")
+        if is_time and isinstance(item, int | float) and not isinstance(item, bool):
+            out[name] = iso_time(float(item))
+        else:
+            out[name] = _readable_times(item)
+    return out

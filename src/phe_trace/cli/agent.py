@@ -23,7 +23,8 @@ from typing import Annotated, Any
 import typer
 
 from phe_trace.agent import Agent, AgentConfig, AgentStore, load_config
-from phe_trace.agent.errors import ConfigError, ExportRejectedError
+from phe_trace.agent.errors import ConfigError, ExportRejectedError, StoreMissingError
+from phe_trace.agent.store import DB_NAME, KEY_NAME
 
 from .agent_analytics import analytics as analytics_command
 from .agent_analytics import echo_status as echo_analytics_status
@@ -43,14 +44,57 @@ DataDirOption = Annotated[
 ]
 
 
+#: Where the everyday commands look for settings when --config is not given: the
+#: person's own file, then the system service's (device/README.md "Where the data is").
+SYSTEM_CONFIG = Path("/etc/phe-trace/agent.env")
+
+
+def _user_config() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "phe-trace" / "agent.env"
+
+
+def _config_file(config: Path | None) -> Path | None:
+    """--config, else the first of ~/.config/phe-trace/agent.env and /etc/phe-trace/agent.env
+    that exists: so that the service and the everyday commands read one configuration."""
+    if config is not None:
+        return config
+    for candidate in (_user_config(), SYSTEM_CONFIG):
+        if candidate.is_file():
+            if not os.access(candidate, os.R_OK):
+                raise ConfigError(
+                    f"{candidate} is not readable by this user: run the command as the "
+                    "service's user (sudo -u phe-trace phe-trace agent …) or pass --config"
+                )
+            return candidate
+    return None
+
+
 def _settings(config: Path | None, data_dir: Path | None, **overrides: Any) -> AgentConfig:
-    settings = load_config(config, **{k: v for k, v in overrides.items() if v is not None})
+    """The settings; the data directory is --data-dir, else PHE_TRACE_AGENT_DATA_DIR (in
+    the environment or the config file), else systemd's $STATE_DIRECTORY, else
+    ~/.local/share/phe-trace/agent."""
+    settings = load_config(
+        _config_file(config), **{k: v for k, v in overrides.items() if v is not None}
+    )
     if data_dir is not None:
         return settings.model_copy(update={"data_dir": data_dir})
     if settings.data_dir is None:
         state = os.environ.get("STATE_DIRECTORY")
         default = Path(state) if state else Path.home() / ".local/share/phe-trace/agent"
         return settings.model_copy(update={"data_dir": default})
+    return settings
+
+
+def _existing(settings: AgentConfig) -> AgentConfig:
+    """The settings, if their data directory holds a store; reading commands never
+    create one (a new store would hide where the real one is)."""
+    assert settings.data_dir is not None
+    if not any((settings.data_dir / name).exists() for name in (KEY_NAME, DB_NAME)):
+        raise StoreMissingError(
+            f"no agent store in {settings.data_dir}: the agent has not run with this data "
+            "directory, or it was wiped (--data-dir or PHE_TRACE_AGENT_DATA_DIR names another)"
+        )
     return settings
 
 
@@ -65,7 +109,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Risk level, most recent exposure day, when the last check ran, what is stored."""
-    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
     try:
         summary = agent.status(time.time())
     finally:
@@ -73,7 +117,8 @@ def status(
     if as_json:
         _echo_json(summary)
         return
-    typer.echo(f"risk level:          {summary['risk_level']}")
+    checked = summary["last_check"] is not None
+    typer.echo(f"risk level:          {summary['risk_level'] if checked else 'never checked'}")
     typer.echo(f"last exposure day:   {summary['last_exposure_day'] or '-'}")
     typer.echo(f"last check:          {summary['last_check'] or 'never'}")
     if summary["last_check_error"]:
@@ -140,8 +185,8 @@ def export_data(
     data_dir: DataDirOption = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
-    """Everything stored on this device, decrypted, as JSON."""
-    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    """Everything stored on this device, decrypted, as JSON (times in ISO 8601, UTC)."""
+    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
     try:
         data = agent.store.export_data()
     finally:
