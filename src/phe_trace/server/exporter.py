@@ -29,6 +29,7 @@ from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 
 from .context import ServerContext
+from .errors import ExportStoreError
 from .logs import log_event
 from .planner import BatchWindow, plan_batches
 from .settings import ServerSettings
@@ -37,7 +38,7 @@ from .storage import queries
 from .storage.tables import export_batches, export_files
 from .validation import TRANSMISSION_RISK_BACKFILL
 
-__all__ = ["ExportReport", "rewrite_index", "run_export", "run_retention"]
+__all__ = ["ExportReport", "reconcile_index", "rewrite_index", "run_export", "run_retention"]
 
 STATUS_OPEN = "open"
 STATUS_COMPLETE = "complete"
@@ -73,6 +74,7 @@ def run_export(
     report = ExportReport()
     worker = worker_id or secrets.token_hex(8)
     stamp = int(now)
+    reconcile_index(ctx, ctx.settings.region)  # a run that died before its rewrite (PUB-37)
     report.batches_planned = _create_batches(ctx, stamp)
     while (batch := _lease_next(ctx, stamp, worker)) is not None:
         _write_batch(ctx, batch, stamp, worker, report)
@@ -338,6 +340,26 @@ def _complete(
                         created_at=now,
                     )
                 )
+    return True
+
+
+def reconcile_index(ctx: ServerContext, region: str) -> bool:
+    """Rewrite ``region/index.txt`` unless it lists exactly the recorded files (PUB-37).
+
+    A worker that died after recording its files and before rewriting the index left
+    published files out of it; the next run, whatever it writes, lists them first.
+    Whether a rewrite was needed.
+    """
+    with ctx.engine.connect() as conn:
+        names = [row.name for row in queries.completed_files(conn, region)]
+    try:
+        current: bytes | None = ctx.store.read(export.index_file_name(region))
+    except ExportStoreError:
+        current = None
+    if current == export.format_index(names) or (current is None and not names):
+        return False
+    log_event("export_index_reconciled", logging.WARNING, files=len(names))
+    rewrite_index(ctx, region)
     return True
 
 
