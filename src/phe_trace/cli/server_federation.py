@@ -82,3 +82,41 @@ def download(data_dir: DataDir = None) -> None:
 def sync(data_dir: DataDir = None) -> None:
     """Upload, then download (what a cron job or the gateway's callback triggers)."""
     _run(data_dir, upload=True, download=True)
+
+
+@app.command("import-exports")
+def import_exports_command(
+    name: Annotated[str, typer.Option(help="A label for the other authority.")],
+    index_url: Annotated[str, typer.Option(help="URL of its index.txt.")],
+    export_root: Annotated[str, typer.Option(help="URL its index's relative paths hang off.")],
+    public_key: Annotated[Path, typer.Option(help="Its export signing public key (PEM).")],
+    origin: Annotated[str, typer.Option(help="Origin (country or region) of its keys.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Import another key server's verified export files as non-local keys."""
+    import httpx
+
+    from phe_trace.protocol import export
+    from phe_trace.server import ServerContext
+    from phe_trace.server.export_import import ExportSource, import_exports
+    from phe_trace.server.federation import FederationError
+    from phe_trace.server.settings import load_settings
+
+    try:
+        key = export.load_public_key_pem(public_key.read_bytes())
+    except OSError as exc:
+        raise FederationError(f"cannot read {public_key}: {exc.strerror}") from None
+    source = ExportSource(name, index_url, export_root, key, origin)
+    overrides = {} if data_dir is None else {"data_dir": data_dir}
+    ctx = ServerContext.open(load_settings(**overrides))
+    try:
+        with httpx.Client(timeout=120) as client:
+            report = import_exports(ctx, source, client, time.time())
+    finally:
+        ctx.close()
+    typer.echo(
+        f"files: {report.files} imported, keys: {report.keys_imported} imported, "
+        f"{report.keys_known} already known, {report.keys_dropped} dropped"
+    )
+    for line in report.refused:
+        typer.echo(f"refused {line}")
