@@ -158,8 +158,21 @@ class _Uvicorn:
         return f"http://127.0.0.1:{port}"
 
     def stop(self) -> None:
+        """Ask the server to exit and wait for its thread (at most 10 s).
+
+        Safe whatever ``start`` reached: never called, or interrupted (Ctrl-C) while the new
+        thread was being launched and had not yet said it runs.
+        """
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.thread.ident is None and not self.thread.is_alive():
+            return  # never launched: nothing to wait for
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                self.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+                return
+            except RuntimeError:  # launched, but its start not yet acknowledged
+                time.sleep(0.01)
 
 
 def _day_date(day: int, epoch: int) -> date:
