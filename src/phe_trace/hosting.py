@@ -57,7 +57,9 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
     from phe_trace.verification import create_app as create_verification_app
     from phe_trace.verification.clock import FunctionClock
 
-    vsettings = VerificationSettings().with_default_data_dir(settings.data_dir)
+    vsettings = VerificationSettings().with_default_data_dir(
+        settings.data_dir, settings.database_url
+    )
     vapp = create_verification_app(vsettings, clock=FunctionClock(clock) if clock else None)
     keyserver = getattr(app.state, "keyserver", None)
     if keyserver is not None:  # role "all": trust this service's JWKS keys, no PEM by hand

@@ -44,6 +44,10 @@ def _settings(data_dir: Path | None, **extra: Any) -> Any:
     return load_settings(**overrides)
 
 
+#: How far after the real clock `server export --now` may be (clock skew between hosts).
+FUTURE_SLACK_S = 300.0
+
+
 def _parse_now(value: str | None) -> float:
     if value is None:
         return dt.datetime.now(dt.UTC).timestamp()
@@ -89,6 +93,7 @@ def run(
         proxy_headers=False,
         server_header=False,
     )
+    typer.echo(startup_line(settings, host, port, role), err=True)
     if workers == 1:
         uvicorn.run(create_app(settings, role=role, background_export=True), **options)
         return
@@ -103,17 +108,122 @@ def run(
     )
 
 
+def startup_line(settings: Any, host: str, port: int, role: str) -> str:
+    """What `server run` prints before it serves: where each part answers, and what to do
+    when no realm exists yet (no portal account can sign in)."""
+    from phe_trace.hosting import verification_available
+
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    parts = []
+    if role in ("all", "keyserver"):
+        parts.append(f"key server {base}/v1/publish, exports {base}/v1/exports/")
+    verification = role in ("all", "verification") and verification_available()
+    if verification:
+        parts.append(
+            f"portal {base}/portal/, device API {base}/api/verify and {base}/api/certificate, "
+            f"JWKS {base}/.well-known/jwks.json"
+        )
+    line = f"phe-trace server: {role} on {base} (data {settings.data_dir}): " + "; ".join(parts)
+    if verification and not _has_realm(settings):
+        line += (
+            f"\nno realm yet: run `phe-trace server init --data-dir {settings.data_dir}` "
+            "(or `phe-trace server admin create`) to make the first portal account"
+        )
+    return line
+
+
+def _has_realm(settings: Any) -> bool:
+    from phe_trace.verification import VerificationService
+
+    from .server_admin import verification_settings
+
+    service = VerificationService(verification_settings(settings.data_dir, create=True))
+    try:
+        return bool(service.accounts.list_realms())
+    finally:
+        service.close()
+
+
+@app.command()
+def init(
+    data_dir: DataDir = None,
+    realm: Annotated[
+        str, typer.Option(help="First realm: 1–100 letters, digits or . _ - @ (no spaces).")
+    ] = "default",
+    username: Annotated[str, typer.Option(help="Sign-in name of the first administrator.")] = (
+        "admin"
+    ),
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Set up a health authority's server: data directory, keys, realm, first administrator.
+
+    Prompts for the administrator's password (twice, hidden) unless --password-stdin.
+    Nothing is created when the realm name, username or password is refused, or when the
+    data directory already holds a realm.
+    """
+    from phe_trace.server import ServerContext
+    from phe_trace.verification import VerificationService
+
+    from .server_admin import _read_password, check_new_account, verification_settings
+
+    settings = _settings(data_dir)
+    vsettings = verification_settings(settings.data_dir, create=True)
+    if _has_any_state(settings) and _has_realm(settings):
+        raise CliError(
+            f"{settings.data_dir} is already set up (it has a realm): use `phe-trace server "
+            "admin` to add realms, accounts and API keys"
+        )
+    password = _read_password(password_stdin)
+    check_new_account(realm, username, password)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ServerContext.open(settings).close()  # database, export signing and revision-token keys
+    service = VerificationService(vsettings)
+    try:
+        found = service.accounts.create_realm(realm)
+        service.accounts.audit(found.id, "cli", "realm.create", realm)
+        service.accounts.create_user(found.id, username, password, is_admin=True, actor="cli")
+    finally:
+        service.close()
+    where = settings.data_dir
+    typer.echo(f"set up {where}: key server, verification service, realm {realm}, "
+               f"administrator {username}")  # fmt: skip
+    typer.echo("next:")
+    typer.echo(f"  phe-trace server run --data-dir {where}      # then sign in at /portal/")
+    typer.echo(
+        f"  phe-trace server admin api-key --name my-app --realm {realm} --data-dir {where}"
+        "   # the app's key for /api/verify"
+    )
+    typer.echo("  devices need the export signing public key: GET /v1/exports/signing-key.pem")
+    typer.echo("  back up the data directory (server/README.md, \"Backups\")")
+
+
+def _has_any_state(settings: Any) -> bool:
+    return bool(settings.data_dir.is_dir() and any(settings.data_dir.iterdir()))
+
+
 @app.command()
 def export(
     data_dir: DataDir = None,
     now: Annotated[str | None, typer.Option(help="Export time: unix seconds or ISO 8601.")] = None,
 ) -> None:
-    """Write and sign every due export batch now (or at --now), then apply retention."""
+    """Write and sign every due export batch now (or at an earlier --now), then apply
+    retention at that time. A --now after the real clock is refused: retention there would
+    delete keys that are still within their 14 days."""
     from phe_trace.server import ServerContext, run_export
 
+    at = _parse_now(now)
+    real = dt.datetime.now(dt.UTC).timestamp()
+    if at > real + FUTURE_SLACK_S:
+        raise CliError(
+            f"--now {now} is {at - real:.0f} s after the current time: exporting there would "
+            "also apply retention there and delete keys that are still current"
+        )
     ctx = ServerContext.open(_settings(data_dir))
     try:
-        report = run_export(ctx, _parse_now(now))
+        report = run_export(ctx, at)
     finally:
         ctx.close()
     typer.echo(

@@ -35,10 +35,13 @@ class InvalidInputError(VerificationError):
     status = 400
 
 
-def _check_name(kind: str, name: str) -> str:
+def check_name(kind: str, name: str) -> str:
+    """``name`` stripped, if it is 1–100 letters, digits or . _ - @ (no spaces)."""
     name = name.strip()
     if not 1 <= len(name) <= 100 or not set(name) <= _NAME_CHARS:
-        raise InvalidInputError(f"{kind} must be 1–100 characters of letters, digits, . _ - @")
+        raise InvalidInputError(
+            f"{kind} must be 1–100 characters of letters, digits, . _ - @ (no spaces)"
+        )
     return name
 
 
@@ -79,7 +82,7 @@ class Accounts:
 
     def create_realm(self, name: str, daily_quota: int | None = None) -> Realm:
         """Create a realm; ``daily_quota`` defaults to the settings' default quota."""
-        name = _check_name("realm name", name)
+        name = check_name("realm name", name)
         quota = self._settings.default_daily_quota if daily_quota is None else daily_quota
         if quota < 0:
             raise InvalidInputError("daily quota must be >= 0")
@@ -127,7 +130,7 @@ class Accounts:
         self, realm_id: int, username: str, password: str, *, is_admin: bool, actor: str
     ) -> User:
         """Create a portal account; the password must pass the policy."""
-        username = _check_name("username", username)
+        username = check_name("username", username)
         problem = check_password_policy(password)
         if problem:
             raise InvalidInputError(problem)
@@ -298,7 +301,7 @@ class Accounts:
 
     def create_api_key(self, realm_id: int, name: str, actor: str) -> tuple[ApiKey, str]:
         """Create an app's API key; the clear key is returned once and stored only hashed."""
-        name = _check_name("API key name", name)
+        name = check_name("API key name", name)
         clear = API_KEY_PREFIX + secrets.token_urlsafe(32)
         prefix = clear[: len(API_KEY_PREFIX) + 6]
         now = self._now()

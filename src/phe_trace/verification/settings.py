@@ -120,11 +120,18 @@ class VerificationSettings(BaseSettings):
             return None
         return self.public_url.rstrip("/") + "/.well-known/jwks.json"
 
-    def with_default_data_dir(self, data_dir: Path) -> VerificationSettings:
-        """These settings, with ``data_dir`` taken from the caller unless set explicitly."""
-        if "data_dir" in self.model_fields_set:
-            return self
-        return self.model_copy(update={"data_dir": data_dir})
+    def with_default_data_dir(
+        self, data_dir: Path, database_url: str | None = None
+    ) -> VerificationSettings:
+        """These settings, with ``data_dir`` (and ``database_url``, when the caller has one)
+        taken from the caller unless set explicitly: one ``PHE_TRACE_DATA_DIR`` and one
+        ``PHE_TRACE_DATABASE_URL`` move every role of a process."""
+        update: dict[str, object] = {}
+        if "data_dir" not in self.model_fields_set:
+            update["data_dir"] = data_dir
+        if database_url and not self.database_url:
+            update["database_url"] = database_url
+        return self.model_copy(update=update) if update else self
 
     @field_validator("public_url")
     @classmethod
