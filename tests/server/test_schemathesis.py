@@ -45,7 +45,14 @@ def api_schema(api_server: LiveServer):
 
 
 #: Every operation the key server app serves, the mounted analytics ingestion included.
-KEYSERVER_PATHS = ("/v1/publish", "/v1/exports", "/v1/analytics", "/healthz", "/metrics")
+KEYSERVER_PATHS = (
+    "/v1/publish",
+    "/v1/exports",
+    "/v1/analytics",
+    "/v1/statistics",
+    "/healthz",
+    "/metrics",
+)
 
 
 def _all(api_schema) -> list[schemathesis.APIOperation]:  # type: ignore[no-untyped-def]

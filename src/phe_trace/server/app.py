@@ -31,7 +31,7 @@ from .errors import DatabaseUnavailableError, ExportStoreError, PublishError, Se
 from .logs import configure_logging, log_event
 from .middleware import KeyServerMiddleware
 from .publish import padding_for
-from .routers import analytics_config, exports, ops, publish
+from .routers import analytics_config, exports, ops, publish, statistics
 from .settings import ServerSettings
 from .storage.database import is_transient
 
@@ -165,6 +165,7 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(analytics_ingest.router)
     app.include_router(analytics_config.router)
+    app.include_router(statistics.router)
     _install_error_handlers(app, ctx)
     app.add_middleware(KeyServerMiddleware, context=ctx)
     return app

@@ -30,6 +30,7 @@ from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 
 from .context import ServerContext
 from .errors import ExportStoreError
+from .key_counts import release_key_counts
 from .logs import log_event
 from .planner import BatchWindow, plan_batches
 from .settings import ServerSettings
@@ -55,6 +56,8 @@ class ExportReport:
     padding_keys: int = 0
     files_deleted: int = 0
     keys_deleted: int = 0
+    #: Days whose differentially private key count this run released (SPEC AGG-32).
+    key_counts_released: int = 0
 
 
 def run_export(
@@ -78,6 +81,8 @@ def run_export(
     report.batches_planned = _create_batches(ctx, stamp)
     while (batch := _lease_next(ctx, stamp, worker)) is not None:
         _write_batch(ctx, batch, stamp, worker, report)
+    # before retention: a day's keys are counted while they are still stored
+    report.key_counts_released = len(release_key_counts(ctx, now))
     retention = run_retention(ctx, now)
     report.files_deleted, report.keys_deleted = retention.files_deleted, retention.keys_deleted
     if report.batches_written or report.files_deleted:

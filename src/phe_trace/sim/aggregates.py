@@ -1,12 +1,12 @@
 """The health authority's aggregate view: Prio3 daily metrics, two aggregators, DP releases.
 
-Every app user's device uploads, once per simulated day, its four daily metrics
-(:data:`phe_trace.analytics.METRICS`: notified, risk-level histogram, days from exposure to
-notification, reported positive), each sharded with Prio3 and sealed to the two
-aggregators' keys (:func:`phe_trace.analytics.daily_reports_batch`), in one
-``POST /v1/analytics/reports`` to the real key server. Sharding is the device's work, so
-it runs in a process pool beside the simulation (each worker plays devices and posts over
-HTTP with one connection of its own), not in the simulation's own process.
+Every app user's device takes part through the agent's own code
+(:mod:`phe_trace.agent.analytics`): at day 0 it opts in under the signed configuration
+this view publishes on the key server, and after each simulated day the devices run the
+agent's daily step together (:func:`phe_trace.agent.analytics.run_step`, one batched call:
+sharding batched per (day, metric), every device with its own randomness, pin, budget and
+uploads). The step prepares the day's reports and uploads those due, the previous day's,
+each at its own time of the day; then that day is complete and is collected.
 
 Two real aggregators (:mod:`phe_trace.aggregator`) run in the demo's temporary directory,
 each with its own X25519 key, SQLite file and uvicorn server on a loopback port; they share
@@ -22,6 +22,8 @@ not hold up the simulated days. The view is read back from the leader's public
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
 import signal
@@ -37,6 +39,8 @@ from typing import Any
 
 import httpx
 
+from phe_trace.agent import Agent
+from phe_trace.agent import analytics as device_analytics
 from phe_trace.aggregator import (
     Aggregator,
     AggregatorSettings,
@@ -44,26 +48,20 @@ from phe_trace.aggregator import (
     PeerError,
     create_app,
 )
-from phe_trace.analytics import (
-    METRICS,
-    DailyObservation,
-    daily_reports_batch,
-    encode_daily,
-    upload_body,
-)
+from phe_trace.analytics import METRICS, DailyObservation, encode_daily
+from phe_trace.analytics.config import CONFIG_FORMAT
 from phe_trace.analytics.dp import noise_std
 
 from .errors import SimBackendError
 
 __all__ = ["AggregateView", "true_values"]
 
-#: Devices per task handed to a sharding worker.
-_CHUNK = 50
 #: Seconds the helper's process may take to start serving.
 _HELPER_START_S = 60.0
 
-#: A sharding worker's HTTP client, made at its first task and kept for the next ones.
-_WORKER_CLIENT: httpx.Client | None = None
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def true_values(observations: list[DailyObservation]) -> dict[str, list[int]]:
@@ -76,30 +74,6 @@ def true_values(observations: list[DailyObservation]) -> dict[str, list[int]]:
             else:
                 out[name][value] += 1
     return out
-
-
-def _shard_and_upload(
-    ingest_url: str,
-    keys: tuple[bytes, bytes],
-    day: int,
-    observations: list[DailyObservation],
-) -> int:
-    """A worker plays ``observations``' devices: each shards, seals and posts its own body.
-
-    The devices' sharding is computed together (:func:`daily_reports_batch`: the same
-    reports, each device with its own nonces and randomness, the arithmetic batched),
-    then each device posts its own body as it would from its own phone.
-    """
-    global _WORKER_CLIENT
-    if _WORKER_CLIENT is None:
-        _WORKER_CLIENT = httpx.Client(timeout=60.0)
-    client = _WORKER_CLIENT
-    for reports in daily_reports_batch(observations, day, *keys):
-        body = upload_body(reports)
-        resp = client.post(f"{ingest_url}/v1/analytics/reports", json=body)
-        if resp.status_code != 202:
-            raise SimBackendError(f"analytics upload refused: HTTP {resp.status_code}")
-    return len(observations)
 
 
 def _ignore_ctrl_c() -> None:
@@ -174,7 +148,6 @@ class AggregateView:
         serve: Callable[[Any], str],
         min_batch_size: int,
         epsilon: float,
-        workers: int | None = None,
     ) -> None:
         from nacl.public import PrivateKey
 
@@ -182,6 +155,9 @@ class AggregateView:
         self.epoch = epoch
         self.min_batch_size = min_batch_size
         self.epsilon = epsilon
+        #: Reports the devices uploaded, and the devices themselves (set at day 0).
+        self.uploaded = 0
+        self._agents: list[Agent] = []
         tmp.mkdir(parents=True, exist_ok=True)
         verify_key = secrets.token_hex(32)  # shared by the two aggregators only
         peer_token = secrets.token_urlsafe(24)
@@ -200,19 +176,10 @@ class AggregateView:
                 daily_budget=epsilon * len(METRICS),
             )
 
-        cpus = os.cpu_count() or 1
-        pool_size = workers or max(1, min(4, cpus))
-        self._pool = ProcessPoolExecutor(
-            max_workers=pool_size,
-            mp_context=get_context("spawn"),
-            initializer=_ignore_ctrl_c,
-        )
-        self._pending: list[Future[int]] = []
         #: The leader collects in one process of its own, one day after the other.
         self._collector = ProcessPoolExecutor(
             max_workers=1, mp_context=get_context("spawn"), initializer=_ignore_ctrl_c
         )
-        self._uploads: dict[int, list[Future[int]]] = {}
         self._collecting: dict[int, Future[dict[str, str]]] = {}
         #: simulated day → (UTC day number, devices, true totals per metric)
         self.days: dict[int, tuple[int, int, dict[str, list[int]]]] = {}
@@ -225,11 +192,9 @@ class AggregateView:
         try:
             with _children_born_ignoring_ctrl_c():
                 self._helper.start()
-                # Every pool worker is started now (one quick task per worker), so none is
+                # The collector's worker is started now (one quick task), so it is not
                 # born later outside this block.
-                for pool, n in ((self._pool, pool_size), (self._collector, 1)):
-                    for _ in range(n):
-                        pool.submit(os.getpid)
+                self._collector.submit(os.getpid)
             child.close()
             self.helper_url = self._helper_started()
             self._leader_settings = settings("leader", self.helper_url)
@@ -246,39 +211,71 @@ class AggregateView:
     def day_number(self, day: int) -> int:
         return (self.epoch + day * 86_400) // 86_400
 
-    def upload_day(self, day: int, observations: list[DailyObservation]) -> None:
-        """Every device's four reports for simulated ``day`` (sharded in the pool)."""
-        number = self.day_number(day)
-        self.days[day] = (number, len(observations), true_values(observations))
-        futures = [
-            self._pool.submit(
-                _shard_and_upload, self.ingest_url, self.keys, number, observations[i : i + _CHUNK]
-            )
-            for i in range(0, len(observations), _CHUNK)
-        ]
-        self._pending += futures
-        self._uploads[day] = futures
-        self._collect_ready(wait=False)
+    def config_document(self, budget_period_days: int) -> bytes:
+        """The analytics configuration the health authority publishes (SPEC AGG-25)."""
+        doc = {
+            "format": CONFIG_FORMAT,
+            "leader": {"url": self.leader_url, "public_key": _b64(self.keys[0])},
+            "helper": {"url": self.helper_url, "public_key": _b64(self.keys[1])},
+            "min_batch_size": self.min_batch_size,
+            "budget_period_days": budget_period_days,
+            "metrics": {
+                m: {"epsilon_per_day": self.epsilon, "budget": self.epsilon * budget_period_days}
+                for m in METRICS
+            },
+        }
+        return json.dumps(doc, indent=1).encode()
 
-    def _collect_ready(self, wait: bool) -> None:
-        """Start the leader's collection of each day whose uploads are all in."""
-        for day, futures in sorted(self._uploads.items()):
-            if day in self._collecting:
-                continue
-            if not wait and not all(f.done() for f in futures):
-                break
-            for f in futures:
-                f.result()  # an upload that failed ends the run here
-            number = self.day_number(day)
+    def day_ended(
+        self,
+        day: int,
+        agents: list[Agent],
+        truth: list[DailyObservation],
+        client: httpx.Client,
+    ) -> None:
+        """Simulated ``day`` is over: the devices' own daily step, batched (SPEC AGG-28).
+
+        The step prepares the day's reports and uploads those due by now, i.e. the
+        previous day's (each due at its own time of this day); that day is then
+        complete and the leader collects it. ``truth`` is what the simulation knows the
+        devices observed, set beside the release.
+        """
+        now = float(self.epoch + (day + 1) * 86_400)
+        if day == 0:
+            config = device_analytics.fetch_config(agents[0], client)
+            for agent in agents:
+                device_analytics.enable(agent, config, now - 86_400)
+        self._agents = agents
+        self._step(now, client)
+        number = self.day_number(day)
+        self.days[day] = (number, len(truth), true_values(truth))
+        if day > 0:
+            self._collect_day(day - 1)
+
+    def _step(self, now: float, client: httpx.Client) -> None:
+        result = device_analytics.run_step(self._agents, now, client)
+        if result.error is not None or result.failed:
+            raise SimBackendError(f"devices' analytics step: {result.error or 'upload failed'}")
+        self.uploaded += result.sent
+
+    def flush(self, client: httpx.Client) -> None:
+        """The last day's reports: the devices' step on the day after the run."""
+        if not self.days:
+            return
+        last = max(self.days)
+        self._step(float(self.epoch + (last + 2) * 86_400), client)
+        self._collect_day(last)
+
+    def _collect_day(self, day: int) -> None:
+        """Start the leader's collection of ``day`` (its uploads are all in)."""
+        if day not in self._collecting:
             self._collecting[day] = self._collector.submit(
-                _collect_day, self._leader_settings, number
+                _collect_day, self._leader_settings, self.day_number(day)
             )
 
     def collect(self) -> dict[str, Any]:
         """Wait for the uploads, let the leader collect every (day, metric), read the view."""
-        uploaded = sum(f.result() for f in self._pending)
-        self._pending.clear()
-        self._collect_ready(wait=True)
+        uploaded = self.uploaded // len(METRICS)
         refused: dict[tuple[int, str], str] = {}
         for day, future in sorted(self._collecting.items()):
             for metric, why in future.result().items():
@@ -327,9 +324,11 @@ class AggregateView:
                 )
         return {
             "how": (
-                "each app user's device uploads its four daily metrics once per simulated day, "
-                "Prio3-sharded and sealed to the two aggregators' keys (phe_trace.analytics), "
-                "through the key server's POST /v1/analytics/reports; a leader and a helper "
+                "each app user's device opts in under the health authority's signed "
+                "configuration (GET /v1/analytics/config) and, after each day, derives the "
+                "day's four metrics from its own records, Prio3-shards and seals them to the "
+                "pinned aggregators' keys and uploads each at its own random time of the next "
+                "day through the key server's POST /v1/analytics/reports; a leader and a helper "
                 "aggregator (phe_trace.aggregator, each its own keys, SQLite file and HTTP "
                 "server) prepare over HTTP, each adds discrete-Laplace noise to its aggregate "
                 "share, and the leader publishes at GET /v1/aggregates; the true values are "
@@ -360,10 +359,19 @@ class AggregateView:
                 "participating devices (about 500 in the default demo of 1,000 people at "
                 "uptake 0.5), well above the minimum; a smaller city's days stay unreleased"
             ),
+            "small_counts": (
+                f"the noise does not shrink with the count: a released value is the true "
+                f"total plus noise of standard deviation {std:.2f} whatever the total, so a "
+                f"count of 0 may be released as {round(2 * std)} or -{round(2 * std)}, and "
+                "totals smaller than a few standard deviations say little; the interval "
+                "shown beside each value holds the true total with 95 % probability"
+            ),
             "sharding": (
-                "devices' Prio3 sharding runs in a process pool beside the simulation "
-                f"(only app users upload); {uploaded} device-days uploaded; the leader "
-                "collects each day in a process of its own once the day's uploads are in"
+                "each device runs the agent's own daily step (phe_trace.agent.analytics."
+                "run_step, the simulation's devices in one batched call: each device its own "
+                "randomness, nonces, pin, budget and uploads); "
+                f"{uploaded} device-days uploaded; the leader collects each day in a process "
+                "of its own once the day's uploads are in"
             ),
             "mean_abs_error": {
                 m: (round(sum(e) / len(e), 3) if e else None) for m, e in errors.items()
@@ -372,9 +380,6 @@ class AggregateView:
         }
 
     def close(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
         self._collector.shutdown(wait=True, cancel_futures=True)
         if self.leader is not None:
             self.leader.close()

@@ -353,10 +353,52 @@ class LiveBackend:
             else (date.fromisoformat(last) - _day_date(0, self.epoch)).days,
         )
 
-    def daily_analytics(self, day: int, observations: list[Any]) -> None:
-        """Every app user's daily metrics for simulated ``day``, uploaded sealed."""
-        if self.analytics is not None:
-            self.analytics.upload_day(day, observations)
+    def daily_analytics(self, day: int, agents: list[Any], observations: list[Any]) -> None:
+        """Simulated ``day`` ended: the devices' analytics step; ``observations`` the truth."""
+        if self.analytics is None:
+            return
+        if day == 0:
+            from phe_trace.server.routers.analytics_config import CONFIG_FILE
+
+            document = self.analytics.config_document(budget_period_days=14)
+            (self.settings.data_dir / CONFIG_FILE).write_bytes(document)
+        self.clock.t = float(self.epoch + (day + 1) * 86_400)
+        self.analytics.day_ended(day, agents, observations, self.client)
+
+    def key_counts(self, end: float) -> dict[str, Any]:
+        """The key server's released daily key counts, read from its public endpoint.
+
+        The export run after each day releases it; the last day is released here, as the
+        export run just after the end would.
+        """
+        from phe_trace.server.key_counts import release_key_counts
+
+        self.clock.t = end
+        release_key_counts(self.keyserver, end)
+        resp = self.client.get(f"{self.url}/v1/statistics/key-counts")
+        if resp.status_code != 200:
+            raise SimBackendError(f"key counts: HTTP {resp.status_code}")
+        body: dict[str, Any] = resp.json()
+        return {
+            "how": (
+                "released by the key server itself after each day (GET /v1/statistics/"
+                "key-counts): " + str(body["mechanism"])
+            ),
+            "small_counts": (
+                "the noise is calibrated to one upload of 14 keys, so its standard deviation "
+                "is about 40 keys whatever the day's total: a day with no key may be released "
+                "as 40 or more, and a released value is only meaningful beside its 95 % "
+                "interval"
+            ),
+            "released": [r["value"] for r in body["releases"]],
+            "releases": body["releases"],
+        }
+
+    def _collect_analytics(self) -> dict[str, Any]:
+        """The devices' last uploads (the day after the run), then the leader's view."""
+        assert self.analytics is not None
+        self.analytics.flush(self.client)
+        return self.analytics.collect()
 
     def aggregate(self) -> dict[str, Any]:
         """What the health authority sees: per-day counts of its own services, no person."""
@@ -386,7 +428,7 @@ class LiveBackend:
             ],
             "diagnosis_keys_stored": keys,
             "privacy_preserving_analytics": (
-                self.analytics.collect() if self.analytics is not None else None
+                self._collect_analytics() if self.analytics is not None else None
             ),
         }
 

@@ -216,6 +216,8 @@ def _analytics_html(view: Any) -> str:
         f"metric and day ({view['epsilon_per_device_per_day']} per device and day over the four "
         f"metrics). {html.escape(view['noise'])}. Why: {html.escape(view['choice'])}. "
         f"{html.escape(view['sharding'])}.</p>"
+        f"<p><strong>What the noise means at small counts:</strong> "
+        f"{html.escape(str(view.get('small_counts', '')))}.</p>"
         f"{meanings}<p>Histograms list their buckets from 0.</p>"
         f"<table>{head}{''.join(rows)}</table>"
         f"<p>Mean absolute error the noise cost, per metric:</p>{mae}"

@@ -338,7 +338,7 @@ class Simulation:
                 reported_positive=person in self._reported,
             )
         result.daily_observations.append(observations)
-        upload(day, list(observations.values()))
+        upload(day, [fleet.agents[p] for p in observations], list(observations.values()))
 
     def _stats(self, day: int, new: int, result: SimResult, sightings: int) -> DayStats:
         ob = self.outbreak
@@ -389,23 +389,21 @@ class Simulation:
         aggregate = getattr(backend, "aggregate", None)
         if callable(aggregate):
             result.aggregate = aggregate()
-        result.aggregate["keys_published_per_day_dp"] = _dp_key_counts(result)
+        result.aggregate["keys_published_per_day_dp"] = _dp_key_counts(result, backend)
 
 
-def _dp_key_counts(result: SimResult) -> dict[str, Any]:
-    """The health authority's differentially private daily count of published keys."""
-    try:
-        from phe_trace.analytics import dp_key_count
-    except ImportError:  # pragma: no cover - analytics is part of every build
-        return {"status": "not available in this build"}
+def _dp_key_counts(result: SimResult, backend: Backend) -> dict[str, Any]:
+    """The key server's own differentially private daily count of real keys (AGG-32),
+    beside the true counts only the simulation knows."""
+    released = getattr(backend, "key_counts", None)
+    if not callable(released):
+        return {"status": "not available with this backend (no key server)"}
     per_day = [0] * result.config.days
     for report in result.reports:
         if report.person in result.report_keys:
             per_day[min(result.config.days - 1, int(report.time_s // DAY_S))] += result.report_keys[
                 report.person
             ]
-    return {
-        "mechanism": "phe_trace.analytics.dp_key_count (default epsilon per day)",
-        "released": [max(0, dp_key_count(k)) for k in per_day],
-        "true_counts_known_only_to_the_simulation": per_day,
-    }
+    view: dict[str, Any] = released(result.end_time)
+    view["true_counts_known_only_to_the_simulation"] = per_day
+    return view

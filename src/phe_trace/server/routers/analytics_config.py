@@ -47,9 +47,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "code": code}, status_code=status)
 
 
-@router.get(
-    "/v1/analytics/config", summary="Signed analytics configuration", responses=_RESPONSES
-)
+@router.get("/v1/analytics/config", summary="Signed analytics configuration", responses=_RESPONSES)
 def analytics_config(ctx: ContextDep) -> JSONResponse:
     """The document (base64 of its exact bytes) and one signature per active export key."""
     path: Path = ctx.settings.data_dir / CONFIG_FILE

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -30,6 +31,7 @@ __all__ = [
     "exposures",
     "health_authorities",
     "health_authority_keys",
+    "key_count_releases",
     "metadata",
     "used_certificates",
 ]
@@ -145,4 +147,16 @@ export_indexes = Table(
     metadata,
     Column("region", String(32), primary_key=True),
     Column("rewritten_at", BigInteger, nullable=False),
+)
+
+#: The key server's differentially private count of real keys per UTC day (SPEC AGG-32):
+#: one row per day, written once; the true count is never stored.
+key_count_releases = Table(
+    "ks_key_count_releases",
+    metadata,
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+    Column("epsilon", Float, nullable=False),
+    Column("sensitivity", Integer, nullable=False),
+    Column("released_at", BigInteger, nullable=False),
 )
