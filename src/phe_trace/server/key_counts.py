@@ -2,13 +2,13 @@
 
 After a UTC day ends, the export run (:func:`phe_trace.server.run_export`) counts the keys
 published here that day — real keys only: padding lives in export files and their own
-table, never among the stored keys, and keys imported from other servers are left out — adds discrete-Laplace noise (:func:`phe_trace.analytics.dp_key_count`,
-sensitivity 14 keys per upload, ε 0.5) and stores the noisy value, once per day (the day is
-the primary key, so a second run or a second replica releases nothing again). The true
-count is never stored. Days are released from the oldest stored key's day, or the day
-after the last release (at first: the day the first health authority was registered or
-the first key stored), up to yesterday, and never further back than 14 days (keys older
-than that are gone). ``GET /v1/statistics/key-counts`` serves the releases.
+table, never among the stored keys, and keys imported from other servers are left out —,
+adds discrete-Laplace noise (:func:`phe_trace.analytics.dp_key_count`, sensitivity 14 keys
+per upload, ε 0.5) and stores the noisy value once per day (the day is the primary key,
+so a second run or a second replica releases nothing again). The true count is never
+stored. Days are released from the day after the last release (at first: the day the
+first health authority was registered or the first key stored) up to yesterday, never
+further back than 14 days (older keys are gone). ``GET /v1/statistics/key-counts`` serves the releases.
 """
 
 from __future__ import annotations
