@@ -8,7 +8,8 @@ per upload, ε 0.5) and stores the noisy value once per day (the day is the prim
 so a second run or a second replica releases nothing again). The true count is never
 stored. Days are released from the day after the last release (at first: the day the
 first health authority was registered or the first key stored) up to yesterday, never
-further back than 14 days (older keys are gone). ``GET /v1/statistics/key-counts`` serves the releases.
+further back than 14 days (older keys are gone). ``GET /v1/statistics/key-counts``
+serves the releases.
 """
 
 from __future__ import annotations
