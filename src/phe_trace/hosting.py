@@ -15,7 +15,9 @@ import importlib.util
 import os
 from typing import Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phe_trace.server import create_app as create_keyserver_app
 from phe_trace.server.context import Clock
@@ -82,8 +84,24 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
         service = vapp.state.service  # the key server's /metrics answers for both
         keyserver.metrics.registry.include(lambda: render_metrics(service.codes))
     app.state.verification = vapp.state.service
-    app.mount("/", vapp)  # last: /api/, /portal/, /.well-known/jwks.json
+    # Its routes join the host's router (not a mount at "/", which would answer every
+    # path the host does not serve, with its own bare 404 and never a 405): unknown paths
+    # and wrong methods get the host's errors, 405 with ``Allow``.
+    app.router.routes.extend(vapp.router.routes)
     return True
+
+
+def _install_http_errors(app: FastAPI) -> None:
+    """Routing errors (404, 405 with ``Allow``) in the project's shape ``{error, code}``."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return JSONResponse(
+            {"error": str(exc.detail), "code": code},
+            status_code=exc.status_code,
+            headers=dict(exc.headers or {}),
+        )
 
 
 def create_app(
@@ -98,6 +116,7 @@ def create_app(
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
     if role == "verification":
         app = FastAPI(title="phe-trace verification service")
+        _install_http_errors(app)
         if not _mount_verification(app, settings, clock):
             raise ConfigError("the verification service is not available in this build")
         return app

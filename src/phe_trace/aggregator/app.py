@@ -75,9 +75,13 @@ PEER_PATHS = frozenset(
 )
 
 
+#: Standard base64 in whole groups of four (what the schema documents and we decode).
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
 class PrepareItem(BaseModel):
     report_id: str = Field(max_length=64)
-    prep_share: str = Field(max_length=MAX_PREP_SHARE_CHARS)
+    prep_share: str = Field(max_length=MAX_PREP_SHARE_CHARS, pattern=_BASE64)
 
 
 class PrepareIn(BaseModel):
@@ -99,6 +103,29 @@ class PullIn(BaseModel):
 
 class CollectIn(BaseModel):
     day: Day
+
+
+class ErrorOut(BaseModel):
+    """A refused request: message and stable code (AGG-35)."""
+
+    error: str
+    code: str
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries of the error statuses a route answers, all :class:`ErrorOut`."""
+    meaning = {
+        400: "Malformed request (bad_request).",
+        401: "Peer token missing or wrong (unauthorized).",
+        404: "This role does not serve the endpoint (not_found).",
+        409: "Breaks the protocol or the minimum batch (protocol_violation, batch_too_small).",
+        413: "Body over the endpoint's limit (payload_too_large).",
+        502: "The key server or the peer failed (peer_error).",
+    }
+    return {s: {"model": ErrorOut, "description": meaning[s]} for s in statuses}
+
+
+_PEER_ERRORS = (400, 401, 404, 409, 413)
 
 
 def _b64(value: str) -> bytes:
@@ -141,7 +168,7 @@ def create_app(aggregator: Aggregator) -> FastAPI:
 
         return Depends(check)
 
-    @app.get("/v1/aggregator/config")
+    @app.get("/v1/aggregator/config", responses=_errors(413))
     def config() -> dict[str, Any]:
         return {
             "role": settings.role,
@@ -152,7 +179,11 @@ def create_app(aggregator: Aggregator) -> FastAPI:
             "metrics": {m.name: {"id": m.metric_id, "length": m.length} for m in METRICS.values()},
         }
 
-    @app.post("/v1/aggregator/prepare", dependencies=[Depends(peer), role("helper")])
+    @app.post(
+        "/v1/aggregator/prepare",
+        dependencies=[Depends(peer), role("helper")],
+        responses=_errors(*_PEER_ERRORS),
+    )
     def prepare(body: PrepareIn) -> dict[str, Any]:
         items = [(i.report_id, _b64(i.prep_share)) for i in body.items]
         results = agg.handle_prepare(body.day, body.metric, items)
@@ -167,16 +198,28 @@ def create_app(aggregator: Aggregator) -> FastAPI:
             ]
         }
 
-    @app.post("/v1/aggregator/pull", dependencies=[Depends(peer), role("helper")])
+    @app.post(
+        "/v1/aggregator/pull",
+        dependencies=[Depends(peer), role("helper")],
+        responses=_errors(*_PEER_ERRORS, 502),
+    )
     def pull(body: PullIn) -> dict[str, int]:
         return {"stored": agg.pull(body.day, body.metric)}
 
-    @app.post("/v1/aggregator/aggregate_share", dependencies=[Depends(peer), role("helper")])
+    @app.post(
+        "/v1/aggregator/aggregate_share",
+        dependencies=[Depends(peer), role("helper")],
+        responses=_errors(*_PEER_ERRORS),
+    )
     def aggregate_share(body: AggregateShareIn) -> dict[str, str]:
         share = agg.handle_aggregate_share(body.day, body.metric, body.report_ids)
         return {"agg_share": base64.b64encode(share).decode()}
 
-    @app.post("/v1/aggregator/collect", dependencies=[Depends(peer), role("leader")])
+    @app.post(
+        "/v1/aggregator/collect",
+        dependencies=[Depends(peer), role("leader")],
+        responses=_errors(*_PEER_ERRORS, 502),
+    )
     def collect(body: CollectIn) -> dict[str, Any]:
         released, skipped = [], {}
         for metric in METRICS:
@@ -186,7 +229,7 @@ def create_app(aggregator: Aggregator) -> FastAPI:
                 skipped[metric] = str(exc)
         return {"released": released, "not_released": skipped}
 
-    @app.get("/v1/aggregates", dependencies=[role("leader")])
+    @app.get("/v1/aggregates", dependencies=[role("leader")], responses=_errors(400, 404, 413))
     def aggregates(day: Annotated[int | None, Query(ge=0, lt=2**32)] = None) -> dict[str, Any]:
         return {"aggregates": [r.to_json() for r in agg.releases(day)]}
 
@@ -242,6 +285,7 @@ def _install_errors(app: FastAPI) -> None:
         return JSONResponse(
             {"error": str(exc.detail), "code": codes.get(exc.status_code, "bad_request")},
             status_code=exc.status_code,
+            headers=dict(exc.headers or {}),
         )
 
 

@@ -72,7 +72,7 @@ class PublishRequest(BaseModel):
     model_config = ConfigDict(strict=True, populate_by_name=True, extra="ignore")
 
     temporary_exposure_keys: list[ExposureKey] = Field(
-        alias="temporaryExposureKeys", max_length=MAX_REQUEST_KEYS
+        alias="temporaryExposureKeys", min_length=1, max_length=MAX_REQUEST_KEYS
     )
     health_authority_id: str = Field(default="", alias="healthAuthorityID", max_length=256)
     verification_payload: str = Field(alias="verificationPayload", max_length=16_384)

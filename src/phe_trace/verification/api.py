@@ -189,7 +189,8 @@ def create_device_api(service: VerificationService) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "unparsable_request")
-        return reply(exc.status_code, {"error": str(exc.detail), "errorCode": code})
+        body = {"error": str(exc.detail), "errorCode": code}
+        return reply(exc.status_code, body, dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def _unparsable(_: Request, exc: RequestValidationError) -> JSONResponse:
