@@ -69,7 +69,7 @@ def test_killed_export_worker_leaves_no_half_file(tmp_path: Path) -> None:
     for attempt, delay in enumerate((1.5, 2.5, 3.5, 4.5)):
         worker = subprocess.Popen(  # our own CLI
             [*PHE_TRACE, "server", "export", "--data-dir", str(server.data_dir),
-             "--now", str(base + attempt * 60)],
+             "--now", str(base + attempt * 60), "--allow-future"],
             env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(delay)

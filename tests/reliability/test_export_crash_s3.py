@@ -95,7 +95,7 @@ def test_worker_killed_between_objects_and_index(tmp_path: Path) -> None:
             before = _zip_count(s3, bucket)
             worker = subprocess.Popen(  # our own CLI
                 [*PHE_TRACE, "server", "export", "--data-dir", str(server.data_dir),
-                 "--now", str(base + attempt * 60)],
+                 "--now", str(base + attempt * 60), "--allow-future"],
                 env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             deadline = time.monotonic() + 60

@@ -53,7 +53,8 @@ def _replicas(tmp_path: Path, url: str, env: dict[str, str], n: int) -> list[Ser
 
 def _worker(server: ServerProcess, now: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # our own CLI
-        [*PHE_TRACE, "server", "export", "--data-dir", str(server.data_dir), "--now", str(now)],
+        [*PHE_TRACE, "server", "export", "--data-dir", str(server.data_dir), "--now", str(now),
+         "--allow-future"],
         env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 

@@ -170,3 +170,12 @@ def test_one_database_url_moves_every_role_to_postgresql(
     app = create_app(load_settings(data_dir=tmp_path / "hd", database_url=plain))
     assert app.state.verification.engine.url.drivername.startswith("postgresql")
     assert not list((tmp_path / "hd").glob("*.sqlite3"))
+
+
+def test_export_with_allow_future_runs_at_that_time(tmp_path: Path) -> None:
+    """``--allow-future`` lets a drill export at a later time; without it the same command
+    is refused. (SPEC OPS-4)"""
+    at = "2099-01-01T00:00:00Z"
+    done = _run(tmp_path, "server", "export", "--data-dir", "hd", "--now", at, "--allow-future")
+    assert done.returncode == 0, done.stderr
+    assert "batches:" in done.stdout

@@ -23,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from nacl.public import PrivateKey
-from schemathesis.checks import positive_data_acceptance
+from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from phe_trace.aggregator import Aggregator, AggregatorSettings
 from phe_trace.aggregator import create_app as create_aggregator_app
@@ -112,7 +112,15 @@ def test_every_operation_answers_as_documented(
             if headers and "authorization" not in {k.lower() for k in case.headers or {}}:
                 case.headers = {**(case.headers or {}), **headers}
             tried[0] += 1
-            case.call_and_validate(base_url=base_url, excluded_checks=excluded)
+            response = case.call(base_url=base_url)
+            checks_off = list(excluded)
+            if response.status_code == 413:
+                # A body over the endpoint's documented limit is refused before it is parsed,
+                # whatever the schema says of its content; the refusal is in the project's
+                # shape (PUB-2, AGG-35) and every other check still applies.
+                assert response.json()["code"] == "payload_too_large"
+                checks_off += [negative_data_rejection, positive_data_acceptance]
+            case.validate_response(response, excluded_checks=checks_off)
 
         try:
             check()
@@ -165,3 +173,24 @@ def test_publish_schema_refuses_an_empty_key_list(services: Services) -> None:
     schema = httpx.get(f"{services.host}/openapi.json").json()
     request = schema["components"]["schemas"]["PublishRequest"]["properties"]
     assert request["temporaryExposureKeys"]["minItems"] == 1
+
+
+@pytest.mark.parametrize(
+    ("base", "query"),
+    [
+        ("leader", "/v1/aggregates?day=1&day=2"),
+        ("leader", "/v1/aggregates?day=0.0"),
+        ("leader", "/v1/aggregates?day=+5"),
+        ("host", "/v1/analytics/shares?role=leader&role=helper&day=1&metric=notified"),
+        ("host", "/v1/analytics/shares?role=leader&day=1.0&metric=notified"),
+    ],
+)
+def test_query_integers_are_digits_and_given_once(
+    services: Services, base: str, query: str
+) -> None:
+    """PUB-38: a repeated query parameter, or an integer not in decimal digits, is a 400 in
+    the error shape (the framework alone would take the last value, or ``0.0`` as 0)."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    r = httpx.get(getattr(services, base) + query, headers=headers)
+    assert r.status_code == 400, (r.status_code, r.text)
+    _error_shape(r)

@@ -30,6 +30,7 @@ from phe_trace.analytics.metrics import METRICS
 from phe_trace.analytics.prio3 import DRAFT_VERSION
 from phe_trace.crypto.compare import bearer_matches
 from phe_trace.protocol.bodylimit import BodyLimit, send_json
+from phe_trace.protocol.query import DIGITS, SingleQueryValues
 
 from .errors import AggregatorError, BatchTooSmall
 from .service import Aggregator
@@ -46,8 +47,12 @@ def _no_bool(value: object) -> object:
     return value
 
 
+#: Days accepted, the same range as the key server's analytics feed (so no day the helper
+#: accepts is one the feed refuses, which would surface as the helper's 502).
+DAY_LIMIT = 2**31
+
 #: A UTC day number (``unix_seconds // 86400``).
-Day = Annotated[int, Field(ge=0, lt=2**32), BeforeValidator(_no_bool)]
+Day = Annotated[int, Field(ge=0, lt=DAY_LIMIT), BeforeValidator(_no_bool)]
 
 
 #: Items in one prepare request (the leader sends chunks of 2,000).
@@ -230,11 +235,17 @@ def create_app(aggregator: Aggregator) -> FastAPI:
         return {"released": released, "not_released": skipped}
 
     @app.get("/v1/aggregates", dependencies=[role("leader")], responses=_errors(400, 404, 413))
-    def aggregates(day: Annotated[int | None, Query(ge=0, lt=2**32)] = None) -> dict[str, Any]:
+    def aggregates(
+        day: Annotated[int | None, Query(ge=0, lt=DAY_LIMIT), DIGITS] = None,
+    ) -> dict[str, Any]:
         return {"aggregates": [r.to_json() for r in agg.releases(day)]}
 
     _install_errors(app)
     app.add_middleware(_PeerGate, token=settings.peer_token.get_secret_value())
+    app.add_middleware(
+        SingleQueryValues,
+        refusal=lambda name: {"error": f"query parameter {name!r} repeated", "code": "bad_request"},
+    )
     app.add_middleware(
         BodyLimit,
         limit_for=lambda path: BODY_LIMITS.get(path, DEFAULT_BODY_LIMIT),

@@ -93,13 +93,16 @@ def run(
         proxy_headers=False,
         server_header=False,
     )
-    typer.echo(startup_line(settings, host, port, role), err=True)
+    # The start-up line follows the checks at open (a damaged signing key is one line alone).
     if workers == 1:
-        uvicorn.run(create_app(settings, role=role, background_export=True), **options)
+        application = create_app(settings, role=role, background_export=True)
+        typer.echo(startup_line(settings, host, port, role), err=True)
+        uvicorn.run(application, **options)
         return
     from phe_trace.server import ServerContext
 
     ServerContext.open(settings).close()  # migrate and create keys once, before the workers
+    typer.echo(startup_line(settings, host, port, role), err=True)
     if data_dir is not None:
         os.environ["PHE_TRACE_DATA_DIR"] = str(data_dir)
     os.environ[ROLE_ENV] = role
@@ -208,18 +211,29 @@ def _has_any_state(settings: Any) -> bool:
 def export(
     data_dir: DataDir = None,
     now: Annotated[str | None, typer.Option(help="Export time: unix seconds or ISO 8601.")] = None,
+    allow_future: Annotated[
+        bool,
+        typer.Option(
+            "--allow-future",
+            help="Accept a --now after the real clock. For drills on a scratch data directory "
+            "only: retention then runs at that time and keys still current are exported and "
+            "deleted.",
+        ),
+    ] = False,
 ) -> None:
     """Write and sign every due export batch now (or at an earlier --now), then apply
-    retention at that time. A --now after the real clock is refused: retention there would
-    delete keys that are still within their 14 days."""
+    retention at that time. A --now after the real clock is refused unless --allow-future
+    is given: retention there would delete keys that are still within their 14 days, and
+    keys still being broadcast would be published."""
     from phe_trace.server import ServerContext, run_export
 
     at = _parse_now(now)
     real = dt.datetime.now(dt.UTC).timestamp()
-    if at > real + FUTURE_SLACK_S:
+    if at > real + FUTURE_SLACK_S and not allow_future:
         raise CliError(
             f"--now {now} is {at - real:.0f} s after the current time: exporting there would "
-            "also apply retention there and delete keys that are still current"
+            "also apply retention there and delete keys that are still current "
+            "(--allow-future on a scratch data directory only)"
         )
     ctx = ServerContext.open(_settings(data_dir))
     try:

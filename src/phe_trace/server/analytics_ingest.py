@@ -40,6 +40,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.engine import Engine
 
 from phe_trace.crypto.compare import bearer_matches
+from phe_trace.protocol.query import DIGITS
 
 __all__ = ["MAX_BOX_BYTES", "MAX_REPORTS_PER_UPLOAD", "IngestStore", "router"]
 
@@ -309,10 +310,10 @@ def upload(body: UploadIn, store: StoreDep) -> UploadOut:
 def shares(
     store: StoreDep,
     role: Literal["leader", "helper"],
-    day: Annotated[int, Query(ge=0, lt=_INT_LIMIT)],
+    day: Annotated[int, Query(ge=0, lt=_INT_LIMIT), DIGITS],
     metric: Literal["notified", "risk_level", "days_to_notification", "reported_positive"],
-    after: Annotated[int, Query(ge=0, lt=_INT_LIMIT)] = 0,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    after: Annotated[int, Query(ge=0, lt=_INT_LIMIT), DIGITS] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000), DIGITS] = 1000,
     authorization: Annotated[str | None, Header()] = None,
 ) -> SharesOut:
     """Boxes after sequence number ``after``; page with ``next_after``."""

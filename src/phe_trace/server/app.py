@@ -24,6 +24,7 @@ from phe_trace.protocol.publish import (
     ERROR_PAYLOAD_TOO_LARGE,
     PublishResponse,
 )
+from phe_trace.protocol.query import SingleQueryValues
 
 from . import analytics_ingest
 from .context import Clock, ServerContext
@@ -168,6 +169,11 @@ def create_app(
     app.include_router(statistics.router)
     _install_error_handlers(app, ctx)
     app.add_middleware(KeyServerMiddleware, context=ctx)
+    app.add_middleware(
+        SingleQueryValues,
+        refusal=lambda name: {"error": f"query parameter {name!r} repeated", "code": "bad_request"},
+        exempt=lambda path: path.endswith("/v1/publish"),  # no query; its answers are padded
+    )
     return app
 
 
