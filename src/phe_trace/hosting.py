@@ -83,6 +83,11 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
 
         service = vapp.state.service  # the key server's /metrics answers for both
         keyserver.metrics.registry.include(lambda: render_metrics(service.codes))
+        from phe_trace.server.key_counts import released_key_counts
+
+        # The portal's community statistics read this process's key counts (unless a key
+        # server URL is configured for them).
+        service.local_key_counts = lambda: [r.to_json() for r in released_key_counts(keyserver)]
     app.state.verification = vapp.state.service
     # Its routes join the host's router (not a mount at "/", which would answer every
     # path the host does not serve, with its own bare 404 and never a 405): unknown paths

@@ -12,7 +12,7 @@ from .errors import (
     PeerError,
     ProtocolViolation,
 )
-from .service import Aggregator, Release
+from .service import Aggregator, Release, Withheld
 from .settings import AggregatorSettings
 
 __all__ = [
@@ -24,5 +24,6 @@ __all__ = [
     "PeerError",
     "ProtocolViolation",
     "Release",
+    "Withheld",
     "create_app",
 ]

@@ -3,7 +3,8 @@
 Both roles: ``GET /v1/aggregator/config`` (role, X25519 public key, metrics).
 Helper: ``POST /v1/aggregator/pull``, ``POST /v1/aggregator/prepare`` and
 ``POST /v1/aggregator/aggregate_share`` (leader-only, bearer token). Leader:
-``GET /v1/aggregates`` (the published noisy aggregates with ε) and
+``GET /v1/aggregates`` (the published noisy aggregates with ε, noise and 95 % intervals,
+and the pairs not released below the minimum batch) and
 ``POST /v1/aggregator/collect`` (bearer token; collect a day).
 Errors are JSON ``{"error", "code"}``; bad input is a 400, never a 500.
 """
@@ -238,7 +239,11 @@ def create_app(aggregator: Aggregator) -> FastAPI:
     def aggregates(
         day: Annotated[int | None, Query(ge=0, lt=DAY_LIMIT), DIGITS] = None,
     ) -> dict[str, Any]:
-        return {"aggregates": [r.to_json() for r in agg.releases(day)]}
+        return {
+            "min_batch_size": settings.min_batch_size,
+            "aggregates": [r.to_json() for r in agg.releases(day)],
+            "not_released": [w.to_json() for w in agg.withheld(day)],
+        }
 
     _install_errors(app)
     app.add_middleware(_PeerGate, token=settings.peer_token.get_secret_value())

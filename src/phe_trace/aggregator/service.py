@@ -15,7 +15,9 @@ For one (day, metric):
    report ids. The helper adds its own discrete-Laplace noise to its aggregate share and
    answers once per (day, metric), never below the minimum batch.
 4. **Release.** The leader adds its own noise to its aggregate share, unshards, charges
-   the day's ε budget and publishes the noisy values with ε and the report count.
+   the day's ε budget and publishes the noisy values with ε, the report count, the noise's
+   standard deviation and a 95 % interval per value (AGG-33). A (day, metric) collected
+   below the minimum batch is noted as withheld and published as not released (AGG-36).
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from sqlalchemy.engine import Engine
 
 from phe_trace.analytics import VerificationError
 from phe_trace.analytics.batch import prep_init_batch, prep_shares_to_prep_batch
-from phe_trace.analytics.dp import PrivacyLedger, check_batch_size, laplace_noise, noise_std
+from phe_trace.analytics.dp import (
+    PrivacyLedger,
+    check_batch_size,
+    interval_halfwidth,
+    laplace_noise,
+    noise_std,
+)
 from phe_trace.analytics.errors import AnalyticsError, EncodingError, PrivacyBudgetError
 from phe_trace.analytics.metrics import METRICS, context_for
 from phe_trace.analytics.prio3 import PrepShare, Prio3
@@ -42,9 +50,18 @@ from phe_trace.analytics.reports import open_share
 
 from .errors import BatchTooSmall, PeerError, ProtocolViolation
 from .settings import AggregatorSettings
-from .storage import ACCEPTED, PENDING, REJECTED, create_engine_for, cursors, releases, shares
+from .storage import (
+    ACCEPTED,
+    PENDING,
+    REJECTED,
+    create_engine_for,
+    cursors,
+    releases,
+    shares,
+    withheld,
+)
 
-__all__ = ["Aggregator", "Release"]
+__all__ = ["Aggregator", "Release", "Withheld"]
 
 log = logging.getLogger("phe_trace.aggregator")
 #: Boxes per page fetched from the key server, and reports per prepare request.
@@ -73,15 +90,46 @@ class Release:
     report_count: int
     noise_std: float
 
+    @property
+    def interval_halfwidth(self) -> int:
+        """h of the 95 % interval ``[value − h, value + h]`` (two noise draws, AGG-33)."""
+        return interval_halfwidth(self.epsilon, draws=2)
+
     def to_json(self) -> dict[str, Any]:
+        h = self.interval_halfwidth
         return {
             "day": self.day,
+            "date": _date(self.day),
             "metric": self.metric,
             "values": self.values,
             "epsilon": self.epsilon,
             "report_count": self.report_count,
             "noise_std": round(self.noise_std, 4),
+            "interval_95": [[max(0, v - h), v + h] for v in self.values],
         }
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A (day, metric) the leader collected and did not release: below the minimum batch."""
+
+    day: int
+    metric: str
+    min_batch_size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "date": _date(self.day),
+            "metric": self.metric,
+            "min_batch_size": self.min_batch_size,
+        }
+
+
+def _date(day: int) -> str:
+    import datetime as dt
+
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
 
 
 def _signed(x: int, q: int) -> int:
@@ -488,10 +536,42 @@ class Aggregator:
         out = [self.release(d, m) for d, m in keys]
         return [r for r in out if r is not None]
 
+    def withheld(self, day: int | None = None) -> list[Withheld]:
+        """The (day, metric) pairs collected below the minimum batch and not released since."""
+        query = (
+            sa.select(withheld.c.day, withheld.c.metric, withheld.c.min_batch_size)
+            .select_from(
+                withheld.outerjoin(
+                    releases,
+                    sa.and_(
+                        releases.c.day == withheld.c.day, releases.c.metric == withheld.c.metric
+                    ),
+                )
+            )
+            .where(releases.c.day.is_(None))
+        )
+        if day is not None:
+            query = query.where(withheld.c.day == day)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(withheld.c.day, withheld.c.metric)).all()
+        return [Withheld(int(d), str(m), int(n)) for d, m, n in rows]
+
+    def _note_withheld(self, day: int, metric: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                withheld.delete().where(withheld.c.day == day, withheld.c.metric == metric)
+            )
+            conn.execute(
+                withheld.insert().values(
+                    day=day, metric=metric, min_batch_size=self.settings.min_batch_size
+                )
+            )
+
     def collect(self, day: int, metric: str) -> Release:
         """Leader: pull, prepare with the helper, aggregate and release (steps 1-4).
 
-        Raises BatchTooSmall (nothing released) below the minimum batch size.
+        Raises BatchTooSmall (nothing released, the pair noted as withheld) below the
+        minimum batch size.
         """
         if self.settings.role != "leader":
             raise ProtocolViolation("only the leader collects")
@@ -509,6 +589,7 @@ class Aggregator:
         try:
             check_batch_size(len(rows), self.settings.min_batch_size)
         except PrivacyBudgetError as exc:
+            self._note_withheld(day, metric)
             raise BatchTooSmall(str(exc)) from None
         answer = self._peer(
             "aggregate_share",

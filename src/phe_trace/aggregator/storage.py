@@ -3,7 +3,9 @@
 Only this aggregator's share of each report is stored (never the peer's), with the
 server's random report id, day, metric and the report nonce (replay check). Releases
 hold what was published (leader) or that an aggregate share left (helper), so no
-(day, metric) is ever released twice.
+(day, metric) is ever released twice. The leader also notes each (day, metric) it
+collected but withheld below the minimum batch (the batch it needed, never how many
+reports it had), so a reader sees "not released" instead of a silent gap.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["ACCEPTED", "PENDING", "REJECTED", "create_engine_for", "releases", "shares"]
+__all__ = [
+    "ACCEPTED",
+    "PENDING",
+    "REJECTED",
+    "create_engine_for",
+    "releases",
+    "shares",
+    "withheld",
+]
 
 PENDING, ACCEPTED, REJECTED = 0, 1, 2
 
@@ -51,6 +61,14 @@ releases = sa.Table(
     sa.Column("report_count", sa.Integer, nullable=False),
     sa.Column("epsilon", sa.Float, nullable=False),
     sa.Column("values_json", sa.Text, nullable=True),
+)
+
+withheld = sa.Table(
+    "aggregator_withheld",
+    metadata,
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("metric", sa.String(32), primary_key=True),
+    sa.Column("min_batch_size", sa.Integer, nullable=False),
 )
 
 cursors = sa.Table(

@@ -6,7 +6,9 @@ one place (tests pass a :class:`~.clock.ManualClock`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -72,6 +74,9 @@ class VerificationService:
         self.verify_limiter = RateLimiter(
             settings.verify_rate_limit, settings.verify_rate_window_seconds
         )
+        #: The key server's released key counts when it runs in this process (set by the
+        #: host); the portal's community statistics read them without a URL.
+        self.local_key_counts: Callable[[], list[dict[str, Any]]] | None = None
 
     def close(self) -> None:
         """Release the database connections."""

@@ -88,6 +88,12 @@ class VerificationSettings(BaseSettings):
     code_retention_days: int = Field(default=14, ge=1)
     #: Add 1–2 KiB of random ``padding`` to device-API responses (hides outcomes by size).
     response_padding: bool = True
+    #: Base URL of the leader aggregator whose ``/v1/aggregates`` the portal's community
+    #: statistics page shows (e.g. ``https://leader.example.org``); unset: no Prio3 totals.
+    statistics_leader_url: str | None = None
+    #: Base URL of the key server whose ``/v1/statistics/key-counts`` the page shows; unset:
+    #: the key server of this process when hosted with it (role ``all``), else none.
+    statistics_keyserver_url: str | None = None
 
     @field_validator("secret")
     @classmethod
@@ -133,9 +139,9 @@ class VerificationSettings(BaseSettings):
             update["database_url"] = database_url
         return self.model_copy(update=update) if update else self
 
-    @field_validator("public_url")
+    @field_validator("public_url", "statistics_leader_url", "statistics_keyserver_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("public_url must be an http(s) URL")
+        if value is not None and value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
         return value or None

@@ -1,8 +1,10 @@
 """Routes of the case-worker portal and the app that serves them (mounted at ``/portal``).
 
-Pages: sign in / out, issue a code, recent codes by status, realm statistics, and for
-realm admins users, API keys and the audit log (``admin.py``). Handlers are thin: they
-check the session and CSRF token, call :class:`~..service.VerificationService`, render.
+Pages: sign in / out, issue a code, recent codes by status, realm statistics, the
+community statistics the aggregators and the key server released (``community.py``, also
+as CSV and JSON), and for realm admins users, API keys and the audit log (``admin.py``).
+Handlers are thin: they check the session and CSRF token, call
+:class:`~..service.VerificationService`, render.
 While the database is unavailable every page is a plain "Service temporarily unavailable"
 page with status 503 and ``Retry-After`` (VER-15).
 """
@@ -13,7 +15,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -31,7 +33,7 @@ from ..errors import (
 )
 from ..models import PORTAL_TEST_TYPES, CodeStatus
 from ..service import VerificationService
-from . import admin
+from . import admin, community
 from .chart import stats_svg
 from .session import (
     PRESIGNIN_COOKIE,
@@ -192,6 +194,42 @@ def _add_pages(app: FastAPI, portal: Portal) -> None:
         days = svc.codes.stats(current.user.realm_id, svc.clock.now(), days=30)
         ctx = {"days": list(reversed(days)), "chart": Markup(stats_svg(days))}  # noqa: S704
         return render(portal, request, "stats.html", ctx, current)
+
+    def _community() -> community.Community:
+        return community.gather(
+            svc.settings.statistics_leader_url,
+            svc.settings.statistics_keyserver_url,
+            local_key_counts=svc.local_key_counts,
+        )
+
+    @app.get("/statistics", response_class=HTMLResponse)
+    def community_page(request: Request) -> Response:
+        current = portal.require(request)
+        data = _community()
+        ctx = {
+            "community": data,
+            "days": data.days(),
+            "note": community.noise_note(data),
+        }
+        return render(portal, request, "community.html", ctx, current)
+
+    @app.get("/statistics.csv")
+    def community_csv(request: Request) -> Response:
+        portal.require(request)
+        return Response(
+            community.to_csv(_community().rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="community-statistics.csv"'},
+        )
+
+    @app.get("/statistics.json")
+    def community_json(request: Request) -> Response:
+        portal.require(request)
+        generated = svc.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        return JSONResponse(
+            community.to_json(_community(), generated),
+            headers={"Content-Disposition": 'attachment; filename="community-statistics.json"'},
+        )
 
 
 def create_portal(service: VerificationService) -> FastAPI:
