@@ -295,6 +295,48 @@ def test_a_changed_aggregator_key_stops_every_upload(
     assert agent.status(T0 + 4 * DAY)["analytics"]["error"] is None
 
 
+class _SwapLeaderKey(httpx.HTTPTransport):
+    """A tampering proxy: the served configuration names another leader key, the key
+    server's signatures kept as they were."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__()
+        self.key = key
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not request.url.path.endswith("/v1/analytics/config"):
+            return response
+        body = json.loads(response.read())
+        doc = json.loads(base64.b64decode(body["config"]))
+        doc["leader"]["public_key"] = _b64(self.key)
+        body["config"] = _b64(json.dumps(doc).encode())
+        return httpx.Response(200, json=body)
+
+
+def test_a_configuration_tampered_on_the_way_sends_nothing(
+    world: World, devices: Callable[..., Agent]
+) -> None:
+    """AGG-25: after opting in, a configuration whose leader key was changed on the way
+    (signatures left as they were) is refused at every step: nothing is uploaded, and
+    ``status`` says why; the untampered configuration then works again."""
+    agent = devices("m")
+    _opt_in(agent)
+    tampering = httpx.Client(transport=_SwapLeaderKey(bytes(PrivateKey.generate().public_key)))
+    now = T0
+    while now < T0 + 2 * DAY:
+        result = steps.run_step([agent], now, tampering)
+        now += 2 * 3600
+    assert world.stored_reports() == 0
+    assert result.sent == 0
+    message = "the analytics configuration's signature does not verify with the pinned export"
+    assert result.error is not None and result.error.startswith(message)
+    assert agent.status(now)["analytics"]["error"].startswith(message)
+    steps.run_step([agent], T0 + 3 * DAY - 1)  # honest path: day 0 and day 1 were kept
+    assert world.stored_reports() == 8
+    assert agent.status(T0 + 3 * DAY)["analytics"]["error"] is None
+
+
 def test_a_configuration_signed_by_another_key_is_refused(
     world: World, devices: Callable[..., Agent]
 ) -> None:
