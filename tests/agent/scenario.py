@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from phe_trace.agent import Agent, AgentConfig
@@ -30,8 +31,10 @@ async def run_bumble_day(
     hours: int = 24,
     start: float = T0,
     pinned: dict[tuple[str, str], int] | None = None,
+    setup: Callable[[dict[str, Agent]], None] | None = None,
 ) -> dict[str, Agent]:
-    """Run agents on one link for ``hours`` simulated hours, a step every 5 minutes."""
+    """Run agents on one link for ``hours`` simulated hours, a step every 5 minutes;
+    ``setup`` gets the agents once opened, before the first step."""
     link = BumbleLink()
     for (listener, sender), rssi in (pinned or {}).items():
         link.set_rssi(listener, sender, rssi)
@@ -44,6 +47,8 @@ async def run_bumble_day(
         )
         for k, (name, pos) in enumerate(positions.items())
     }
+    if setup is not None:
+        setup(agents)
     now = start
     while now < start + hours * 3600:
         await asyncio.gather(*(a.step(now) for a in agents.values()))

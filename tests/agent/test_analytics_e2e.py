@@ -2,16 +2,18 @@
 
 The key server and the verification service run on real uvicorn loopback ports (the
 fixture of ``test_e2e_report``); a helper aggregator runs on its own uvicorn server and
-the leader collects with it over HTTP. Six agents on the sim radio meet (the test injects
-what each heard, every five minutes), one reports positive with a code the portal's
-service issued, everyone checks the exports, and the opted-in agents' daily step uploads
-its reports. With the aggregators' noise switched off, each day's release equals what
-the scenario makes true, counted here by hand. Every upload the devices made is then
-sent again by a third party, twice: the release does not change.
+the leader collects with it over HTTP. Agents meet — on the sim radio (the test injects
+what each heard, every five minutes, over two days) or on one bumble link (real bumble
+controllers advertising and scanning, a day) —, one reports positive with a code the
+verification service issued, everyone checks the exports, and the opted-in agents' daily
+step uploads its reports. With the aggregators' noise switched off, each day's release
+equals what the scenario makes true, counted here by hand. On the sim radio every upload
+the devices made is then sent again by a third party, twice: the release does not change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -34,6 +36,7 @@ from phe_trace.analytics.metrics import METRICS
 from phe_trace.server.routers.analytics_config import CONFIG_FILE
 from tests.aggregator.conftest import serve
 
+from .scenario import run_bumble_day
 from .test_e2e_report import Services, _connect
 from .test_e2e_report import services as services  # the fixture
 
@@ -159,15 +162,7 @@ def test_released_totals_equal_what_happened_on_the_sim_radio(
         for agent in agents.values():
             agent.close()
 
-    def nothing() -> dict[str, list[int]]:
-        return {
-            "notified": [0],
-            "risk_level": [5, 0, 0, 0, 0, 0, 0, 0],
-            "days_to_notification": [0] * 14 + [5],
-            "reported_positive": [0],
-        }
-
-    truth = {day: nothing() for day in range(today - 2, checked + 1)}
+    truth = {day: _nothing(5) for day in range(today - 2, checked + 1)}
     truth[today]["reported_positive"] = [1]  # a published today
     # b and d: high, notified at the check; their last exposure was today-1. c, e: nothing.
     truth[checked]["notified"] = [2]
@@ -191,3 +186,71 @@ def test_released_totals_equal_what_happened_on_the_sim_radio(
         for metric, values in metrics.items():
             release = leader.collect(day, metric)
             assert (release.values, release.report_count) == (values, 5), (day, metric)
+
+
+def _nothing(devices: int) -> dict[str, list[int]]:
+    return {
+        "notified": [0],
+        "risk_level": [devices, 0, 0, 0, 0, 0, 0, 0],
+        "days_to_notification": [0] * 14 + [devices],
+        "reported_positive": [0],
+    }
+
+
+def test_released_totals_equal_what_happened_on_the_bumble_link(
+    tmp_path: Path, services: Services, leader: Aggregator, no_noise: None
+) -> None:
+    """AGG-10, AGG-28: three agents on one bumble link yesterday (c hears a only at
+    80 dB); a reports today, all check; the releases of yesterday and of the check's day
+    equal the scenario's truth exactly (noise off)."""
+    now = time.time()
+    today = int(now) // DAY
+    later = now + 2 * 3600
+    checked = int(later) // DAY
+    start = float((today - 1) * DAY)
+
+    def opt_in(agents: dict[str, Agent]) -> None:
+        with httpx.Client(timeout=30) as client:
+            for agent in agents.values():
+                _connect(agent, services)
+                steps.enable(agent, steps.fetch_config(agent, client), start)
+
+    agents = asyncio.run(
+        run_bumble_day(
+            tmp_path,
+            {"a": (0.0, 0.0), "b": (1.5, 0.0), "c": (0.0, 1.5)},
+            start=start,
+            pinned={("c", "a"): -105},
+            setup=opt_in,
+        )
+    )
+    try:
+        with httpx.Client(timeout=30) as client:
+            code = services.issue("confirmed", dt.date.fromordinal(today - 1 + 719_163))
+            assert agents["a"].report(code, now, client).keys_sent >= 1
+            services.export(later)
+            for agent in agents.values():
+                agent.sync(later, client)
+            assert agents["b"].status(later)["risk_level"] == "high"
+            assert agents["c"].status(later)["last_exposure_day"] is None
+            every = list(agents.values())
+            t = later
+            while t < (checked + 2) * DAY:
+                steps.run_step(every, t, client)
+                t += 7200
+            steps.run_step(every, (checked + 2) * DAY - 1, client)
+    finally:
+        for agent in agents.values():
+            agent.close()
+    truth = {day: _nothing(3) for day in range(today - 1, checked + 1)}
+    truth[today]["reported_positive"] = [1]
+    truth[checked]["notified"] = [1]  # b, exposed yesterday
+    truth[checked]["risk_level"] = [2, 0, 1, 0, 0, 0, 0, 0]
+    since = [0] * 15
+    since[checked - (today - 1)] = 1
+    since[14] = 2
+    truth[checked]["days_to_notification"] = since
+    for day, metrics in truth.items():
+        for metric, values in metrics.items():
+            release = leader.collect(day, metric)
+            assert (release.values, release.report_count) == (values, 3), (day, metric)
