@@ -279,8 +279,8 @@ def test_an_unreachable_leader_is_named_and_the_key_counts_still_show(
 
 def test_the_page_in_a_browser(portal: Live) -> None:
     """AGG-37: signed in through the form, the nav leads to the page; the CSV link
-    downloads with the session. The screenshot goes to
-    ``test-artifacts/portal-community-statistics.png``."""
+    downloads with the session. The screenshot is saved as
+    ``portal-community-statistics.png`` beside the other browser tests' screenshots."""
     from .test_browser import ARGS, ARTIFACTS, CHROMIUM
 
     if not CHROMIUM.exists():
