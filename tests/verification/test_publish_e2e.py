@@ -202,3 +202,29 @@ def test_role_verification_serves_only_the_verification_service(
         assert client.post("/api/verify", json={"code": "1"}).json()["errorCode"] == "unauthorized"
         assert client.post("/v1/publish", json={}).status_code == 404
     app.state.verification.close()
+
+
+def test_the_portal_shows_the_key_counts_of_its_own_process(combined: Combined) -> None:
+    """AGG-32, AGG-37: with the key server in the same process and no key-server URL
+    configured, the portal's community statistics carry that key server's released
+    counts — the same as its ``GET /v1/statistics/key-counts`` — and name the missing
+    leader aggregator."""
+    from phe_trace.server.key_counts import release_key_counts
+
+    keys, hmac_key = _keys(), os.urandom(32)
+    assert _publish(combined, keys, _certify(combined, keys, hmac_key), hmac_key).status_code == 200
+    released = release_key_counts(combined.app.state.keyserver, time.time() + 86_400)
+    assert released
+    with portal_client(combined) as portal:  # type: ignore[arg-type]
+        doc = portal.get("/portal/statistics.json").json()
+    served = httpx.get(f"{combined.url}/v1/statistics/key-counts").json()["releases"]
+    rows = [r for r in doc["rows"] if r["source"] == "key_server"]
+    assert [
+        (r["day"], r["value"], [r["interval_95_low"], r["interval_95_high"]]) for r in rows
+    ] == [(k["day"], k["value"], k["interval_95"]) for k in served]
+    assert [r.value for r in released] == [k["value"] for k in served[-len(released) :]]
+    assert doc["sources"] == {"leader": None, "key_server": None}
+    assert doc["problems"] == [
+        "No leader aggregator is configured (PHE_TRACE_VERIFICATION_STATISTICS_LEADER_URL):"
+        " no Prio3 totals to show."
+    ]
