@@ -23,7 +23,9 @@ from ..models import User
 from ..service import VerificationService
 
 __all__ = [
+    "COOKIE_SECURE_SETTING",
     "PRESIGNIN_COOKIE",
+    "REFUSED_FORM",
     "SESSION_COOKIE",
     "CsrfError",
     "ForbiddenError",
@@ -38,8 +40,18 @@ SESSION_COOKIE = "phe_trace_session"
 PRESIGNIN_COOKIE = "phe_trace_presignin"
 
 
+#: What a refused form says by default.
+REFUSED_FORM = "The form was missing its security token."
+#: The setting that marks portal cookies ``Secure`` (development over plain HTTP only).
+COOKIE_SECURE_SETTING = "PHE_TRACE_VERIFICATION_COOKIE_SECURE"
+
+
 class CsrfError(Exception):
     """A state-changing request without a valid CSRF token (answered 403)."""
+
+    def __init__(self, message: str = REFUSED_FORM) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class NotSignedInError(Exception):
@@ -118,6 +130,30 @@ class Portal:
         """Compare a submitted CSRF token in constant time; raise :class:`CsrfError`."""
         if not submitted or not same_text(expected, submitted):
             raise CsrfError()
+
+    @staticmethod
+    def over_plain_http(request: Request) -> bool:
+        """Whether the browser loaded the page over plain HTTP: the scheme of the form's
+        ``Origin`` (or ``Referer``), else ``X-Forwarded-Proto``, else the connection's."""
+        for header in ("origin", "referer"):
+            value = request.headers.get(header, "").lower()
+            if value.startswith("https://"):
+                return False
+            if value.startswith("http://"):
+                return True
+        proto = request.headers.get("x-forwarded-proto") or request.url.scheme
+        return proto.split(",")[0].strip().lower() == "http"
+
+    def check_signin_cookie(self, request: Request, nonce: str) -> None:
+        """Name the dropped cookie when the sign-in form came back without it because it is
+        ``Secure`` and the page was loaded over plain HTTP (browsers do not keep a Secure
+        cookie set over HTTP, except on localhost)."""
+        if not nonce and self.secure and self.over_plain_http(request):
+            raise CsrfError(
+                "The browser did not send the sign-in cookie: it is Secure and this page was "
+                "loaded over plain HTTP. Use HTTPS (a TLS proxy in front), or, for "
+                f"development over plain HTTP only, set {COOKIE_SECURE_SETTING}=false."
+            )
 
     def presignin(self, request: Request) -> tuple[str, str]:
         """``(cookie value, CSRF token)`` for the sign-in form (new cookie if absent)."""

@@ -132,6 +132,7 @@ def _add_pages(app: FastAPI, portal: Portal) -> None:
         request: Request, username: FormStr = "", password: FormStr = "", csrf_token: FormStr = ""
     ) -> Response:
         nonce = request.cookies.get(PRESIGNIN_COOKIE, "")
+        portal.check_signin_cookie(request, nonce)
         portal.check_csrf(svc.keyring.csrf_token("presignin:" + nonce) if nonce else "", csrf_token)
         try:
             user = svc.accounts.authenticate(username.strip(), password)
@@ -249,8 +250,8 @@ def create_portal(service: VerificationService) -> FastAPI:
     )
 
     @app.exception_handler(CsrfError)
-    async def _csrf(request: Request, _: CsrfError) -> Response:
-        ctx = {"title": "Refused", "message": "The form was missing its security token."}
+    async def _csrf(request: Request, exc: CsrfError) -> Response:
+        ctx = {"title": "Refused", "message": exc.message}
         return render(portal, request, "error.html", ctx, status_code=403)
 
     @app.exception_handler(NotSignedInError)
