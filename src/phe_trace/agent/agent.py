@@ -29,6 +29,7 @@ and :meth:`Agent.run` (the daemon loop on the wall clock) drive the radio.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -310,8 +311,9 @@ class Agent:
     async def _sync_in_child(self) -> None:
         """``phe-trace agent sync`` on this store, configured like this agent."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        for name, value in self.config.model_dump(exclude_none=True).items():
-            env[ENV_PREFIX + name.upper()] = str(value)
+        for name, value in self.config.model_dump(mode="json", exclude_none=True).items():
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            env[ENV_PREFIX + name.upper()] = text
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -8,20 +8,65 @@ is what the systemd unit passes as ``EnvironmentFile``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from .errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "AgentConfig", "load_config"]
+__all__ = ["ENV_PREFIX", "AgentConfig", "FollowedRegion", "load_config"]
 
 
 #: Prefix of every environment variable of the agent.
 ENV_PREFIX = "PHE_TRACE_AGENT_"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+
+class FollowedRegion(BaseModel):
+    """Another region whose exports the device matches (SPEC FED-16): a region the person
+    visits, published by another health authority.
+
+    ``export_url`` is that region's export store base URL; its index is
+    ``{export_url}{region}/index.txt`` and the index's entries are relative to it (for a
+    phe-trace key server: ``https://keys.example.org/v1/exports/``). Its files are
+    verified only with ``public_keys`` (base64 SubjectPublicKeyInfo DER or PEM file
+    paths); with ``key_id`` set, a file must also name that ``verification_key_id`` in
+    one of its signature infos.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The device's name for it (1-32 of A-Z a-z 0-9 _ -); unique among the followed ones.
+    name: str
+    #: The region id of its exports (the index's directory), e.g. ``FR``.
+    region: str
+    export_url: str
+    public_keys: tuple[str, ...] = Field(min_length=1)
+    key_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("name", "region")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 1-32 characters of A-Z a-z 0-9 _ -, not starting with _ -")
+        return value
+
+    @field_validator("export_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")) or len(value) > 512 or " " in value:
+            raise ValueError("must be an http:// or https:// URL")
+        return value if value.endswith("/") else value + "/"
+
+    @property
+    def index_url(self) -> str:
+        """Where this region's ``index.txt`` is."""
+        return f"{self.export_url}{self.region}/index.txt"
 
 
 class AgentConfig(BaseSettings):
@@ -64,6 +109,11 @@ class AgentConfig(BaseSettings):
     #: The health authority's export-signing public keys: base64 SubjectPublicKeyInfo DER
     #: or PEM file paths, comma-separated. Exports signed by anything else are refused.
     export_public_keys: str = ""
+    #: Other regions followed besides the home region (SPEC FED-16), as a JSON list of
+    #: objects with ``name``, ``region``, ``export_url``, ``public_keys`` and optionally
+    #: ``key_id`` (see :class:`FollowedRegion`). ``phe-trace agent region add`` keeps more
+    #: of them in the encrypted store.
+    regions: list[FollowedRegion] = Field(default_factory=list)
     #: Verification service base URL and its API key (``X-API-Key``).
     verification_url: str | None = None
     verification_api_key: str = ""
@@ -95,6 +145,9 @@ class AgentConfig(BaseSettings):
             raise ValueError("rotation_max_s must be >= rotation_min_s")
         if self.scan_jitter_s >= self.scan_period_s:
             raise ValueError("scan_jitter_s must be < scan_period_s")
+        names = [r.name for r in self.regions]
+        if len(set(names)) != len(names) or self.region in names:
+            raise ValueError("regions: every followed region needs a name of its own")
         return self
 
     def public_keys(self) -> list[str]:
@@ -122,6 +175,8 @@ def load_config(env_file: Path | None = None, **overrides: Any) -> AgentConfig:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid agent settings: {problems}") from None
+    except SettingsError as exc:  # a value that is not the JSON a list setting needs
+        raise ConfigError(f"invalid agent settings: {exc}") from None
 
 
 def _check_names(env_file: Path | None) -> None:

@@ -44,7 +44,7 @@ from phe_trace.errors import PheTraceError
 from phe_trace.exposure import Sighting, match, reception_window
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey
-from phe_trace.protocol.errors import ExportError
+from phe_trace.protocol.errors import ExportError, ExportUnknownKeyError
 
 from . import risk
 from .download import MAX_INDEX_BYTES, download
@@ -76,6 +76,9 @@ class SyncResult:
     #: The server has no export yet: no index (404) or an empty one (SPEC EXP-14).
     nothing_published: bool = False
     days: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: Per followed region (home included): files its index lists, files checked now,
+    #: and why it could not be checked (a region other than home that fails is skipped).
+    regions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -88,6 +91,7 @@ class SyncResult:
             "rejected_files": self.rejected_files,
             "interrupted": self.interrupted,
             "nothing_published": self.nothing_published,
+            "regions": self.regions,
         }
 
 
@@ -111,16 +115,39 @@ def load_trusted_keys(values: list[str]) -> list[ec.EllipticCurvePublicKey]:
 
 
 def _verify(
-    data: bytes, keys: list[ec.EllipticCurvePublicKey]
+    data: bytes, keys: list[ec.EllipticCurvePublicKey], key_id: str | None = None
 ) -> export.TemporaryExposureKeyExport:
     error: ExportError | None = None
     for key in keys:
         try:
-            return export.verify_export_zip(data, key)
+            content = export.verify_export_zip(data, key)
         except ExportError as exc:
             error = exc
+            continue
+        if key_id is not None and all(
+            info.verification_key_id != key_id for info in content.signature_infos
+        ):
+            raise ExportUnknownKeyError(f"the file names no signing key {key_id!r}")
+        return content
     assert error is not None
     raise error
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """One followed region: where its exports are and the only keys that verify them."""
+
+    name: str
+    base: str
+    index_url: str
+    public_keys: tuple[str, ...]
+    key_id: str | None = None
+    home: bool = False
+
+    def label(self, path: str) -> str:
+        """How a file of this region is named in results: its path, prefixed with the
+        region's name for regions other than home."""
+        return path if self.home else f"{self.name}:{path}"
 
 
 def _urls(agent: Agent) -> tuple[str, str]:
@@ -132,12 +159,31 @@ def _urls(agent: Agent) -> tuple[str, str]:
     return base, f"{base}{export.index_file_name(cfg.region)}"
 
 
+def _sources(agent: Agent) -> list[_Source]:
+    """Home (when a key server is configured) and every followed region (FED-16)."""
+    from .regions import followed_regions
+
+    cfg = agent.config
+    sources = []
+    if cfg.key_server_url or cfg.export_base_url:
+        base, index_url = _urls(agent)
+        sources.append(_Source(cfg.region, base, index_url, tuple(cfg.public_keys()), home=True))
+    for r in followed_regions(agent):
+        sources.append(_Source(r.name, r.export_url, r.index_url, r.public_keys, r.key_id))
+    if not sources:
+        _urls(agent)  # raises: nothing to follow
+    return sources
+
+
 def _fetch_new(
-    agent: Agent, client: httpx.Client, processed: set[str], result: SyncResult
+    agent: Agent,
+    client: httpx.Client,
+    source: _Source,
+    processed: set[str],
+    result: SyncResult,
 ) -> list[tuple[str, export.TemporaryExposureKeyExport]]:
     cfg = agent.config
-    base, index_url = _urls(agent)
-    keys = load_trusted_keys(cfg.public_keys())
+    keys = load_trusted_keys(list(source.public_keys))
 
     def get(url: str, max_bytes: int = cfg.download_max_bytes) -> bytes:
         return download(
@@ -150,33 +196,33 @@ def _fetch_new(
         )
 
     try:
-        paths = export.parse_index(get(index_url, MAX_INDEX_BYTES))
+        paths = export.parse_index(get(source.index_url, MAX_INDEX_BYTES))
     except ExportNotFoundError:
         # A server (or export CDN) before its first batch may have no index at all:
         # nothing is published yet, which is not a failed check.
-        log.info("no export index at %s yet: nothing published", index_url)
+        log.info("no export index at %s yet: nothing published", source.index_url)
         paths = ()
     except ExportError as exc:
         raise SyncError(f"the export index is malformed: {exc}") from None
-    result.nothing_published = not paths
+    result.regions[source.name]["listed"] = len(paths)
     verified = []
     for path in paths:
         if path in processed:
             continue
         try:
-            data = get(base + path)
+            data = get(source.base + path)
         except ServerUnavailableError as exc:
             result.interrupted = str(exc)
             log.error("download interrupted, will resume at the next check: %s", exc)
             break
         except SyncError as exc:  # this file only: the others are still checked
-            _refuse(result, path, exc.code, str(exc))
+            _refuse(result, source.label(path), exc.code, str(exc))
             continue
         try:
-            verified.append((path, _verify(data, keys)))
+            verified.append((path, _verify(data, keys, source.key_id)))
         except ExportError as exc:
-            _refuse(result, path, exc.code, str(exc))
-    return _complete_batches(verified, result)
+            _refuse(result, source.label(path), exc.code, str(exc))
+    return _complete_batches(verified, result, source)
 
 
 def _refuse(result: SyncResult, path: str, code: str, why: str) -> None:
@@ -186,7 +232,9 @@ def _refuse(result: SyncResult, path: str, code: str, why: str) -> None:
 
 
 def _complete_batches(
-    verified: list[tuple[str, export.TemporaryExposureKeyExport]], result: SyncResult
+    verified: list[tuple[str, export.TemporaryExposureKeyExport]],
+    result: SyncResult,
+    source: _Source,
 ) -> list[tuple[str, export.TemporaryExposureKeyExport]]:
     """Only the files of complete batches (EXP-11): the files of a split batch (same
     region, start time and ``batch_size`` > 1) are matched together or not at all. An
@@ -208,7 +256,7 @@ def _complete_batches(
         except ExportError as exc:
             if result.interrupted is None:
                 for path, _ in files:
-                    _refuse(result, path, exc.code, str(exc))
+                    _refuse(result, source.label(path), exc.code, str(exc))
             continue
         complete.update(path for path, _ in files)
     return [item for item in verified if item[0] in complete]
@@ -223,9 +271,9 @@ def _current_keys(
 ) -> list[DiagnosisKey]:
     """The latest version of every key: a revised key (new report type, or REVOKED)
     replaces what an earlier file — or an earlier check — said about the same key.
-    The device's own keys are left out: a reporter never matches itself (AGENT-15)."""
-    if not any(content.revised_keys for _, content in verified):
-        return [k for _, content in verified for k in content.keys if k.key_data not in own]
+    The device's own keys are left out: a reporter never matches itself (AGENT-15). A key
+    that several followed regions list (one region's key in another's exports through
+    federation) is matched once (FED-16)."""
     latest: dict[tuple[bytes, int], DiagnosisKey] = {}
     for _, content in verified:
         for key in (*content.keys, *content.revised_keys):
@@ -290,20 +338,49 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
 
 def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncResult) -> None:
     state = agent.store.get_meta("sync") or {"processed": []}
-    processed = set(state["processed"])
+    sources = _sources(agent)
+    done: dict[str, set[str]] = {
+        s.name: set(state["processed"] if s.home else state.get("regions", {}).get(s.name, []))
+        for s in sources
+    }
     own_client = client is None
     http = client or httpx.Client(timeout=agent.config.http_timeout_s, follow_redirects=True)
+    verified: list[tuple[str, export.TemporaryExposureKeyExport]] = []
+    checked: dict[str, list[str]] = {}
     try:
-        verified = _fetch_new(agent, http, processed, result)
+        for source in sources:
+            result.regions[source.name] = {"listed": 0, "checked": 0, "error": None}
+            try:
+                files = _fetch_new(agent, http, source, done[source.name], result)
+            except (SyncError, ConfigError) as exc:
+                if source.home:
+                    raise
+                # another region that fails is skipped: home and the others are checked
+                result.regions[source.name]["error"] = str(exc)
+                log.error("region %s not checked: %s", source.name, exc)
+                continue
+            result.regions[source.name]["checked"] = len(files)
+            checked[source.name] = [path for path, _ in files]
+            verified.extend(files)
     finally:
         if own_client:
             http.close()
+    result.nothing_published = not any(r["listed"] for r in result.regions.values())
     diagnosis_keys = _current_keys(verified, own={k.key_data for k in agent.store.teks()})
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
     still_open = _match_and_keep(agent, now, diagnosis_keys, state.get("open_keys", []), result)
-    processed.update(path for path, _ in verified)
-    agent.store.put_meta("sync", {"processed": sorted(processed), "open_keys": still_open})
+    for name, paths in checked.items():
+        done[name].update(paths)
+    home = next((s.name for s in sources if s.home), None)
+    agent.store.put_meta(
+        "sync",
+        {
+            "processed": sorted(done[home]) if home is not None else state["processed"],
+            "regions": {s.name: sorted(done[s.name]) for s in sources if not s.home},
+            "open_keys": still_open,
+        },
+    )
     assessment = risk.assess(agent.store, now, agent.exposure_config)
     result.risk_level = assessment.level
     result.last_exposure_day = assessment.last_exposure_day
@@ -349,4 +426,28 @@ def status_summary(agent: Agent, now: float) -> dict[str, Any]:
         "stored_sighting_windows": agent.store.sighting_windows(),
         "reported": _iso(report.get("published_at")),
         "warnings": warnings[-5:],
+        "regions": _regions_status(agent, last.get("regions") or {}),
     }
+
+
+def _regions_status(agent: Agent, last: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every followed region (home first): where its exports are, the key id it must
+    name, how many of its files are processed and the last check's error for it."""
+    state = agent.store.get_meta("sync") or {}
+    try:
+        sources = _sources(agent)
+    except SyncError:
+        return []
+    return [
+        {
+            "name": s.name,
+            "home": s.home,
+            "index_url": s.index_url,
+            "key_id": s.key_id,
+            "files_processed": len(
+                state.get("processed", []) if s.home else state.get("regions", {}).get(s.name, [])
+            ),
+            "last_error": (last.get(s.name) or {}).get("error"),
+        }
+        for s in sources
+    ]

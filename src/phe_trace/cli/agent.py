@@ -2,7 +2,8 @@
 
 Commands: ``run`` (the daemon), ``status``, ``sync`` (check for exposures now),
 ``report --code CODE [--revise]``, ``export-data``, ``wipe``, ``check-radio``, ``room``
-(a virtual radio room for agents on one machine). Settings
+(a virtual radio room for agents on one machine), ``region add|remove|list`` (regions
+followed besides home). Settings
 come from ``PHE_TRACE_AGENT_*`` variables and the ``--config`` env file
 (``device/agent.env.example``); the data directory defaults to systemd's
 ``$STATE_DIRECTORY`` or ``~/.local/share/phe-trace/agent``.
@@ -35,6 +36,11 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.command("analytics")(analytics_command)
+region_app = typer.Typer(
+    help="Regions followed besides home (places you visit), each with its own key.",
+    no_args_is_help=True,
+)
+app.add_typer(region_app, name="region")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Env file with PHE_TRACE_AGENT_* settings.")
@@ -128,9 +134,88 @@ def status(
     typer.echo(f"keys stored:         {summary['stored_keys']}")
     typer.echo(f"sighting windows:    {summary['stored_sighting_windows']}")
     typer.echo(f"reported positive:   {summary['reported'] or 'no'}")
+    for region in summary["regions"]:
+        typer.echo(f"region:              {_region_line(region)}")
     echo_analytics_status(summary)
     for warning in summary["warnings"]:
         typer.echo(f"warning:             {warning}")
+
+
+def _region_line(region: dict[str, Any]) -> str:
+    line = f"{region['name']}{' (home)' if region['home'] else ''} {region['index_url']}"
+    line += f", {region['files_processed']} file(s) processed"
+    if region["key_id"]:
+        line += f", key id {region['key_id']}"
+    if region["last_error"]:
+        line += f", last check failed: {region['last_error']}"
+    return line
+
+
+@region_app.command("add")
+def region_add(
+    name: Annotated[str, typer.Argument(help="A name for the region on this device.")],
+    url: Annotated[
+        str, typer.Option("--url", help="Its export base URL (…/v1/exports/ of its key server).")
+    ],
+    key: Annotated[
+        Path, typer.Option("--key", help="Its health authority's export-signing key (PEM).")
+    ],
+    region: Annotated[
+        str | None, typer.Option("--region", help="Its exports' region id (default: NAME).")
+    ] = None,
+    key_id: Annotated[
+        str | None,
+        typer.Option("--key-id", help="The verification key id its files must name."),
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Follow another region: its exports are checked too, verified with its key only."""
+    from phe_trace.agent.regions import add_region, region_from_options
+
+    followed = region_from_options(name, url, key, region, key_id)
+    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    try:
+        add_region(agent, followed)
+    finally:
+        agent.close()
+    typer.echo(f"following {followed.name}: {followed.index_url}")
+
+
+@region_app.command("remove")
+def region_remove(
+    name: Annotated[str, typer.Argument(help="The region's name on this device.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Stop following a region added with `region add` (what it matched is kept)."""
+    from phe_trace.agent.regions import remove_region
+
+    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
+    try:
+        removed = remove_region(agent, name)
+    finally:
+        agent.close()
+    typer.echo(f"no longer following {removed.name}")
+
+
+@region_app.command("list")
+def region_list(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The regions this device follows, home first."""
+    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
+    try:
+        regions = agent.status(time.time())["regions"]
+    finally:
+        agent.close()
+    if as_json:
+        _echo_json(regions)
+        return
+    for region in regions:
+        typer.echo(_region_line(region))
 
 
 @app.command()
@@ -150,6 +235,9 @@ def sync(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     )
     if result.interrupted:
         typer.echo(f"download interrupted, resumes next time: {result.interrupted}", err=True)
+    for name, region in sorted(result.regions.items()):
+        if region["error"]:
+            typer.echo(f"region {name} not checked: {region['error']}", err=True)
     if result.rejected_files:
         names = ", ".join(f"{p} ({c})" for p, c in sorted(result.rejected_files.items()))
         raise ExportRejectedError(f"refused export file(s), not matched: {names}")

@@ -1,0 +1,93 @@
+"""The regions a device follows besides its home region (SPEC FED-16, FED-17).
+
+A person who travels follows the regions they visit: each is published by its own
+health authority at its own export URL and verified only with that authority's key.
+Regions come from the settings (``PHE_TRACE_AGENT_REGIONS``) and from
+``phe-trace agent region add``, which keeps them sealed in the device's store — which
+regions a person follows says where they go, so it is kept like everything else the
+device records. Each region has its own processed-file state in the sync state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from phe_trace.protocol import export
+from phe_trace.protocol.errors import ExportError
+
+from .config import FollowedRegion
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = ["add_region", "followed_regions", "region_from_options", "remove_region"]
+
+_META = "regions"
+
+
+def _stored(agent: Agent) -> list[FollowedRegion]:
+    items = (agent.store.get_meta(_META) or {}).get("items", [])
+    return [FollowedRegion(**item) for item in items]
+
+
+def followed_regions(agent: Agent) -> list[FollowedRegion]:
+    """The regions followed besides home: the settings' first, then the added ones."""
+    return [*agent.config.regions, *_stored(agent)]
+
+
+def region_from_options(
+    name: str, url: str, key_file: Path, region: str | None, key_id: str | None
+) -> FollowedRegion:
+    """A region from the command line's options; the PEM key is read and kept as base64
+    SubjectPublicKeyInfo, so the region keeps working when the file goes away."""
+    try:
+        key = export.load_public_key_pem(key_file.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the key {key_file}: {exc.strerror}") from None
+    except ExportError as exc:
+        raise ConfigError(f"the key {key_file} cannot be used: {exc}") from None
+    try:
+        return FollowedRegion(
+            name=name,
+            region=region or name,
+            export_url=url,
+            public_keys=(export.public_key_spki_base64(key),),
+            key_id=key_id,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid region: {problems}") from None
+
+
+def add_region(agent: Agent, region: FollowedRegion) -> None:
+    """Follow ``region`` (its name must be new on this device)."""
+    taken = {agent.config.region, *(r.name for r in followed_regions(agent))}
+    if region.name in taken:
+        raise ConfigError(f"a region named {region.name!r} is already followed")
+    items = [r.model_dump(mode="json") for r in _stored(agent)]
+    agent.store.put_meta(_META, {"items": [*items, region.model_dump(mode="json")]})
+
+
+def remove_region(agent: Agent, name: str) -> FollowedRegion:
+    """Stop following the added region ``name``; its processed-file state goes too."""
+    stored = _stored(agent)
+    kept = [r for r in stored if r.name != name]
+    if len(kept) == len(stored):
+        if any(r.name == name for r in agent.config.regions):
+            raise ConfigError(
+                f"region {name!r} comes from the settings (PHE_TRACE_AGENT_REGIONS): "
+                "remove it there"
+            )
+        raise ConfigError(f"no region named {name!r} is followed")
+    agent.store.put_meta(_META, {"items": [r.model_dump(mode="json") for r in kept]})
+    state: dict[str, Any] = agent.store.get_meta("sync") or {}
+    if name in state.get("regions", {}):
+        del state["regions"][name]
+        agent.store.put_meta("sync", state)
+    return next(r for r in stored if r.name == name)
