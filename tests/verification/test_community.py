@@ -311,3 +311,45 @@ def test_the_page_in_a_browser(portal: Live) -> None:
         finally:
             context.close()
             browser.close()
+
+
+def test_a_leader_answer_the_portal_cannot_read_is_named_not_shown(
+    tmp_path: Path, sqlite_url: str, operators: Operators
+) -> None:
+    """AGG-37: releases of a metric the portal does not know (here a spreadsheet formula)
+    are refused as a whole and named; nothing of them reaches the page or the CSV."""
+    from fastapi import FastAPI
+
+    hostile = FastAPI()
+    release = {
+        "day": RELEASED_DAY,
+        "date": _date(RELEASED_DAY),
+        "metric": '=HYPERLINK("http://x.invalid")',
+        "values": [1],
+        "epsilon": 1.0,
+        "report_count": 200,
+        "noise_std": 1.9,
+        "interval_95": [[0, 5]],
+    }
+
+    @hostile.get("/v1/aggregates")
+    def aggregates() -> dict[str, Any]:
+        return {"min_batch_size": 3, "aggregates": [release], "not_released": []}
+
+    with serve(hostile) as leader_url:
+        running, live = start_live(
+            tmp_path,
+            sqlite_url,
+            statistics_leader_url=leader_url,
+            statistics_keyserver_url=operators.keyserver_url,
+        )
+        try:
+            with portal_client(live, "worker", WORKER_PASSWORD) as client:
+                page = client.get("/portal/statistics").text
+                table = client.get("/portal/statistics.csv").text
+        finally:
+            running.__exit__(None, None, None)
+            live.service.close()
+    assert "The leader aggregator sent releases this portal cannot read." in page
+    assert "HYPERLINK" not in page and "HYPERLINK" not in table
+    assert {row["source"] for row in csv.DictReader(io.StringIO(table))} == {"key_server"}

@@ -21,7 +21,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -158,23 +158,28 @@ class Community:
         ]
 
 
+#: Only the metrics this portal knows are shown (nothing a source invents reaches a CSV).
+_Metric = Literal["notified", "risk_level", "days_to_notification", "reported_positive"]
+_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
 class _Release(BaseModel):
     model_config = ConfigDict(extra="ignore")
     day: int = Field(ge=0)
-    date: str = Field(max_length=10)
-    metric: str = Field(max_length=32)
+    date: str = Field(pattern=_DATE)
+    metric: _Metric
     values: list[int] = Field(max_length=64)
     epsilon: float = Field(gt=0)
     report_count: int = Field(ge=0)
     noise_std: float = Field(ge=0)
-    interval_95: list[tuple[int, int]]
+    interval_95: list[tuple[int, int]] = Field(max_length=64)
 
 
 class _Withheld(BaseModel):
     model_config = ConfigDict(extra="ignore")
     day: int = Field(ge=0)
-    date: str = Field(max_length=10)
-    metric: str = Field(max_length=32)
+    date: str = Field(pattern=_DATE)
+    metric: _Metric
     min_batch_size: int = Field(ge=1)
 
 
@@ -188,7 +193,7 @@ class _Aggregates(BaseModel):
 class _KeyCount(BaseModel):
     model_config = ConfigDict(extra="ignore")
     day: int = Field(ge=0)
-    date: str = Field(max_length=10)
+    date: str = Field(pattern=_DATE)
     value: int
     epsilon: float = Field(gt=0)
     sensitivity: int = Field(ge=1)
