@@ -22,7 +22,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-_SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", "build", "dist"}
+#: Hidden, virtual-env and cache directories, and the outputs tests and the demo write
+#: (ignored by git): a screenshot a test names need not exist before that test ran.
+_SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "node_modules",
+    "__pycache__",
+    "build",
+    "dist",
+    "test-artifacts",
+    "demo-report",
+}
 _EXTENSIONS = "md|py|toml|conf|proto|sql|service|example|cfg|ini|ya?ml|json|txt|csv|sh"
 _PATH = re.compile(
     rf"(?<![\w./:-])((?:[\w.-]+/)*[\w*.-]+\.(?:{_EXTENSIONS})|(?:[\w.-]+/)+[\w*.-]*)(?![\w/-])"
