@@ -147,7 +147,7 @@ def test_clock_going_backwards_keeps_data_and_says_so(make_agent) -> None:
     b.tick(now + 120)
     assert {k.key_data for k in b.store.teks()} >= set(keys_before)
     status_warnings = b.store.get_meta("warnings")
-    assert status_warnings and "clock went back" in status_warnings["items"][-1]
+    assert status_warnings and "clock went back" in status_warnings["items"][-1]["message"]
 
 
 def test_settings_errors_are_reported_together() -> None:

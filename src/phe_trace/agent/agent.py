@@ -48,6 +48,7 @@ from .config import ENV_PREFIX, AgentConfig
 from .errors import ConfigError, StoreCorruptError
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
+from .retention import Cutoff, warning_items
 from .schedule import ActiveKey, RotationPlan, ScanPlan, tek_day
 from .store import AgentStore, utc_day
 
@@ -150,7 +151,9 @@ class Agent:
             store = AgentStore.open(config.data_dir)
         agent = cls(config, store, radio, rng=rng)
         if moved is not None:
-            agent._warn(f"the local store was damaged; it was kept as {moved}; a new one started")
+            agent._warn(
+                f"the local store was damaged; it was kept as {moved}; a new one started", now
+            )
         agent._purge(now)
         return agent
 
@@ -163,7 +166,7 @@ class Agent:
     def tick(self, now: float) -> TickResult:
         """Advance the agent to ``now``: key, rotation, purge and (sim radio) ingest."""
         warnings = self._check_clock(now)
-        purged = self._purge(now) if self._purge_day != utc_day(now) else {}
+        purged = self._daily(now)
         day = tek_day(now)
         key = self._active_key(day)
         rotated = False
@@ -207,6 +210,7 @@ class Agent:
         from .sync import run_sync
 
         self._check_clock(now)
+        self._daily(now)
         return run_sync(self, now, client)
 
     def report(self, code: str, now: float, client: httpx.Client | None = None) -> ReportResult:
@@ -358,28 +362,34 @@ class Agent:
             f"the clock went back by {last - now:.0f} s; all keys and sightings are kept "
             "and identifiers rotate now"
         )
-        self._warn(message)
+        self._warn(message, now)
         self._rotation.next_at = None
         self._scan.next_at = None
         return [message]
 
-    def _warn(self, message: str) -> None:
+    def _warn(self, message: str, now: float) -> None:
+        """Log ``message`` and keep it, dated ``now``, for ``status`` (the last 20)."""
         log.warning("%s", message)
         self.warnings.append(message)
-        state = self.store.get_meta("warnings") or {"items": []}
-        items = [*state["items"], message][-20:]
+        items = warning_items(self.store.get_meta("warnings") or {}, now)
+        items = [*items, {"at": now, "message": message}][-20:]
         self.store.put_meta("warnings", {"items": items})
 
     def _purge(self, now: float) -> dict[str, int]:
-        from .analytics import purge as purge_analytics
-
+        """The retention rule over everything stored (:mod:`.retention`, AGENT-9)."""
         counts = self.store.purge(now, self.config.retention_days)
-        first_kept = utc_day(now) - self.config.retention_days + 1
-        counts["analytics_reports"] = purge_analytics(self, first_kept)
+        if self._last_now is not None and not Cutoff.at(now, self.config.retention_days).keeps(
+            self._last_now
+        ):
+            self._last_now = None  # what close() would write back
         self._purge_day = utc_day(now)
         if any(counts.values()):
             log.info("retention purge removed %s", counts)
         return counts
+
+    def _daily(self, now: float) -> dict[str, int]:
+        """The purge, once per UTC day."""
+        return self._purge(now) if self._purge_day != utc_day(now) else {}
 
     def _save_state(self) -> None:
         if self._last_now is not None:

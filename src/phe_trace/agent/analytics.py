@@ -24,7 +24,8 @@ again. ``analytics off`` drops the reports not yet sent and the pin.
 Two state records: ``analytics`` (participation, pin, published parameters, and per report
 its day, metric, value, ε, due time and when it was sent — what ``export-data`` shows) and
 ``analytics_outbox`` (the sealed boxes not yet accepted: ciphertexts for the aggregators,
-of no use to the person, left out of ``export-data``). Both follow the store's retention.
+of no use to the person, left out of ``export-data``). Both follow the store's retention
+(:mod:`.retention`: reports by their day).
 
 :func:`run_step` takes many agents at once (the simulator's devices): the configuration is
 fetched once and the sharding is batched per (day, metric); every device still has its own
@@ -62,7 +63,6 @@ __all__ = [
     "enable",
     "fetch_config",
     "observe",
-    "purge",
     "run_step",
     "status",
 ]
@@ -226,7 +226,10 @@ def _due_days(agent: Agent, now: float) -> list[int]:
     if not state.get("enabled"):
         return []
     first = utc_day(now) - agent.config.retention_days + 1
-    return list(range(max(int(state["prepared_through"]) + 1, first), utc_day(now)))
+    # No cursor: nothing kept has been prepared (the retention purge drops a cursor
+    # older than what is kept, agent.retention).
+    through = int(state.get("prepared_through", first - 1))
+    return list(range(max(through + 1, first), utc_day(now)))
 
 
 def _sendable(agent: Agent, now: float) -> list[str]:
@@ -420,24 +423,7 @@ def run_step(agents: Sequence[Agent], now: float, client: httpx.Client | None = 
     return result
 
 
-# -- retention, status, export ------------------------------------------------------------
-
-
-def purge(agent: Agent, first_kept: int) -> int:
-    """Forget reports (sent or not) of days before ``first_kept`` (the store's retention)."""
-    state = agent.store.get_meta(STATE)
-    if not state:
-        return 0
-    reports = state.get("reports", [])
-    kept = [r for r in reports if int(r["day"]) >= first_kept]
-    boxes = _outbox(agent)
-    kept_boxes = {k: v for k, v in boxes.items() if int(k.split("/")[0]) >= first_kept}
-    if len(kept) == len(reports) and len(kept_boxes) == len(boxes):
-        return 0
-    state["reports"] = kept
-    agent.store.put_meta(STATE, state)
-    agent.store.put_meta(OUTBOX, {"boxes": kept_boxes})
-    return len(reports) - len(kept)
+# -- status, export ------------------------------------------------------------
 
 
 def status(agent: Agent, now: float) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The device's exposure record: kept matches, their windows, and the risk they add up to.
 
 ``protocol_spec/SPEC.md`` AGENT-15, AGENT-16. Every sync adds the matches it found to a
-sealed list kept for 14 days (by sighting time); the risk is recomputed from all kept
+sealed list kept under the agent's retention rule (:mod:`.retention`, dated by the
+sighting's time: ``retention_days``, 14 by default); the risk is recomputed from all kept
 matches each time, with :func:`phe_trace.exposure.build_exposure_windows` and the health
 authority's scoring configuration (Corona-Warn-App parameters by default), so matches
 found by different checks add up the way one check over all of them would.
@@ -27,6 +28,8 @@ from phe_trace.exposure import (
 )
 from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 
+from .retention import Cutoff
+
 if TYPE_CHECKING:
     from .store import AgentStore
 
@@ -34,7 +37,6 @@ __all__ = ["LEVELS", "Assessment", "add_windows", "assess", "decode_key", "encod
 
 #: Risk levels, lowest first.
 LEVELS = ("low", "high")
-_RETENTION_S = 14 * 86_400
 
 
 def rank(level: str) -> int:
@@ -98,9 +100,11 @@ def _decode(d: dict[str, Any]) -> Match:
     return Match(key, sighting, d["j"], metadata)
 
 
-def _kept(store: AgentStore, now: float) -> list[dict[str, Any]]:
+def _kept(store: AgentStore, now: float, retention_days: int) -> list[dict[str, Any]]:
+    """The kept matches the retention rule still keeps at ``now`` (AGENT-9)."""
+    cut = Cutoff.at(now, retention_days)
     items = (store.get_meta("matches") or {}).get("items", [])
-    return [d for d in items if now - d["s"][3] < _RETENTION_S]
+    return [d for d in items if cut.keeps(d["s"][3])]
 
 
 def add_windows(
@@ -108,6 +112,8 @@ def add_windows(
     matches: Iterable[Match],
     now: float,
     superseded: Iterable[tuple[bytes, int]] = (),
+    *,
+    retention_days: int,
 ) -> int:
     """Keep ``matches`` (sealed) with the earlier ones; return how many were new.
 
@@ -116,7 +122,7 @@ def add_windows(
     or REVOKED) against every kept sighting.
     """
     replaced = {(k.hex(), start) for k, start in superseded}
-    kept = [d for d in _kept(store, now) if (d["k"][0], d["k"][1]) not in replaced]
+    kept = [d for d in _kept(store, now, retention_days) if (d["k"][0], d["k"][1]) not in replaced]
     seen = {(d["k"][0], d["k"][1], d["s"][0], d["s"][3]) for d in kept}
     added = 0
     for m in matches:
@@ -131,11 +137,11 @@ def add_windows(
 
 
 def windows(
-    store: AgentStore, now: float, config: ExposureConfig | None = None
+    store: AgentStore, now: float, config: ExposureConfig | None = None, *, retention_days: int
 ) -> list[ExposureWindow]:
     """The exposure windows of every kept match (WIN-1 … WIN-6)."""
     config = config or default_config()
-    matches = [_decode(d) for d in _kept(store, now)]
+    matches = [_decode(d) for d in _kept(store, now, retention_days)]
     return build_exposure_windows(matches, config.diagnosis_keys_data_mapping)
 
 
@@ -143,10 +149,12 @@ def _iso_day(day: int | None) -> str | None:
     return None if day is None else (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
 
 
-def assess(store: AgentStore, now: float, config: ExposureConfig | None = None) -> Assessment:
+def assess(
+    store: AgentStore, now: float, config: ExposureConfig | None = None, *, retention_days: int
+) -> Assessment:
     """Score the kept windows with the CWA risk calculation (RISK-5 … RISK-7)."""
     config = config or default_config()
-    found = windows(store, now, config)
+    found = windows(store, now, config, retention_days=retention_days)
     result = cwa_risk(found, config.risk_calculation)
     high = result.total_risk_level == RiskLevel.HIGH
     last = result.most_recent_date_with_high_risk if high else result.most_recent_date_with_low_risk

@@ -51,6 +51,7 @@ __all__ = [
     "KEY_NAME",
     "META_NAMES",
     "META_PAD",
+    "ROW_TABLES",
     "SECONDS_PER_DAY",
     "AgentStore",
     "utc_day",
@@ -91,6 +92,8 @@ CREATE INDEX IF NOT EXISTS sighting_window_day ON sighting_window (day);
 CREATE TABLE IF NOT EXISTS check_result (
     id INTEGER PRIMARY KEY, day INTEGER NOT NULL, sealed BLOB NOT NULL);
 """
+#: The tables whose rows carry a UTC ``day`` (the retention purge deletes by it).
+ROW_TABLES = ("tek", "sighting_window", "check_result")
 
 
 def utc_day(unix_seconds: float) -> int:
@@ -169,6 +172,7 @@ class AgentStore:
         try:
             conn = sqlite3.connect(db_path)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA secure_delete=ON")  # purged rows leave no trace in the pages
             row = conn.execute("PRAGMA quick_check").fetchone()
             if row is None or row[0] != "ok":
                 raise sqlite3.DatabaseError(str(row[0] if row else "no result"))
@@ -405,20 +409,26 @@ class AgentStore:
     # -- retention, export, wipe -----------------------------------------------------------
 
     def purge(self, now: float, retention_days: int) -> dict[str, int]:
-        """Delete keys, sightings and results from before the last ``retention_days`` days.
+        """Apply the retention rule to everything stored (AGENT-9, :mod:`.retention`):
+        keep only what is dated on the current UTC day or the ``retention_days - 1``
+        before it, so nothing older than ``retention_days × 24 h`` survives."""
+        from .retention import purge
 
-        Kept: the current UTC day and the ``retention_days - 1`` before it, so nothing
-        older than ``retention_days × 24 h`` survives (AGENT-9).
-        """
-        first_kept = utc_day(now) - retention_days + 1
+        return purge(self, now, retention_days)
+
+    def delete_days_before(self, first_kept: int, tables: tuple[str, ...]) -> dict[str, int]:
+        """Delete the rows of ``tables`` dated before UTC day ``first_kept``, and forget
+        what was remembered of them; the number of rows deleted per table."""
         for day in [d for d in self._sighting_days if d < first_kept]:
             del self._sighting_days[day]
         for day in [d for d in self._tek_rows if d < first_kept]:
             del self._tek_rows[day]
         counts = {}
         with self._conn:
-            for table in ("tek", "sighting_window", "check_result"):
-                cur = self._conn.execute(f"DELETE FROM {table} WHERE day < ?", (first_kept,))  # noqa: S608 - fixed names
+            for table in tables:
+                if table not in ROW_TABLES:
+                    raise StoreError(f"no table {table!r} in the store")
+                cur = self._conn.execute(f"DELETE FROM {table} WHERE day < ?", (first_kept,))  # noqa: S608 - names checked above
                 counts[table] = cur.rowcount
         return counts
 

@@ -10,7 +10,8 @@ One check, :func:`run_sync`:
 3. match the verified keys against the stored sightings with
    :func:`phe_trace.exposure.match`, leaving out the device's own keys (the sightings
    are screened first, :mod:`.screen`: only those the keys may match are handed to the
-   matcher); build exposure windows and keep them (sealed) for 14 days;
+   matcher); build exposure windows and keep them (sealed) under the retention rule
+   (:mod:`.retention`);
 4. score all kept windows, store the result, and notify when the risk rises.
 
 Each key is matched against all stored sightings when its file is first checked. A
@@ -26,12 +27,18 @@ than the tolerance — is not matched against a key that is no longer open.)
 
 Files are marked processed only after their matches are stored, so a server that goes
 down mid-download loses nothing: the next check resumes with the first file not done.
+A processed file is remembered, dated by the later of its check and the end of the last
+reception window of its keys (:func:`_processed_at`), and forgotten under the retention
+rule like everything else (:mod:`.retention`). So it is forgotten only once every
+sighting its keys could match is gone: a file the index still lists after that is
+checked again and finds nothing, and changes no kept match.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +57,7 @@ from . import risk
 from .download import MAX_INDEX_BYTES, download
 from .errors import ConfigError, ExportNotFoundError, ServerUnavailableError, SyncError
 from .notify import notify
+from .retention import processed_files, warning_items
 from .screen import candidate_sightings
 from .store import utc_day
 
@@ -179,7 +187,7 @@ def _fetch_new(
     agent: Agent,
     client: httpx.Client,
     source: _Source,
-    processed: set[str],
+    processed: Collection[str],
     result: SyncResult,
 ) -> list[tuple[str, export.TemporaryExposureKeyExport]]:
     cfg = agent.config
@@ -296,6 +304,13 @@ def _open_until(key: DiagnosisKey) -> float:
     return float(end * INTERVAL_SECONDS)
 
 
+def _processed_at(content: export.TemporaryExposureKeyExport, now: float) -> float:
+    """The time a processed file is dated by: its check, or the end of the last
+    reception window of its keys when that is later (see the module docstring)."""
+    ends = [_open_until(k) for k in (*content.keys, *content.revised_keys)]
+    return max([float(now), *ends])
+
+
 def _match_and_keep(
     agent: Agent,
     now: float,
@@ -313,11 +328,14 @@ def _match_and_keep(
     if checking:
         found = match(checking, _sightings(agent, checking), workers=agent.config.match_workers)
         first = [m for m in found.matches if _ident(m.diagnosis_key) in new]
-        result.new_windows = risk.add_windows(agent.store, first, now, superseded=new)
+        days = agent.config.retention_days
+        result.new_windows = risk.add_windows(
+            agent.store, first, now, superseded=new, retention_days=days
+        )
         result.matched_sightings = len(first)
         if len(first) < len(found.matches):  # open keys: count only what was not kept yet
             later = [m for m in found.matches if _ident(m.diagnosis_key) not in new]
-            added = risk.add_windows(agent.store, later, now)
+            added = risk.add_windows(agent.store, later, now, retention_days=days)
             result.new_windows += added
             result.matched_sightings += added
     margin = agent.config.scan_period_s + agent.config.clock_skew_tolerance_s
@@ -337,16 +355,19 @@ def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResul
 
 
 def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncResult) -> None:
-    state = agent.store.get_meta("sync") or {"processed": []}
+    state = agent.store.get_meta("sync") or {}
     sources = _sources(agent)
-    done: dict[str, set[str]] = {
-        s.name: set(state["processed"] if s.home else state.get("regions", {}).get(s.name, []))
+    regions = state.get("regions", {})
+    done: dict[str, dict[str, float]] = {
+        s.name: processed_files(
+            state.get("processed", {}) if s.home else regions.get(s.name, {}), now
+        )
         for s in sources
     }
     own_client = client is None
     http = client or httpx.Client(timeout=agent.config.http_timeout_s, follow_redirects=True)
     verified: list[tuple[str, export.TemporaryExposureKeyExport]] = []
-    checked: dict[str, list[str]] = {}
+    checked: dict[str, list[tuple[str, export.TemporaryExposureKeyExport]]] = {}
     try:
         for source in sources:
             result.regions[source.name] = {"listed": 0, "checked": 0, "error": None}
@@ -360,7 +381,7 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
                 log.error("region %s not checked: %s", source.name, exc)
                 continue
             result.regions[source.name]["checked"] = len(files)
-            checked[source.name] = [path for path, _ in files]
+            checked[source.name] = files
             verified.extend(files)
     finally:
         if own_client:
@@ -370,18 +391,22 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
     still_open = _match_and_keep(agent, now, diagnosis_keys, state.get("open_keys", []), result)
-    for name, paths in checked.items():
-        done[name].update(paths)
+    for name, files in checked.items():
+        done[name].update({path: _processed_at(content, now) for path, content in files})
     home = next((s.name for s in sources if s.home), None)
     agent.store.put_meta(
         "sync",
         {
-            "processed": sorted(done[home]) if home is not None else state["processed"],
-            "regions": {s.name: sorted(done[s.name]) for s in sources if not s.home},
+            "processed": (
+                done[home] if home is not None else processed_files(state.get("processed", {}), now)
+            ),
+            "regions": {s.name: done[s.name] for s in sources if not s.home},
             "open_keys": still_open,
         },
     )
-    assessment = risk.assess(agent.store, now, agent.exposure_config)
+    assessment = risk.assess(
+        agent.store, now, agent.exposure_config, retention_days=agent.config.retention_days
+    )
     result.risk_level = assessment.level
     result.last_exposure_day = assessment.last_exposure_day
     result.days = assessment.days
@@ -410,9 +435,11 @@ def _iso(t: float | None) -> str | None:
 def status_summary(agent: Agent, now: float) -> dict[str, Any]:
     """What ``phe-trace agent status`` shows (AGENT-16)."""
     last = agent.store.get_meta("last_check") or {}
-    assessment = risk.assess(agent.store, now, agent.exposure_config)
+    assessment = risk.assess(
+        agent.store, now, agent.exposure_config, retention_days=agent.config.retention_days
+    )
     report = agent.store.get_meta("report") or {}
-    warnings = (agent.store.get_meta("warnings") or {}).get("items", [])
+    warnings = [w["message"] for w in warning_items(agent.store.get_meta("warnings") or {}, now)]
     from .analytics import status as analytics_status
 
     return {
