@@ -195,3 +195,115 @@ def test_no_sightings_no_matches_but_keys_are_still_checked() -> None:
     """MATCH-6: refusal does not depend on sightings."""
     result = match([key(1), DiagnosisKey(b"x", DAY0)], [])
     assert result.matches == () and result.keys_checked == 2 and result.keys_rejected == 1
+
+
+def _rpi_changed_at(rpi: bytes, position: int) -> bytes:
+    return rpi[:position] + bytes([rpi[position] ^ 0x5A]) + rpi[position + 1 :]
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_identifiers_are_compared_on_all_16_bytes(
+    pool: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MATCH-7: the table on the identifiers' first bytes is only a prefilter; a candidate
+    is confirmed on all 16 bytes. Sightings whose identifier equals a published ``RPI_j``
+    but for one byte — sharing its first 4, 7, 8, 12 or 15 bytes, or all but the first —
+    heard in ``RPI_j``'s own interval, match nothing; the true sighting still matches.
+    (In this process and in the forked pool alike.)"""
+    k = key(41)
+    published = [k, *(key(500 + i) for i in range(30))]
+    real = sighting_of(k, DAY0 + 77)
+    near = [
+        Sighting(_rpi_changed_at(real.rpi, p), real.aem, real.rssi, real.unix_time)
+        for p in (4, 7, 8, 9, 12, 15, 0)
+    ]
+    if pool:
+        monkeypatch.setattr(matcher_module, "PARALLEL_MIN_KEYS", 4)
+    workers, chunk = (2, 4) if pool else (1, 8192)
+    assert match(published, near, workers=workers, chunk_size=chunk).matches == ()
+    result = match(published, [*near, real], workers=workers, chunk_size=chunk)
+    assert [(m.sighting, m.interval) for m in result.matches] == [(real, DAY0 + 77)]
+
+
+class _Taken:
+    """The keys as a one-pass iterator that counts how many the matcher has taken."""
+
+    def __init__(self, keys: list[DiagnosisKey]) -> None:
+        self._keys = iter(keys)
+        self.taken = 0
+
+    def __iter__(self) -> _Taken:
+        return self
+
+    def __next__(self) -> DiagnosisKey:
+        value = next(self._keys)
+        self.taken += 1
+        return value
+
+
+def _streamed_case(n: int) -> tuple[list[DiagnosisKey], list[Sighting], set[int]]:
+    """``n`` keys over two days; sightings of the first, a middle and the last key."""
+    keys = [key(10_000 + i, DAY0 + 144 * (i % 2)) for i in range(n)]
+    hit = {0, n // 2 + 1, n - 1}
+    seen = [sighting_of(keys[i], keys[i].rolling_start_interval_number + 5) for i in sorted(hit)]
+    return keys, seen, hit
+
+
+def _watch(monkeypatch: pytest.MonkeyPatch, stream: _Taken) -> tuple[list[int], list[int]]:
+    """Record, as each chunk's matches are collected, how many keys have been taken from
+    the input and not yet collected; and the keys per identifier derivation."""
+    ahead: list[int] = []
+    derived: list[int] = []
+    collected = [0]
+    add, rpis_into = matcher_module._Collector.add, matcher_module.rpis_into
+
+    def add_spy(self, chunk, good, found):  # type: ignore[no-untyped-def]
+        ahead.append(stream.taken - collected[0])
+        collected[0] += len(chunk)
+        return add(self, chunk, good, found)
+
+    def rpis_spy(buf, teks, starts, counts):  # type: ignore[no-untyped-def]
+        derived.append(len(teks) // 16)
+        assert len(buf) == matcher_module._BLOCK_KEYS * 144 * 16  # one buffer, fixed size
+        return rpis_into(buf, teks, starts, counts)
+
+    monkeypatch.setattr(matcher_module._Collector, "add", add_spy)
+    monkeypatch.setattr(matcher_module, "rpis_into", rpis_spy)
+    return ahead, derived
+
+
+@pytest.mark.parametrize("chunk_size", [1, 300, 5000])
+def test_keys_stream_in_bounded_chunks(chunk_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MATCH-7: keys are consumed as a stream: in one process the matcher never holds
+    more than ``chunk_size`` keys taken from the input ahead of their matching, and
+    derives the identifiers of at most ``min(chunk_size, 1024)`` keys at once, into one
+    buffer of fixed size — whatever the key count; the matches are those of all keys."""
+    n = 2_000 if chunk_size == 1 else 6_000
+    keys, seen, hit = _streamed_case(n)
+    stream = _Taken(keys)
+    ahead, derived = _watch(monkeypatch, stream)
+    result = match(stream, seen, workers=1, chunk_size=chunk_size)
+    assert stream.taken == n and result.keys_checked == n
+    assert {keys.index(m.diagnosis_key) for m in result.matches} == hit
+    assert len(ahead) == -(-n // chunk_size)
+    assert max(ahead) <= chunk_size
+    assert max(derived) <= min(chunk_size, matcher_module._BLOCK_KEYS)
+    assert sum(derived) == n
+
+
+def test_the_pool_keeps_a_bounded_number_of_chunks_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MATCH-7: with worker processes, the keys taken from the input and not yet
+    collected are at most the look-ahead that chooses the pool, or ``2 × workers + 1``
+    chunks — not the whole input; the matches equal those of one process."""
+    n, chunk, workers, look_ahead = 8_000, 200, 2, 1_000
+    keys, seen, hit = _streamed_case(n)
+    monkeypatch.setattr(matcher_module, "PARALLEL_MIN_KEYS", look_ahead)
+    stream = _Taken(keys)
+    ahead, _ = _watch(monkeypatch, stream)
+    result = match(stream, seen, workers=workers, chunk_size=chunk)
+    assert stream.taken == n and len(ahead) == n // chunk
+    assert max(ahead) <= max(look_ahead, (2 * workers + 1) * chunk) < n
+    assert {keys.index(m.diagnosis_key) for m in result.matches} == hit
+    assert result == match(keys, seen, workers=1)

@@ -368,8 +368,17 @@ def _run_pool(
 def _run(
     index: _SightingIndex, keys: Iterable[DiagnosisKey], tolerance: int, size: int, workers: int
 ) -> _Collector:
-    """All chunks, in a pool when there are workers and enough keys, else in this process."""
+    """All chunks, in a pool when there are workers and enough keys, else in this process.
+
+    Only a pool is worth a look-ahead: with workers, up to :data:`PARALLEL_MIN_KEYS` keys
+    are read ahead to choose; otherwise each chunk is matched as soon as it is read
+    (MATCH-7).
+    """
     stream = _chunks(keys, size)
+    out = _Collector()
+    if workers <= 1 or len(index) == 0 or "fork" not in multiprocessing.get_all_start_methods():
+        _run_serial(index, stream, tolerance, out)
+        return out
     head: list[tuple[int, list[DiagnosisKey]]] = []
     seen = 0
     for base, chunk in stream:
@@ -378,13 +387,7 @@ def _run(
         if seen >= PARALLEL_MIN_KEYS:
             break
     chunks = itertools.chain(head, stream)
-    out = _Collector()
-    if (
-        workers > 1
-        and seen >= PARALLEL_MIN_KEYS
-        and len(index) > 0
-        and "fork" in multiprocessing.get_all_start_methods()
-    ):
+    if seen >= PARALLEL_MIN_KEYS:
         _run_pool(index, chunks, tolerance, workers, out)
     else:
         _run_serial(index, chunks, tolerance, out)
