@@ -4,7 +4,8 @@ A real ``phe-trace server run`` process; a real browser (Debian's chromium throu
 Playwright, skipped where it is missing) loads the portal at ``http://portal.test:PORT``
 (mapped to 127.0.0.1 by the browser's own resolver rules, so it is not a secure context).
 The browser drops the Secure sign-in cookie: the sign-in must say so and name the
-setting, and with that setting off the sign-in must work.
+setting, and with that setting off the sign-in must work. The browser test is one of the
+deployment suites ``.ci/run`` runs after ``make test`` (``PHE_TRACE_DEPLOYMENT_TESTS=1``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import httpx
 import pytest
 
 from tests.reliability.serverproc import PHE_TRACE, ServerProcess
+
+from .gates import deployment
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "a long enough password"
@@ -76,6 +79,7 @@ def test_sign_in_without_the_dropped_cookie_names_it_over_http(server: ServerPro
     assert NAMED not in behind_tls.text
 
 
+@deployment
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (make test installs it)")
 def test_browser_over_plain_http_is_told_why_and_the_setting_fixes_it(tmp_path: Path) -> None:
     """(SPEC OPS-8) Chromium at http://portal.test:PORT: sign-in refused naming the dropped
