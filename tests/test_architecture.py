@@ -18,6 +18,7 @@ SRC = Path(phe_trace.__file__).resolve().parent
 #: Which top-level parts of phe_trace each part may import (ARCHITECTURE.md "Layers").
 LAYER = {
     "errors": 0,
+    "settings": 0,
     "crypto": 0,
     "protocol": 0,
     "exposure": 1,

@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import SettingsConfigDict, SettingsError
+
+from phe_trace.settings import PheTraceSettings
 
 from .errors import ConfigError
 
@@ -69,7 +71,7 @@ class FollowedRegion(BaseModel):
         return f"{self.export_url}{self.region}/index.txt"
 
 
-class AgentConfig(BaseSettings):
+class AgentConfig(PheTraceSettings):
     """Settings of one device agent (``protocol_spec/SPEC.md`` §14)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
@@ -166,6 +168,13 @@ def load_config(env_file: Path | None = None, **overrides: Any) -> AgentConfig:
     """
     if env_file is not None and not env_file.is_file():
         raise ConfigError(f"config file {env_file} does not exist")
+    if env_file is not None:
+        try:
+            env_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"config file {env_file} is not text: it should hold NAME=value lines"
+            ) from None
     _check_names(env_file)
     try:
         return AgentConfig(_env_file=env_file, **overrides)  # type: ignore[call-arg]

@@ -24,9 +24,10 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from phe_trace.analytics.dp import DEFAULT_DAILY_BUDGET, DEFAULT_EPSILON, DEFAULT_MIN_BATCH_SIZE
+from phe_trace.settings import PheTraceSettings
 
 from .errors import AggregatorConfigError
 
@@ -35,7 +36,7 @@ __all__ = ["AggregatorSettings"]
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx"}
 
 
-class AggregatorSettings(BaseSettings):
+class AggregatorSettings(PheTraceSettings):
     """One aggregator's configuration."""
 
     model_config = SettingsConfigDict(env_prefix="PHE_TRACE_AGGREGATOR_", extra="ignore")

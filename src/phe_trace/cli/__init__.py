@@ -157,6 +157,38 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def describe_environment_error(exc: BaseException) -> str | None:
+    """One line for a failure of what the user pointed a command at, else ``None``.
+
+    A setting that does not validate (named by its environment variable), a path that
+    cannot be used as given (a file where a directory belongs, a name too long, no
+    permission), a database URL that does not parse or a database that cannot be reached.
+    These come from the user's input and environment, not from a fault of phe-trace, so
+    they are reported as such wherever in a command they surface (SPEC CLI-1).
+    """
+    from phe_trace.settings import describe_settings_error, is_settings_error
+
+    if is_settings_error(exc):
+        return describe_settings_error(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        if exc.filename2:
+            where += f" -> {exc.filename2}"
+        return f"cannot use{where}: {exc.strerror}"
+    module = type(exc).__module__ or ""
+    if module.startswith("sqlalchemy"):
+        name = type(exc).__name__
+        if name == "ArgumentError":
+            return f"the database URL is not valid: {exc}"
+        if name in ("OperationalError", "InterfaceError", "DatabaseError"):
+            cause = getattr(exc, "orig", None) or exc
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else name
+            return f"the database cannot be used: {first}"
+    if isinstance(exc, ModuleNotFoundError | ImportError) and "dialect" in str(exc):
+        return f"the database URL names a driver that is not installed: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the CLI, mapping phe-trace errors to one stderr line."""
     try:
@@ -178,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         print("phe-trace: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        environmental = describe_environment_error(exc)
+        if environmental is not None:
+            print(f"phe-trace: error: {environmental}", file=sys.stderr)
+            return 2
         # Usage errors (unknown option, bad value) arrive here in non-standalone mode as
         # click exceptions; they carry a message and an exit code.
         format_message = getattr(exc, "format_message", None)

@@ -297,6 +297,8 @@ def wipe(
     """Erase everything: keys, sightings, results and the store's key."""
     settings = _settings(config, data_dir)
     assert settings.data_dir is not None
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise ConfigError(f"{settings.data_dir} is not a directory: nothing of an agent to erase")
     if not yes:
         typer.confirm(f"Erase everything in {settings.data_dir}?", abort=True)
     removed = AgentStore.wipe(settings.data_dir)

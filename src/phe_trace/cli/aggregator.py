@@ -23,7 +23,9 @@ def _aggregator(role: str | None) -> object:
 def run(
     role: Annotated[str, typer.Option(help="leader or helper.")],
     host: Annotated[str | None, typer.Option(help="Address (default: settings).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: settings).", min=0, max=65535)
+    ] = None,
 ) -> None:
     """Serve this aggregator (settings from PHE_TRACE_AGGREGATOR_* variables)."""
     import uvicorn

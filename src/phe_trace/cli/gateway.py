@@ -46,7 +46,7 @@ def run(
     database_url: DatabaseUrl,
     trust_anchor: TrustAnchor,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8090,
+    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8090,
     batching_interval: Annotated[
         float, typer.Option(help="Seconds between batching / callback / retention runs.")
     ] = 300.0,

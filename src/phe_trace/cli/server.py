@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,9 +54,13 @@ def _parse_now(value: str | None) -> float:
     if value is None:
         return dt.datetime.now(dt.UTC).timestamp()
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds) or not 0 <= seconds < 2**32 * 600:
+            raise CliError(f"--now {value!r} is not a time: give unix seconds from 0 or ISO 8601")
+        return seconds
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -67,7 +73,7 @@ def _parse_now(value: str | None) -> float:
 @app.command()
 def run(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8080,
     data_dir: DataDir = None,
     role: Annotated[str, typer.Option(help="all | keyserver | verification")] = "all",
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL: up to cores).")] = 1,
@@ -84,6 +90,12 @@ def run(
     if workers < 1:
         raise CliError("--workers must be at least 1")
     settings = _settings(data_dir)  # every configuration error reported here, once
+    if workers > 1 and settings.effective_database_url.startswith("sqlite"):
+        raise CliError(
+            f"--workers {workers} needs PostgreSQL (PHE_TRACE_DATABASE_URL): "
+            "SQLite serves one worker"
+        )
+    check_listen(host, port)
     # access_log=False: client addresses are never written anywhere.
     options: dict[str, Any] = dict(
         host=host,
@@ -109,6 +121,19 @@ def run(
     uvicorn.run(
         "phe_trace.hosting:create_app_from_environment", factory=True, workers=workers, **options
     )
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse, on one line, an address this machine cannot listen on (before serving)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CliError(f"cannot listen on {host} port {port}: {reason}") from None
 
 
 def startup_line(settings: Any, host: str, port: int, role: str) -> str:

@@ -27,10 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from phe_trace.protocol import efgs, efgs_cms
 from phe_trace.protocol.errors import BatchError
+from phe_trace.settings import PheTraceSettings
 
 from .context import ServerContext
 from .errors import ServerError
@@ -60,7 +61,7 @@ class FederationError(ServerError):
     code = "federation_failed"
 
 
-class FederationSettings(BaseSettings):
+class FederationSettings(PheTraceSettings):
     """How this key server reaches its gateway (environment ``PHE_TRACE_FEDERATION_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="PHE_TRACE_FEDERATION_", extra="forbid")

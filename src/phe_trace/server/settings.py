@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from phe_trace.settings import PheTraceSettings
 
 from .errors import ConfigError
 
@@ -40,7 +42,7 @@ PLACEHOLDER_SECRETS = frozenset(
 _REGION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
 
 
-class ServerSettings(BaseSettings):
+class ServerSettings(PheTraceSettings):
     """Every setting of the key server (env prefix ``PHE_TRACE_``)."""
 
     model_config = SettingsConfigDict(env_prefix="PHE_TRACE_", extra="ignore", frozen=True)

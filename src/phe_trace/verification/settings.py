@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from phe_trace.settings import PheTraceSettings
 
 __all__ = ["ENV_PREFIX", "VerificationSettings"]
 
@@ -20,7 +22,7 @@ ENV_PREFIX = "PHE_TRACE_VERIFICATION_"
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "example", "test", "xxx"}
 
 
-class VerificationSettings(BaseSettings):
+class VerificationSettings(PheTraceSettings):
     """Configuration of the verification service and the case-worker portal."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
