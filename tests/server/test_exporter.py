@@ -160,6 +160,9 @@ def test_large_batches_are_split(tmp_path: Path, database_url: str, clock: Clock
         contents = [_read(ctx, n, keys) for n in names]
         assert [(c.batch_num, c.batch_size) for c in contents] == [(1, 3), (2, 3), (3, 3)]
         assert sorted(k.key_data for c in contents for k in c.keys) == sorted(inserted)
+        # the parts cut the batch's key order: file n holds the keys below file n+1's
+        in_order = [k.key_data for c in contents for k in c.keys]
+        assert in_order == sorted(inserted)
     finally:
         ctx.close()
 

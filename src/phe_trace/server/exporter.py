@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -174,6 +175,7 @@ def _collect(
     """Keys created in the window (sorted by key) and keys revised in it (PUB-21, PUB-25)."""
     created = queries.exposures_created_in(conn, region, window.start, window.end)
     keys = _keys_from(created, window.end, skip_revoked=True)
+    keys.sort(key=attrgetter("key_data"))  # the query streams them unordered
     revised_rows = queries.exposures_revised_in(conn, region, window.start, window.end)
     return keys, _keys_from(revised_rows, window.end, skip_revoked=False)
 

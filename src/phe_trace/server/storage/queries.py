@@ -185,7 +185,15 @@ EXPORT_COLUMNS = (
 def exposures_created_in(
     conn: Connection, region: str, start: int, end: int
 ) -> Iterator[tuple[Any, ...]]:
-    """:data:`EXPORT_COLUMNS` of ``region``'s keys created in [start, end), by key bytes."""
+    """:data:`EXPORT_COLUMNS` of ``region``'s keys created in [start, end), in no order.
+
+    The caller sorts by key bytes. The query has no ``ORDER BY key_data`` on purpose:
+    it is streamed through a server-side cursor (``yield_per``), and PostgreSQL plans a
+    cursor for its first rows (``cursor_tuple_fraction``), so an ordered query walks the
+    whole primary-key index and filters every stored key by ``created_at`` — for each
+    hourly batch, about 0.9 s of a 1.1 M-key table instead of 0.1 s by the
+    ``created_at`` index.
+    """
     query = (
         sa.select(*EXPORT_COLUMNS)
         .where(
@@ -193,7 +201,6 @@ def exposures_created_in(
             exposures.c.created_at >= start,
             exposures.c.created_at < end,
         )
-        .order_by(exposures.c.key_data)
         .execution_options(yield_per=50_000)
     )
     return iter(conn.execute(query))  # rows unpack like tuples
