@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 
@@ -336,10 +337,12 @@ async def test_check_in_a_child_process_shares_the_store(make_agent, host: Expor
     a, b = _pair(make_agent)
     signer = new_signer()
     [a_key] = a.store.teks()
-    publish(host.files, [_zip_of(signer, a_key)], int(T0 + DAY))
+    # (The child runs on the real clock, so its retention purge drops this old contact
+    # and the file is named for the last hour of that clock, which a device recording
+    # now can match (SCALE-8); what is checked here is that the child's check lands in
+    # the shared store.)
+    publish(host.files, [_zip_of(signer, a_key)], int(time.time()) // 3600 * 3600 - 3600)
     _configure(b, host, spki(signer))
-    # (The child runs on the real clock, so its retention purge drops this old contact;
-    # what is checked here is that the child's check lands in the shared store.)
     await b._sync_in_child()
     last = b.store.get_meta("last_check")
     assert last is not None and last["files_checked"] == 1 and last["error"] is None
@@ -368,9 +371,10 @@ def test_a_missing_listed_file_still_fails(make_agent, host: ExportHost) -> None
     and tried again at the next check. (SPEC AGENT-13, AGENT-14)"""
     b = make_agent("b", now=T0)
     _configure(b, host, spki(new_signer()))
-    host.files["ZZ/index.txt"] = b"ZZ/0-1-00001.zip"
+    name = export.export_file_name("ZZ", int(T0 + DAY), int(T0 + DAY) + 3600, 1)
+    host.files["ZZ/index.txt"] = name.encode()
     result = b.sync(NOW)
-    assert result.rejected_files == {"ZZ/0-1-00001.zip": "export_not_found"}
+    assert result.rejected_files == {name: "export_not_found"}
     assert not result.nothing_published
 
 

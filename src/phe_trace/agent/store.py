@@ -360,6 +360,15 @@ class AgentStore:
     def sighting_windows(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM sighting_window").fetchone()[0])
 
+    def first_record_day(self) -> int | None:
+        """The earliest UTC day of a stored key or sighting row, from the day numbers in
+        clear (nothing is opened); None when the store holds neither (SPEC SCALE-8)."""
+        row = self._conn.execute(
+            "SELECT min(day) FROM (SELECT min(day) AS day FROM tek"
+            " UNION ALL SELECT min(day) FROM sighting_window)"
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     # -- small sealed JSON values ----------------------------------------------------------
 
     def get_meta(self, name: str) -> dict[str, Any] | None:

@@ -3,7 +3,9 @@
 One check, :func:`run_sync`:
 
 1. download ``{export_base_url}{region}/index.txt`` and every listed file not yet
-   processed, oldest first (:mod:`.download`: retries, backoff, resume);
+   processed, oldest first (:mod:`.download`: retries, backoff, resume) — except files
+   whose name shows that none of their keys can match a sighting the device can hold
+   (:func:`can_match`, SPEC SCALE-8): they are marked processed without a download;
 2. verify each file's signature with the health authority's configured public keys —
    a file that fails is refused, reported and never matched (it is tried again at the
    next check, in case the copy was damaged in transit);
@@ -46,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from phe_trace.crypto import INTERVAL_SECONDS
+from phe_trace.crypto import INTERVAL_SECONDS, TEK_ROLLING_PERIOD
 from phe_trace.errors import PheTraceError
 from phe_trace.exposure import Sighting, match, reception_window
 from phe_trace.protocol import export
@@ -59,12 +61,19 @@ from .errors import ConfigError, ExportNotFoundError, ServerUnavailableError, Sy
 from .notify import notify
 from .retention import processed_files, warning_items
 from .screen import candidate_sightings
-from .store import utc_day
+from .store import SECONDS_PER_DAY, utc_day
 
 if TYPE_CHECKING:
     from .agent import Agent
 
-__all__ = ["SyncResult", "load_trusted_keys", "run_sync", "status_summary"]
+__all__ = [
+    "SyncResult",
+    "can_match",
+    "load_trusted_keys",
+    "recording_floor",
+    "run_sync",
+    "status_summary",
+]
 
 log = logging.getLogger("phe_trace.agent")
 
@@ -87,10 +96,13 @@ class SyncResult:
     #: Per followed region (home included): files its index lists, files checked now,
     #: and why it could not be checked (a region other than home that fails is skipped).
     regions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Listed files not downloaded, by region: none of their keys can match (SCALE-8).
+    files_skipped: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
             "files_checked": self.files_checked,
+            "files_skipped": sum(len(paths) for paths in self.files_skipped.values()),
             "keys_checked": self.keys_checked,
             "matched_sightings": self.matched_sightings,
             "new_windows": self.new_windows,
@@ -183,12 +195,49 @@ def _sources(agent: Agent) -> list[_Source]:
     return sources
 
 
+def recording_floor(agent: Agent, now: float) -> float:
+    """The earliest time a sighting stored on this device, now or later, can have been
+    heard (unix seconds, SPEC SCALE-8): the start of the UTC day of the oldest stored key
+    or sighting row, and never later than ``now`` less a scan period and the clock-skew
+    tolerance (what a scan window still being recorded may hold).
+
+    It depends only on when the device began recording (or on the retention horizon),
+    from the day numbers the store keeps in clear — not on what the device heard.
+    """
+    cfg = agent.config
+    latest = now - cfg.scan_period_s - cfg.clock_skew_tolerance_s
+    first_day = agent.store.first_record_day()
+    if first_day is None:
+        return latest
+    return min(latest, float(first_day * SECONDS_PER_DAY))
+
+
+def can_match(path: str, floor: float, clock_skew_tolerance_s: float) -> bool:
+    """Whether the export file at ``path`` may hold a key that matches a sighting heard at
+    ``floor`` or later (SPEC SCALE-8).
+
+    A file named for the window [start, end) holds keys published before ``end``; a key
+    is published at the earliest while it is valid, so its identifiers were all broadcast
+    before ``end`` + one key day, and match sightings up to the matcher's tolerance after
+    that (MATCH-3), plus the clock-skew tolerance. A name that does not give a window
+    (another server's naming) may match anything.
+    """
+    try:
+        name = export.parse_export_file_name(path)
+    except ExportError:
+        return True
+    last_interval = -(-name.end_timestamp // INTERVAL_SECONDS) + TEK_ROLLING_PERIOD - 1
+    _, reach = reception_window(last_interval)
+    return reach * INTERVAL_SECONDS + clock_skew_tolerance_s >= floor
+
+
 def _fetch_new(
     agent: Agent,
     client: httpx.Client,
     source: _Source,
     processed: Collection[str],
     result: SyncResult,
+    now: float,
 ) -> list[tuple[str, export.TemporaryExposureKeyExport]]:
     cfg = agent.config
     keys = load_trusted_keys(list(source.public_keys))
@@ -213,9 +262,14 @@ def _fetch_new(
     except ExportError as exc:
         raise SyncError(f"the export index is malformed: {exc}") from None
     result.regions[source.name]["listed"] = len(paths)
+    floor = recording_floor(agent, now)
+    skipped = result.files_skipped.setdefault(source.name, [])
     verified = []
     for path in paths:
         if path in processed:
+            continue
+        if not can_match(path, floor, cfg.clock_skew_tolerance_s):
+            skipped.append(path)
             continue
         try:
             data = get(source.base + path)
@@ -372,7 +426,7 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
         for source in sources:
             result.regions[source.name] = {"listed": 0, "checked": 0, "error": None}
             try:
-                files = _fetch_new(agent, http, source, done[source.name], result)
+                files = _fetch_new(agent, http, source, done[source.name], result, now)
             except (SyncError, ConfigError) as exc:
                 if source.home:
                     raise
@@ -393,6 +447,8 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
     still_open = _match_and_keep(agent, now, diagnosis_keys, state.get("open_keys", []), result)
     for name, files in checked.items():
         done[name].update({path: _processed_at(content, now) for path, content in files})
+        # every later sighting is later than the floor: a skipped file stays skipped
+        done[name].update(dict.fromkeys(result.files_skipped.get(name, ()), float(now)))
     home = next((s.name for s in sources if s.home), None)
     agent.store.put_meta(
         "sync",
