@@ -14,8 +14,28 @@ One JSON line, case ``country-day/<db>``:
    (conditional puts). ``seconds`` is its wall time; ``cpu_s_per_1000_keys`` counts the
    exporting process (the database and the S3 server are reported apart).
    ``bytes_stored`` sums the bucket's objects; ``bytes_per_key`` divides the zips by keys.
-4. Baseline, same run and same database: the same day exported again (batches reset)
-   into a local directory store; ``ratio`` = directory seconds / S3 seconds.
+4. Baselines, same run and same database, batches reset before each: the same day
+   exported into a local directory store (``ratio`` = directory seconds / S3 seconds),
+   and exported to S3 with the key query ordered by key bytes in the database as it
+   was before (``ordered_query_seconds``; ``speedup`` = those seconds / ``seconds``);
+   each file's export.bin must be the same bytes in both buckets.
+   On PostgreSQL, ``db`` gives the key table's size per stored key (heap, indexes and
+   TOAST) and the WAL written per publish of the sample.
+
+5. Bytes a device downloads (``device``): a device checking every 6 hours (the agent's
+   default) fetches the index and every new file; the day's files and index are fetched
+   here from the bucket over HTTP with the agent's own downloader, so
+   ``steady_bytes_per_day`` = 4 index reads + the day's zips. A device's *first* check
+   follows a 14-day index (the measured day and 13 earlier days of the same hourly
+   sizes, the retention a key server keeps): ``first_check_bytes_before`` is what every
+   device fetched before the agent skipped files (all 14 days, also what a device that
+   has recorded 14 days fetches), ``first_check_bytes_after`` what a device that begins
+   recording now fetches when it skips the files whose keys cannot match anything it
+   can hold (``phe_trace.agent.sync.can_match``, SPEC SCALE-8); both from the same
+   stored object sizes and the same index.
+
+The 1-, 5- and 15-minute load averages of the machine (shared) are printed from before
+and after the run.
 
 Every zip is read back from the bucket and verified with the published key; the keys in
 them must be exactly the day's keys. Target: the day's export and upload ≤ 60 s on 2 cores.
@@ -27,6 +47,7 @@ Usage: ``python benchmarks/country.py [--keys N] [--sample P] [--postgres URL]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import socket
@@ -34,10 +55,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import sqlalchemy as sa
 from _common import emit
 from botocore.config import Config
@@ -45,12 +68,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import server as keyserver_bench
+from phe_trace.agent.config import AgentConfig
+from phe_trace.agent.download import MAX_DOWNLOAD_BYTES, MAX_INDEX_BYTES, download
+from phe_trace.agent.sync import can_match
 from phe_trace.protocol import export
 from phe_trace.server import ServerContext, load_settings, register_health_authority
 from phe_trace.server.exporter import run_export
 from phe_trace.server.exportstore import DirectoryExportStore
 from phe_trace.server.exportstore_s3 import S3ExportStore
 from phe_trace.server.signing import load_signing_keys
+from phe_trace.server.storage import queries
 from phe_trace.server.storage.tables import (
     export_batches,
     export_files,
@@ -179,6 +206,59 @@ def _bulk_load(ctx: ServerContext, rows: list[tuple[Any, ...]]) -> float:
     return time.perf_counter() - started
 
 
+def _ordered_created_in(
+    conn: sa.Connection, region: str, start: int, end: int
+) -> Iterator[tuple[Any, ...]]:
+    """The export's key query as it was: ordered by key bytes in the database."""
+    query = (
+        sa.select(*queries.EXPORT_COLUMNS)
+        .where(
+            exposures.c.region == region,
+            exposures.c.created_at >= start,
+            exposures.c.created_at < end,
+        )
+        .order_by(exposures.c.key_data)
+        .execution_options(yield_per=50_000)
+    )
+    return iter(conn.execute(query))
+
+
+def _same_export_bins(moto: Moto, bucket: str, other: str, names: list[str]) -> bool:
+    """Whether every file's export.bin is byte for byte the same in both buckets (the
+    signatures differ: ECDSA signing is randomised)."""
+    for name in names:
+        pair = [
+            moto.client.get_object(Bucket=b, Key=f"v1/exports/{name}")["Body"].read()
+            for b in (bucket, other)
+        ]
+        first, second = (export.unpack_export_zip(data).export_bin for data in pair)
+        if first != second:
+            return False
+    return True
+
+
+def _wal_lsn(ctx: ServerContext) -> str | None:
+    if ctx.engine.dialect.name != "postgresql":
+        return None
+    with ctx.engine.connect() as conn:
+        return str(conn.execute(sa.text("SELECT pg_current_wal_lsn()")).scalar_one())
+
+
+def _db_sizes(ctx: ServerContext, wal_bytes: float | None, publishes: int) -> dict[str, Any]:
+    """Key table bytes per stored key and WAL bytes per sample publish (PostgreSQL)."""
+    if ctx.engine.dialect.name != "postgresql":
+        return {}
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(exposures)).scalar_one()
+        total = conn.execute(sa.text("SELECT pg_total_relation_size('ks_exposures')")).scalar_one()
+    return {
+        "key_rows": rows,
+        "key_table_bytes": total,
+        "key_table_bytes_per_key": round(total / rows, 1),
+        "wal_bytes_per_publish": None if wal_bytes is None else round(wal_bytes / publishes),
+    }
+
+
 def _reset_exports(ctx: ServerContext) -> None:
     with ctx.engine.begin() as conn:
         for table in (export_files, export_padding, export_batches, export_indexes):
@@ -207,13 +287,69 @@ def _verify(moto: Moto, bucket: str, names: list[str], public: Any) -> set[bytes
     return keys
 
 
+def _fetch(client: httpx.Client, url: str, limit: int) -> bytes:
+    return download(client, url, retries=2, backoff_s=0.2, max_bytes=limit)
+
+
+def _device_downloads(
+    moto: Moto, bucket: str, region: str, sizes: dict[str, int], now: float
+) -> dict[str, Any]:
+    """What a device downloads from the bucket (see the module docstring, step 5)."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/v1/exports/*",
+            }
+        ],
+    }
+    moto.client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    base = f"{moto.url}/{bucket}/v1/exports/"
+    with httpx.Client(timeout=60) as client:
+        index = _fetch(client, base + export.index_file_name(region), MAX_INDEX_BYTES)
+        day = export.parse_index(index)
+        day_bytes = sum(len(_fetch(client, base + path, MAX_DOWNLOAD_BYTES)) for path in day)
+    if day_bytes != sum(sizes[f"v1/exports/{path}"] for path in day):
+        raise SystemExit("the device fetched other bytes than the bucket stores")
+    checks_per_day = 4
+    backlog: dict[str, int] = {}
+    for days_back in range(13, -1, -1):
+        for path in day:
+            name = export.parse_export_file_name(path)
+            shift = days_back * 86400
+            earlier = export.export_file_name(
+                region, name.start_timestamp - shift, name.end_timestamp - shift, name.batch_num
+            )
+            backlog[earlier] = sizes[f"v1/exports/{path}"]
+    index_14 = len(export.format_index(backlog))
+    config = AgentConfig()
+    floor = now - config.scan_period_s - config.clock_skew_tolerance_s  # empty store
+    kept = [p for p in backlog if can_match(p, floor, config.clock_skew_tolerance_s)]
+    before = index_14 + sum(backlog.values())
+    after = index_14 + sum(backlog[p] for p in kept)
+    return {
+        "checks_per_day": checks_per_day,
+        "day_files": len(day),
+        "day_zip_bytes_fetched": day_bytes,
+        "index_bytes_14_days": index_14,
+        "steady_bytes_per_day": checks_per_day * index_14 + day_bytes,
+        "first_check_files_before": len(backlog),
+        "first_check_files_after": len(kept),
+        "first_check_bytes_before": before,
+        "first_check_bytes_after": after,
+        "first_check_ratio": round(before / after, 2),
+    }
+
+
 def run(keys: int, sample: int, postgres: str | None) -> None:
+    load_before = os.getloadavg()
     hour = int(time.time()) // 3600 * 3600
     hours = [hour - 3600 * h for h in range(23, -1, -1)]  # the day ending with this hour
     now = hour + 3 * 3600  # every window of the day has aged past the 2 h embargo
-    database_url, dbname = (
-        keyserver_bench._fresh_postgres(postgres) if postgres else ("", "")
-    )
+    database_url, dbname = keyserver_bench._fresh_postgres(postgres) if postgres else ("", "")
     moto = Moto()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +358,16 @@ def run(keys: int, sample: int, postgres: str | None) -> None:
             moto.client.create_bucket(Bucket=bucket)
             store = S3ExportStore(moto.client, bucket, "v1/exports")
             ctx = ServerContext.open(settings, store=store)
+            wal_start = _wal_lsn(ctx)
             publish = _sample_publishes(ctx, database_url, tmp, sample)
+            wal_end = _wal_lsn(ctx)
+            wal_bytes: float | None = None
+            if wal_start is not None and wal_end is not None:
+                diff = sa.text("SELECT pg_wal_lsn_diff(:b, :a)")
+                with ctx.engine.connect() as conn:
+                    wal_bytes = float(
+                        conn.execute(diff, {"a": wal_start, "b": wal_end}).scalar_one()
+                    )
             rows = _bulk_rows(ctx, keys - 14 * sample, hours)
             load_seconds = _bulk_load(ctx, rows)
             moto_cpu = keyserver_bench._tree_cpu_seconds(moto.process.pid)
@@ -236,9 +381,22 @@ def run(keys: int, sample: int, postgres: str | None) -> None:
                 stored = set(conn.execute(sa.select(exposures.c.key_data)).scalars())
             if exported != {bytes(k) for k in stored} or report.padding_keys:
                 raise SystemExit("the bucket does not hold exactly the day's keys")
+            device = _device_downloads(moto, bucket, settings.region, sizes, now)
+            db = _db_sizes(ctx, wal_bytes, sample)
             _reset_exports(ctx)
             ctx.store = DirectoryExportStore(Path(tmp) / "baseline-exports")
             base_seconds, base_cpu, base_report = _timed_export(ctx, now)
+            _reset_exports(ctx)
+            bucket_ordered = f"bench-{secrets.token_hex(4)}"
+            moto.client.create_bucket(Bucket=bucket_ordered)
+            ctx.store = S3ExportStore(moto.client, bucket_ordered, "v1/exports")
+            unordered = queries.exposures_created_in
+            queries.exposures_created_in = _ordered_created_in  # type: ignore[assignment]
+            try:
+                ordered_seconds, _, ordered_report = _timed_export(ctx, now)
+            finally:
+                queries.exposures_created_in = unordered  # type: ignore[assignment]
+            same_bins = _same_export_bins(moto, bucket, bucket_ordered, report.files_written)
             ctx.close()
     finally:
         moto.stop()
@@ -246,6 +404,8 @@ def run(keys: int, sample: int, postgres: str | None) -> None:
             keyserver_bench._drop_postgres(postgres, dbname)
     if len(base_report.files_written) != len(report.files_written):
         raise SystemExit("baseline wrote a different number of files")
+    if sorted(ordered_report.files_written) != sorted(report.files_written) or not same_bins:
+        raise SystemExit("the ordered query wrote other export.bin bytes")
     zips = sum(v for k, v in sizes.items() if k.endswith(".zip"))
     index = sum(v for k, v in sizes.items() if k.endswith("index.txt"))
     emit(
@@ -259,6 +419,8 @@ def run(keys: int, sample: int, postgres: str | None) -> None:
         baseline_rate=round(keys / base_seconds, 1),
         ratio=round(base_seconds / seconds, 3),
         target_seconds=60,
+        ordered_query_seconds=round(ordered_seconds, 3),
+        speedup=round(ordered_seconds / seconds, 2),
         files=len(report.files_written),
         batches=report.batches_written,
         cpu_s_per_1000_keys=round(cpu / keys * 1000, 4),
@@ -270,7 +432,11 @@ def run(keys: int, sample: int, postgres: str | None) -> None:
         bytes_per_key=round(zips / keys, 2),
         bulk_load_seconds=round(load_seconds, 2),
         publish_sample=publish,
+        device=device,
+        db=db,
         cores=os.cpu_count(),
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in os.getloadavg()],
     )
 
 
