@@ -125,8 +125,49 @@ def _final_table(summary: dict[str, object]) -> Table:
     return table
 
 
+def _cross_city_table(c: object) -> Table:
+    assert isinstance(c, dict)
+    table = Table(title="People exposed in the other city (keys through the federation)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+
+    def fmt(v: object) -> str:
+        return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    fed = c.get("federation") or {}
+    rows = [
+        ("commuters", c["commuters"]),
+        ("should be notified", c["should_notify"]),
+        ("notified through the other city's keys", c["notified"]),
+        ("true / false positives", f"{c['true_positives']} / {c['false_positives']}"),
+        ("false negatives", c["false_negatives"]),
+        ("precision", c["precision"]),
+        ("recall", c["recall"]),
+        (
+            "hours test → notification, same city",
+            c["test_to_notification_hours_same_city"]["median"],
+        ),
+        (
+            "hours test → notification, other city",
+            c["test_to_notification_hours_other_city"]["median"],
+        ),
+        ("hours federation adds (median)", c["federation_adds_hours_median"]),
+        ("hours publication → other city's import", fed.get("publication_to_import_hours_median")),
+    ]
+    for k, v in rows:
+        table.add_row(k, fmt(v))
+    return table
+
+
 def demo(
-    people: Annotated[int, typer.Option(help="People in the city (10..20000).")] = 1000,
+    people: Annotated[
+        int | None,
+        typer.Option(
+            help="People in the city (10..20000; default 1000), or in each city with "
+            "--cities 2 (default 500).",
+            show_default=False,
+        ),
+    ] = None,
     days: Annotated[int, typer.Option(help="Simulated days (1..60).")] = 14,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same city.")] = 1,
     uptake: Annotated[float, typer.Option(help="Share of people running the app.")] = 0.5,
@@ -135,10 +176,19 @@ def demo(
     ] = 0.8,
     out: Annotated[Path, typer.Option(help="Directory for the report.")] = Path("demo-report"),
     radio: Annotated[str, typer.Option(help="Radio backend: sim or bumble.")] = "sim",
+    cities: Annotated[
+        int,
+        typer.Option(
+            help="1, or 2: two cities of --people each, federated through a gateway, "
+            "with commuters between them."
+        ),
+    ] = 1,
 ) -> None:
     """Run a simulated city on this machine, end to end, and write a measured report."""
     from phe_trace.sim import SimConfig, run_demo
 
+    if people is None:
+        people = 500 if cities == 2 else 1000
     config = SimConfig.create(
         people=people,
         days=days,
@@ -147,11 +197,13 @@ def demo(
         report_rate=report_rate,
         out=out,
         radio=radio,
+        cities=cities,
     )
     console = Console(stderr=False)
     console.print(
-        f"phe-trace demo: {people} people, {days} days, seed {seed} "
-        f"(uptake {uptake}, report rate {report_rate})"
+        f"phe-trace demo: {people} people"
+        + (" in each of 2 federated cities" if cities == 2 else "")
+        + f", {days} days, seed {seed} (uptake {uptake}, report rate {report_rate})"
     )
     try:
         with _interruptible() as check:
@@ -174,6 +226,8 @@ def demo(
         print("phe-trace: demo interrupted; servers stopped, nothing left running", file=sys.stderr)
         raise  # the entry point turns it into exit status 130
     console.print(_final_table(outcome.summary))
+    if "cross_city" in outcome.summary:
+        console.print(_cross_city_table(outcome.summary["cross_city"]))
     parts = outcome.summary["parts"]
     assert isinstance(parts, dict)
     for part, how in parts.items():

@@ -69,6 +69,16 @@ class SimConfig:
     analytics_min_batch: int = 100
     #: ε of each released (day, metric) aggregate (the aggregator's default).
     analytics_epsilon: float = 1.0
+    #: Cities (1 or 2). With 2, each has ``people`` people, its own key server and
+    #: verification service, and the key servers federate through a gateway.
+    cities: int = 1
+    #: Two cities: share of each city's workers who also work with a team of the other.
+    commuter_share: float = 0.4
+    #: Two cities: hours (UTC, simulated) at which both key servers run their federation
+    #: job (upload, then download after the gateway formed its batches).
+    federation_hours: tuple[int, ...] = (5, 11, 17, 23)
+    #: Two cities: a key is uploaded once it expired this long ago (the client's default).
+    federation_upload_delay_s: int = 7200
 
     @classmethod
     def create(cls, **kwargs: object) -> SimConfig:
@@ -90,10 +100,26 @@ class SimConfig:
                     return float(run)
             day += 1
 
+    def federated_keys_available_at(self, published: float, key_day: int) -> float:
+        """When keys published at ``published`` in one city reach the other city's
+        devices: the first federation run once they are published and expired
+        ``federation_upload_delay_s`` ago (uploaded, batched and imported in that run),
+        then the other city's first export run that may carry what it imported then."""
+        ready = max(
+            published, SIM_EPOCH + (key_day + 1) * 86_400.0 + self.federation_upload_delay_s
+        )
+        day = (ready - SIM_EPOCH) // 86_400
+        while True:
+            for hour in self.federation_hours:
+                run = SIM_EPOCH + day * 86_400 + hour * 3600
+                if run >= ready:
+                    return self.keys_available_at(float(run), key_day)
+            day += 1
+
     @property
     def seeds(self) -> int:
-        """How many people are infected before day 0."""
-        return self.initial_infected or max(3, round(self.people * 0.01))
+        """How many people are infected before day 0 (in all cities together)."""
+        return self.initial_infected or self.cities * max(3, round(self.people * 0.01))
 
     def check(self) -> None:
         """Raise :class:`SimConfigError` naming every out-of-range parameter."""
@@ -118,6 +144,10 @@ class SimConfig:
             problems.append(f"analytics_min_batch must be ≥ 1, got {self.analytics_min_batch}")
         if not 0 < self.analytics_epsilon <= 100:
             problems.append(f"analytics_epsilon must be in (0, 100], got {self.analytics_epsilon}")
+        if self.cities not in (1, 2):
+            problems.append(f"--cities must be 1 or 2, got {self.cities}")
+        if not 0.0 <= self.commuter_share <= 1.0:
+            problems.append(f"commuter_share must be 0..1, got {self.commuter_share}")
         if self.out.exists() and not self.out.is_dir():
             problems.append(f"--out {self.out} exists and is not a directory")
         if problems:

@@ -39,7 +39,22 @@ def _quiet_devices() -> Iterator[None]:
 
 
 def make_backend(config: SimConfig) -> Backend:
-    """The real key server and verification service when the build has them, else the stand-in."""
+    """The real key server and verification service when the build has them, else the
+    stand-in; with two cities, each city's real servers and a gateway between them."""
+    if config.cities == 2:
+        if live_backend_available() is not None:
+            raise SimError("--cities 2 needs the key server and gateway in this build")
+        import numpy as np
+
+        from .federated import FederatedBackend
+
+        return FederatedBackend(
+            SIM_EPOCH,
+            config.export_period_s,
+            config.export_padding_keys,
+            np.repeat(np.arange(2), config.people),
+            config.federation_upload_delay_s,
+        )
     if live_backend_available() is None:
         return LiveBackend(
             SIM_EPOCH,
@@ -68,6 +83,14 @@ def _parts(result: SimResult) -> dict[str, str]:
             f"real HCI: {h['devices']} devices advertise and scan on bumble virtual controllers "
             f"whenever they meet ({h['scans']} scans, "
             f"{h['advertisements_heard_over_hci']} advertisements heard)"
+        )
+    if result.home_city is not None:
+        parts["two cities, commuters between them"] = (
+            f"simulated: {result.config.people} people per city, {result.commuters} commuters "
+            "who also work with a team of the other city"
+        )
+        parts["federation: upload, gateway, audit-verified download, export"] = (
+            "real: phe_trace.server.federation against phe_trace.gateway over HTTP"
         )
     if result.backend_real:
         parts["key server, export worker, signed exports"] = "real: " + result.backend

@@ -32,26 +32,34 @@ class Fleet:
         now: float,
         seed: int,
         scan_period_s: int,
-        settings: dict[str, object] | None = None,
+        settings: dict[str, object] | list[dict[str, object]] | None = None,
+        home: IntArray | None = None,
     ) -> None:
+        """``settings``: the agents' settings, or one dict per city with ``home`` giving
+        each person's city (two cities: each device follows its own city's servers)."""
         self.city = city
         self.agents: dict[int, Agent] = {}
         self.radios: dict[int, SimRadio] = {}
         self._last = np.full(city.n, -np.inf)
         rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
-        extra = dict(settings or {})
-        # One validated settings object, copied per device (validation once, not 10,000 times).
-        base = AgentConfig(
-            data_dir=None,
-            radio="sim",
-            scan_period_s=float(scan_period_s),
-            scan_jitter_s=0.0,
-            desktop_notifications=False,
-            **extra,  # type: ignore[arg-type]
-        )
+        per_city = settings if isinstance(settings, list) else [settings or {}]
+        # One validated settings object per city, copied per device (validation once, not
+        # 10,000 times).
+        bases = [
+            AgentConfig(
+                data_dir=None,
+                radio="sim",
+                scan_period_s=float(scan_period_s),
+                scan_jitter_s=0.0,
+                desktop_notifications=False,
+                **dict(extra),  # type: ignore[arg-type]
+            )
+            for extra in per_city
+        ]
         for person in np.flatnonzero(city.has_app):
             p = int(person)
             radio = SimRadio()
+            base = bases[0 if home is None else int(home[p])]
             config = base.model_copy(update={"tx_power_dbm": int(city.tx_power_dbm[p])})
             self.agents[p] = Agent.open(
                 config,

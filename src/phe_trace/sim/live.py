@@ -191,8 +191,13 @@ class LiveBackend:
         padding_keys: int,
         analytics_min_batch: int = 100,
         analytics_epsilon: float = 1.0,
+        *,
+        region: str = "ZZ",
+        analytics: bool = True,
     ) -> None:
         self.epoch = epoch
+        self.region = region
+        self._with_analytics = analytics
         self.analytics: AggregateView | None = None
         self._analytics_params = (analytics_min_batch, analytics_epsilon)
         self.clock = SimClock(float(epoch))
@@ -221,6 +226,7 @@ class LiveBackend:
             chaff_max_delay_ms=0,
             analytics_uploads_per_second=0,  # every simulated device uploads at once
             log_level="WARNING",
+            region=self.region,
         )
         self.app = hosting.create_app(self.settings, role="all", clock=self.clock)
         self.keyserver = self.app.state.keyserver
@@ -243,9 +249,10 @@ class LiveBackend:
             self.mounted = True
         self._setup_authority()
         min_batch, epsilon = self._analytics_params
-        self.analytics = AggregateView(
-            self.tmp / "aggregators", self.url, self.epoch, self._serve, min_batch, epsilon
-        )
+        if self._with_analytics:
+            self.analytics = AggregateView(
+                self.tmp / "aggregators", self.url, self.epoch, self._serve, min_batch, epsilon
+            )
         self.edge = EdgeCache(httpx.HTTPTransport())
         self._client = httpx.Client(transport=self.edge, timeout=60.0)
         self.description = (
@@ -253,9 +260,13 @@ class LiveBackend:
             "removed at the end), "
             "export worker on the simulated clock, verification service "
             + ("mounted by hosting" if self.mounted else f"at {self.verification_url}")
-            + "; devices sync, verify signatures, match and score with the real agent; "
-            f"leader aggregator at {self.analytics.leader_url}, "
-            f"helper at {self.analytics.helper_url}"
+            + "; devices sync, verify signatures, match and score with the real agent"
+            + (
+                f"; leader aggregator at {self.analytics.leader_url}, "
+                f"helper at {self.analytics.helper_url}"
+                if self.analytics is not None
+                else ""
+            )
         )
 
     def _serve(self, app: Any) -> str:

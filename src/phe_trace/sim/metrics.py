@@ -74,10 +74,15 @@ class Metrics:
     bytes_per_device_day: dict[str, float]
     bytes_by_day_mean: list[float]
     daily: dict[str, list[int]] = field(default_factory=dict)
+    #: Two cities: notifications of people exposed in the other city (see
+    #: :func:`cross_city_metrics`); empty for one city.
+    cross_city: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         c = self.confusion
+        extra = {"cross_city": self.cross_city} if self.cross_city else {}
         return {
+            **extra,
             "notifications": {
                 "true_positives": c.true_positives,
                 "false_positives": c.false_positives,
@@ -119,10 +124,16 @@ class _Truth:
         self.result_time = {r.person: SIM_EPOCH + r.result_time_s for r in published}
         self.config = result.config
 
-    def available(self, reporter: int, day: int) -> float | None:
-        """When ``reporter``'s key of ``day`` reached devices (``None``: not a reporter)."""
+    def available(self, reporter: int, day: int, person: int | None = None) -> float | None:
+        """When ``reporter``'s key of ``day`` reached ``person``'s device (``None``: not a
+        reporter); for a person of the other city, through the federation."""
         t = self.report_time.get(reporter)
-        return None if t is None else self.config.keys_available_at(t, day)
+        if t is None:
+            return None
+        home = self.result.home_city
+        if home is not None and person is not None and home[person] != home[reporter]:
+            return self.config.federated_keys_available_at(t, day)
+        return self.config.keys_available_at(t, day)
 
     def first_check_after(self, person: int, t: float) -> float | None:
         """The first daily check of ``person`` at or after ``t`` within the run."""
@@ -136,7 +147,7 @@ class _Truth:
 
     def eligible(self, person: int, reporter: int, day: int) -> bool:
         """Could ``person``'s device have caught a close contact with ``reporter`` on ``day``?"""
-        available = self.available(reporter, day)
+        available = self.available(reporter, day, person)
         if available is None:
             return False
         report_day = int((self.report_time[reporter] - SIM_EPOCH) // DAY_S)
@@ -191,7 +202,63 @@ def compute_metrics(result: SimResult) -> Metrics:
         bytes_per_device_day=_bytes(result),
         bytes_by_day_mean=_bytes_by_day(result),
         daily=_daily(result),
+        cross_city=cross_city_metrics(result, truth, should),
     )
+
+
+def cross_city_metrics(
+    result: SimResult, truth: _Truth, should: dict[int, list[int]]
+) -> dict[str, Any]:
+    """Two cities: how well people exposed in the other city were notified.
+
+    *Should* (cross-city): the person had an eligible close contact (as above, with the
+    keys' arrival through the federation) with a reporter of the other city. *Notified*
+    (cross-city): the person was notified and their device's kept matches include a key
+    of a reporter of the other city. Precision and recall as above over these two sets;
+    the delays are hours from the reporter's test result to the notification, for
+    people notified through a key of their own city and of the other.
+    """
+    home = result.home_city
+    if home is None:
+        return {}
+    should_cross = {
+        p for p, reporters in should.items() if any(home[r] != home[p] for r in reporters)
+    }
+    notified_cross = {
+        p for p, cities in result.matched_cities.items() if any(c != home[p] for c in cities)
+    }
+    tp = len(notified_cross & should_cross)
+    confusion = Confusion(
+        tp, len(notified_cross - should_cross), len(should_cross - notified_cross), 0
+    )
+    delays: dict[str, list[float]] = {"same_city": [], "other_city": []}
+    for person in sorted(set(result.notified_at) & set(should)):
+        t = result.notified_at[person]
+        for kind, reporters in (
+            ("same_city", [r for r in should[person] if home[r] == home[person]]),
+            ("other_city", [r for r in should[person] if home[r] != home[person]]),
+        ):
+            times = [truth.result_time[r] for r in reporters if truth.report_time[r] <= t]
+            if times:
+                delays[kind].append((t - min(times)) / 3600.0)
+    same, other = _describe(delays["same_city"]), _describe(delays["other_city"])
+    added = None
+    if same["median"] is not None and other["median"] is not None:
+        added = float(other["median"]) - float(same["median"])
+    return {
+        "commuters": result.commuters,
+        "should_notify": len(should_cross),
+        "notified": len(notified_cross),
+        "true_positives": tp,
+        "false_positives": confusion.false_positives,
+        "false_negatives": confusion.false_negatives,
+        "precision": confusion.precision,
+        "recall": confusion.recall,
+        "test_to_notification_hours_same_city": same,
+        "test_to_notification_hours_other_city": other,
+        "federation_adds_hours_median": added,
+        "federation": result.federation,
+    }
 
 
 def _met_reporters(result: SimResult) -> set[int]:
@@ -211,7 +278,7 @@ def _tradeoff(result: SimResult, truth: _Truth, should: set[int]) -> list[Tradeo
         matched = []
         for m in table.match(stored):
             day = int((m.unix_time - SIM_EPOCH) // DAY_S)
-            available = truth.available(m.reporter, day)
+            available = truth.available(m.reporter, day, person)
             check = None if available is None else truth.first_check_after(person, available)
             if check is not None and m.unix_time < check:
                 matched.append(m)

@@ -41,6 +41,7 @@ def build_summary(result: SimResult, metrics: Metrics, parts: dict[str, str]) ->
             "radio": cfg.radio,
             "scan_period_s": cfg.scan_period_s,
             "risk_rule": result.risk_rule,
+            "cities": cfg.cities,
         },
         "parts": parts,
         "city": {
@@ -224,6 +225,39 @@ def _analytics_html(view: Any) -> str:
     )
 
 
+def _cross_city_html(c: Any) -> str:
+    """Two cities: notifications of people exposed in the other city, and the delay."""
+    if not c:
+        return ""
+    same = c["test_to_notification_hours_same_city"]
+    other = c["test_to_notification_hours_other_city"]
+    fed = c.get("federation") or {}
+    rows = [
+        ("commuters", c["commuters"]),
+        ("exposed in the other city: should be notified", c["should_notify"]),
+        ("notified through a key of the other city", c["notified"]),
+        ("true / false positives", f"{c['true_positives']} / {c['false_positives']}"),
+        ("false negatives", c["false_negatives"]),
+        ("precision", c["precision"]),
+        ("recall", c["recall"]),
+        ("hours test → notification, median: same city", same["median"]),
+        ("… other city", other["median"]),
+        ("hours federation adds (difference of the medians)", c["federation_adds_hours_median"]),
+        ("federation runs", fed.get("runs")),
+        ("keys uploaded per city", fed.get("keys_uploaded")),
+        ("keys imported per city", fed.get("keys_imported")),
+        (
+            "hours publication → import in the other city, median",
+            fed.get("publication_to_import_hours_median"),
+        ),
+    ]
+    return (
+        "<h2>Across the two cities</h2><p>Should: an eligible close contact with a reporter "
+        "of the other city (keys arriving through the federation gateway). Notified: "
+        "notified, with a key of the other city among the device's matches.</p>" + _table(rows)
+    )
+
+
 def _html(s: dict[str, Any]) -> str:
     n = s["notifications"]
     b = s["bytes_per_device_per_day"]
@@ -272,6 +306,7 @@ wall time {s["wall_seconds"]:.1f} s.</p>
         )
     }
 <p>Scoring rule of the devices:</p><pre>{html.escape(json.dumps(cfg["risk_rule"], indent=1))}</pre>
+{_cross_city_html(s.get("cross_city"))}
 <h2>Outbreak</h2>
 {_table(list(s["outbreak"].items()))}
 <h2>Time and bytes</h2>

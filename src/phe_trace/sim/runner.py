@@ -25,6 +25,7 @@ import numpy as np
 
 from phe_trace.errors import PheTraceError
 
+from .cities import TwinCities, build_twin_cities
 from .config import SIM_EPOCH, SimConfig
 from .encounters import DayContacts, day_contacts
 from .fleet import Fleet
@@ -112,6 +113,14 @@ class SimResult:
     daily_observations: list[dict[int, Any]] = field(default_factory=list)
     #: The scoring rule the devices' notifications came from (``thresholds_db`` included).
     risk_rule: dict[str, Any] = field(default_factory=dict)
+    #: Two cities: each person's home city (``None`` for one city), how many commute.
+    home_city: IntArray | None = None
+    commuters: int = 0
+    #: Two cities: per notified person, the home cities of the reporters whose keys
+    #: their device matched (read from its sealed store at the end).
+    matched_cities: dict[int, set[int]] = field(default_factory=dict)
+    #: Two cities: what the federation did (backend's own counts and delays).
+    federation: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     tests_total: int = 0
     positives_total: int = 0
@@ -133,7 +142,14 @@ class Simulation:
         config.check()
         self.config = config
         self.rng = np.random.default_rng(config.seed)
-        self.city = build_city(config.people, config.uptake, self.rng)
+        self.twins: TwinCities | None = None
+        if config.cities == 2:
+            self.twins = build_twin_cities(
+                config.people, config.uptake, config.commuter_share, self.rng
+            )
+            self.city = self.twins.merged
+        else:
+            self.city = build_city(config.people, config.uptake, self.rng)
         self.outbreak = Outbreak(self.city, config.report_rate, self.rng)
         self.outbreak.seed(config.seeds)
         self._backend_factory = backend_factory
@@ -154,10 +170,14 @@ class Simulation:
                 self.config.seed,
                 self.config.scan_period_s,
                 getattr(backend, "agent_settings", None),
+                None if self.twins is None else self.twins.home,
             )
             if self.config.radio == "bumble":
                 self._hci = HciBridge(pick_bumble_devices(self.city, self.config.bumble_devices))
             result = SimResult(self.config, self.city, backend.description, backend.real)
+            if self.twins is not None:
+                result.home_city = self.twins.home
+                result.commuters = self.twins.commuters
             result.risk_rule = backend.risk_rule()
             sync_rng = np.random.default_rng(self.config.seed + 1)
             result.sync_hour = {p: float(sync_rng.uniform(6.0, 23.0)) for p in fleet}
@@ -190,9 +210,11 @@ class Simulation:
         closes: list[tuple[int, IntArray, IntArray, np.ndarray]],
     ) -> None:
         cfg, ob = self.config, self.outbreak
-        contacts = ob.filter_isolated(
-            day_contacts(self.city, day, cfg.scan_period_s, self.rng), day
-        )
+        if self.twins is None:
+            drawn = day_contacts(self.city, day, cfg.scan_period_s, self.rng)
+        else:
+            drawn = self.twins.day_contacts(day, cfg.scan_period_s, self.rng)
+        contacts = ob.filter_isolated(drawn, day)
         a, b, minutes = contacts.close_pairs()
         closes.append((day, a, b, minutes))
         new_infections = ob.transmit(day, contacts)
@@ -210,6 +232,9 @@ class Simulation:
         events += [(SIM_EPOCH + r.time_s, 0, i) for i, r in enumerate(reports)]
         events += [(day_start + h * 3600.0, 2, 0) for h in cfg.export_hours]
         events += [(day_start + h * 3600.0, 3, p) for p, h in result.sync_hour.items()]
+        federate = getattr(backend, "federate", None)
+        if callable(federate):
+            events += [(day_start + h * 3600.0, 4, 0) for h in cfg.federation_hours]
         events.sort()
         self._checks.clear()
         self._reported.clear()
@@ -222,6 +247,9 @@ class Simulation:
             elif kind == 2:
                 if backend.export(now):
                     result.export_times.append(now)
+            elif kind == 4:
+                assert callable(federate)
+                federate(now)
             else:
                 self._check(fleet, backend, result, arg, now, day)
         self._daily_metrics(day, fleet, backend, result)
@@ -373,6 +401,18 @@ class Simulation:
             result.stored_sightings[person] = [
                 r for r in fleet.sightings(person) if r[0] in published
             ]
+        if result.home_city is not None:
+            home = result.home_city
+            reporter_of = {k.key_data: k.reporter for k in result.published}
+            for person in result.notified_at:
+                items = (fleet.agents[person].store.get_meta("matches") or {}).get("items", [])
+                keys = {bytes.fromhex(item["k"][0]) for item in items}
+                result.matched_cities[person] = {
+                    int(home[reporter_of[k]]) for k in keys if k in reporter_of
+                }
+            summary = getattr(backend, "federation_summary", None)
+            if callable(summary):
+                result.federation = summary(result)
         days = [np.full(len(a), d, dtype=np.int64) for d, a, _, _ in closes]
         result.close_day = np.concatenate(days) if days else result.close_day
         result.close_a = np.concatenate([a for _, a, _, _ in closes])
