@@ -2,7 +2,8 @@
 
 Serves ``files`` (path → bytes) under ``/v1/exports/``, honours ``Range`` with 206, and
 has knobs for the failure cases: ``down`` (every request 503), ``fail`` (paths that
-answer 503), ``cut`` (paths whose body is cut off after n bytes, once each).
+answer 503), ``answers`` (paths that first answer these statuses, one per request),
+``cut`` (paths whose body is cut off after n bytes, once each).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ExportHost:
     down: bool = False
     fail: set[str] = field(default_factory=set)
     cut: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, list[int]] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
 
@@ -39,6 +41,9 @@ class ExportHost:
         self.requests.append((path, headers.get("range")))
         if self.down or path in self.fail:
             await _reply(send, 503, b"unavailable")
+            return
+        if self.answers.get(path):
+            await _reply(send, self.answers[path].pop(0), b"not now")
             return
         data = self.files.get(path)
         if data is None:

@@ -58,6 +58,26 @@ def test_every_payload_of_two_days_is_its_intervals_rpi_and_aem(make_agent) -> N
     assert seen > 2 * 72
 
 
+def test_a_day_that_has_a_key_keeps_it(make_agent) -> None:
+    """AGENT-3: a TEK day has one key: after the next day began, a clock set back into the
+    first day advertises that day's identifiers under its own key again, and the store
+    still holds one key per day."""
+    agent = make_agent()
+    morning = T0 + 3600
+    agent.tick(morning)
+    [first] = agent.store.teks()
+    agent.tick(morning + 86400)
+    agent.tick(morning + 1200)  # the clock went back to the first day
+    payload = agent.radio.current_payload()
+    assert payload[:16] == ref_rpi(first.key_data, ref_interval(morning + 1200))
+    keys = sorted(agent.store.teks(), key=lambda k: k.rolling_start_interval_number)
+    assert [k.rolling_start_interval_number for k in keys] == [
+        ref_interval(T0),
+        ref_interval(T0) + 144,
+    ]
+    assert keys[0].key_data == first.key_data
+
+
 def test_rotation_every_10_to_20_minutes_and_at_midnight(make_agent) -> None:
     """Payload and address change together at 600–1200 s and at each new day's key.
 
@@ -148,6 +168,20 @@ def test_clock_going_backwards_keeps_data_and_says_so(make_agent) -> None:
     assert {k.key_data for k in b.store.teks()} >= set(keys_before)
     status_warnings = b.store.get_meta("warnings")
     assert status_warnings and "clock went back" in status_warnings["items"][-1]["message"]
+
+
+def test_a_clock_set_back_within_the_tolerance_is_not_reported(make_agent) -> None:
+    """AGENT-11: a step back by up to clock_skew_tolerance_s (120 s) is not reported; one
+    second more is, and rotates the identifier at once."""
+    agent = make_agent()
+    now = T0 + 3600
+    agent.tick(now)
+    quiet = agent.tick(now - 120)
+    assert quiet.warnings == [] and not quiet.rotated
+    agent.tick(now + 60)
+    loud = agent.tick(now + 60 - 121)
+    assert loud.rotated
+    assert loud.warnings and "clock went back by 121 s" in loud.warnings[0]
 
 
 def test_settings_errors_are_reported_together() -> None:

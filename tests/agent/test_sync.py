@@ -14,6 +14,7 @@ import pytest
 from phe_trace.agent import (
     Agent,
     ConfigError,
+    ExportNotFoundError,
     ServerUnavailableError,
     SightingRecord,
     StoredKey,
@@ -201,6 +202,24 @@ def test_wrong_signing_key_is_refused(make_agent, host: ExportHost) -> None:
     assert result.matched_sightings == 0
 
 
+def test_every_configured_key_is_tried(make_agent, host: ExportHost) -> None:
+    """AGENT-14: with the old and the new signing key configured (a rotation), a file
+    signed by either verifies and is matched; one signed by neither is refused."""
+    a, b = _pair(make_agent)
+    [a_key] = a.store.teks()
+    old, new, other = new_signer(), new_signer(), new_signer()
+    keys = [confirmed(a_key.key_data, a_key.rolling_start_interval_number)]
+    paths = publish(
+        host.files,
+        [export_zip(new, keys, 0, 1), export_zip(other, [], 1, 2)],
+        int(T0 + DAY),
+    )
+    _configure(b, host, f"{spki(old)},{spki(new)}")
+    result = b.sync(NOW)
+    assert result.rejected_files == {paths[1]: "export_bad_signature"}
+    assert result.files_checked == 1 and result.matched_sightings == 12
+
+
 def test_unsigned_matching_is_refused_without_a_configured_key(
     make_agent, host: ExportHost
 ) -> None:
@@ -247,6 +266,29 @@ def test_server_down_mid_download_resumes_without_loss(make_agent, host: ExportH
         b.sync(NOW + 1200)
     assert b.status(NOW + 1200)["last_exposure_day"] == "2026-11-02"
     assert "kept failing" in b.status(NOW + 1200)["last_check_error"]
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_transient_answers_are_retried(host: ExportHost, status: int) -> None:
+    """AGENT-13: 408, 429 and 5xx answers are retried (with backoff) until the file arrives."""
+    host.files["ZZ/a.zip"] = b"export bytes"
+    host.answers["ZZ/a.zip"] = [status, status]
+    with httpx.Client() as client:
+        got = download(client, f"{host.url}/v1/exports/ZZ/a.zip", retries=2, backoff_s=0)
+    assert got == b"export bytes"
+    assert [p for p, _ in host.requests] == ["ZZ/a.zip"] * 3
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_other_client_errors_are_not_retried(host: ExportHost, status: int) -> None:
+    """AGENT-13: any other 4xx fails the file at once (404 as export_not_found), no retry."""
+    host.files["ZZ/a.zip"] = b"export bytes"
+    host.answers["ZZ/a.zip"] = [status]
+    with httpx.Client() as client, pytest.raises(SyncError) as info:
+        download(client, f"{host.url}/v1/exports/ZZ/a.zip", retries=2, backoff_s=0)
+    assert not isinstance(info.value, ServerUnavailableError)
+    assert isinstance(info.value, ExportNotFoundError) == (status == 404)
+    assert [p for p, _ in host.requests] == ["ZZ/a.zip"]
 
 
 def test_cut_transfer_is_resumed_with_range(host: ExportHost) -> None:

@@ -49,7 +49,8 @@ def test_key_count_noise_scales_with_upload_size() -> None:
     """AGG-14: sensitivity 14 keys per upload, ε = 0.5 → scale 28."""
     values = [dp_key_count(1000) for _ in range(1500)]
     assert abs(statistics.fmean(values) - 1000) < 4 * math.sqrt(_var(0.5, 14) / 1500)
-    assert 0.75 < statistics.pvariance(values) / _var(0.5, MAX_KEYS_PER_UPLOAD) < 1.25
+    assert MAX_KEYS_PER_UPLOAD == 14
+    assert 0.75 < statistics.pvariance(values) / _var(0.5, 14) < 1.25
     with pytest.raises(EncodingError):
         dp_key_count(-1)
 

@@ -28,7 +28,10 @@ def test_sum_encoded_equals_decode_and_add(field: Field) -> None:
 
 @pytest.mark.parametrize("field", [FIELD64, FIELD128])
 def test_sum_encoded_refuses_what_decode_refuses(field: Field) -> None:
+    """AGG-3: a decoder refuses an element not below the modulus — the modulus itself
+    included — and a ragged length; p − 1 decodes; the summing path refuses the same."""
     size = field.encoded_size
+    assert field.decode_vec((field.modulus - 1).to_bytes(size, "little")) == [field.modulus - 1]
     with pytest.raises(EncodingError):
         field.sum_encoded([bytes(3 * size), bytes(2 * size)], 3)
     for bad in (field.modulus, 2 ** (8 * size) - 1, field.modulus + 2**64):

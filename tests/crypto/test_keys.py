@@ -94,12 +94,21 @@ def test_non_bytes_key_is_refused_clearly() -> None:
 
 @pytest.mark.parametrize(
     ("start", "count"),
-    [(-1, 144), (2**32, 1), (0, 0), (0, 145), (2**32 - 10, 144), (1.5, 144)],
+    [(-1, 144), (2**32, 1), (0, 0), (0, 145), (2**32 - 10, 144), (2**32 - 143, 144), (1.5, 144)],
 )
 def test_interval_ranges_are_checked(start: int, count: int) -> None:
     """TIME-2, KEY-5: intervals are uint32; counts are 1..144 and may not overflow."""
     with pytest.raises(IntervalRangeError):
         crypto.rpis(b"k" * 16, start, count)
+
+
+def test_a_range_may_end_exactly_at_the_last_interval() -> None:
+    """KEY-5: 144 identifiers ending at interval 2^32 − 1 are derived; one more overflows."""
+    last = crypto.MAX_INTERVAL
+    ids = crypto.rpis(b"k" * 16, last - 143, 144)
+    assert ids[-1] == crypto.rpi(b"k" * 16, last)
+    with pytest.raises(IntervalRangeError):
+        crypto.rpis(b"k" * 16, last - 142, 144)
 
 
 def test_time_base() -> None:

@@ -80,6 +80,19 @@ def test_overlapping_and_duplicate_keys() -> None:
     assert result.keys_checked == 5
 
 
+def test_matches_are_ordered_by_reception_time() -> None:
+    """MATCH-5: the canonical order is reception time first, whatever the identifiers."""
+    keys = [key(20 + i) for i in range(6)]
+    seen = [sighting_of(k, DAY0 + 60 - 7 * i) for i, k in enumerate(keys)]
+    result = match(keys, list(reversed(seen)))
+    times = [m.sighting.unix_time for m in result.matches]
+    assert len(times) == 6 and len(set(times)) == 6
+    assert times == sorted(times)
+    assert sorted(m.sighting.rpi for m in result.matches) != [
+        m.sighting.rpi for m in result.matches
+    ]
+
+
 def test_same_identifier_seen_many_times_gives_one_match_per_sighting() -> None:
     """MATCH-2: every sighting of a matched identifier is reported."""
     k = key(5)
@@ -137,6 +150,30 @@ def test_malformed_keys_are_refused_one_by_one() -> None:
     assert b"\x01".hex() * 15 not in reasons
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 8192])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        DiagnosisKey(b"\x04" * 16, DAY0, 144, 9),
+        DiagnosisKey(b"\x03" * 16, DAY0, 145),
+        DiagnosisKey(b"\x06" * 16, crypto.MAX_INTERVAL, 2),
+    ],
+    ids=["risk-9", "period-145", "past-uint32"],
+)
+def test_one_malformed_key_among_good_ones_is_refused_at_its_position(
+    bad: DiagnosisKey, chunk_size: int
+) -> None:
+    """MATCH-6: the only bad key of an input, in any chunk, is refused by its input position
+    while the keys around it still match."""
+    good = [key(30 + i) for i in range(5)]
+    keys = [*good[:3], bad, *good[3:]]
+    seen = [sighting_of(k, DAY0 + 9) for k in good]
+    result = match(keys, seen, chunk_size=chunk_size)
+    assert [r.position for r in result.rejected] == [3]
+    assert {m.diagnosis_key.key_data for m in result.matches} == {k.key_data for k in good}
+    assert result.keys_checked == 6
+
+
 @pytest.mark.parametrize(
     ("kwargs", "word"),
     [
@@ -159,6 +196,7 @@ def test_bad_arguments_are_refused(kwargs: dict[str, int], word: str) -> None:
     [
         ("rpi", b"\x00" * 15),
         ("aem", b"\x00" * 5),
+        ("aem", b"\x00" * 3),
         ("rssi", 1000),
         ("unix_time", -1.0),
         ("unix_time", float("nan")),

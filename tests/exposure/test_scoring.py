@@ -57,6 +57,16 @@ def test_bucket_edges_use_typical_attenuation() -> None:
     assert score == duration
 
 
+def test_buckets_follow_the_published_thresholds_not_the_defaults() -> None:
+    """RISK-2: with thresholds [40, 55, 60], 40 is immediate, 41 and 55 near, 56 and 60
+    medium, 61 other — the configured edges, inclusive, by typical attenuation."""
+    config = dataclasses.replace(CONFIG, attenuation_bucket_thresholds_db=(40, 55, 60))
+    w = window([(40, 99, 60), (41, 0, 60), (55, 0, 60), (56, 0, 60), (60, 0, 60), (61, 0, 60)])
+    duration, _ = window_score(w, config)
+    assert duration == 60 * (2.0 + 1.0 + 1.0 + 0.5 + 0.5 + 0.0)
+    assert window_score(w, CONFIG)[0] == 60 * (1.0 + 1.0 + 0.5 + 0.5 + 0.5 + 0.5)
+
+
 def test_window_score_weights_and_minimum() -> None:
     """RISK-3: score = weighted duration × report-type weight × infectiousness weight."""
     w = window(
@@ -118,6 +128,46 @@ def test_cwa_production_parameters_by_hand() -> None:
     # self report + standard = TRL 3, TRV 0.6: 0.6 × 15 × 0.8 = 7.2 → LOW
     low = cwa_window_risk(window([(50, 50, 300)] * 3, report_type=ReportType.SELF_REPORT), params)
     assert low is not None and low.risk_level == RiskLevel.LOW
+
+
+def test_trl_filter_drops_exactly_its_levels() -> None:
+    """RISK-5: the production TRL filter [1, 2] drops TRL 1 (recursive + standard) and TRL 2
+    (recursive + high) and nothing else: TRL 3 and TRL 0 (a filter-free configuration) score."""
+    params = default_config().risk_calculation
+    scans = [(50, 50, 300)] * 3
+    recursive = ReportType.RECURSIVE
+    for infectiousness in (Infectiousness.STANDARD, Infectiousness.HIGH):
+        assert (
+            cwa_window_risk(
+                window(scans, report_type=recursive, infectiousness=infectiousness), params
+            )
+            is None
+        )
+    kept = cwa_window_risk(window(scans, report_type=ReportType.SELF_REPORT), params)
+    assert kept is not None and kept.transmission_risk_level == 3
+    zero = dataclasses.replace(
+        params,
+        trl_encoding=dataclasses.replace(params.trl_encoding, infectiousness_offset_standard=0),
+    )
+    r = cwa_window_risk(window(scans, report_type=recursive), zero)
+    assert r is not None and r.transmission_risk_level == 0
+
+
+def test_a_day_without_a_level_counts_no_encounters() -> None:
+    """RISK-6: distinct encounters are counted only on days that have a level: with a day
+    mapping that starts at 13, a day at 7.2 has no level and no LOW encounters."""
+    params = default_config().risk_calculation
+    [high] = [
+        e for e in params.normalized_time_per_day_to_risk_level if e.risk_level == RiskLevel.HIGH
+    ]
+    only_high = dataclasses.replace(params, normalized_time_per_day_to_risk_level=(high,))
+    low = window([(50, 50, 300)] * 3, report_type=ReportType.SELF_REPORT)
+    [day] = cwa_risk([low], only_high).days
+    assert day.normalized_time == 7.2 and day.risk_level is None
+    assert day.minimum_distinct_encounters_with_low_risk == 0
+    [counted] = cwa_risk([low], params).days
+    assert counted.risk_level == RiskLevel.LOW
+    assert counted.minimum_distinct_encounters_with_low_risk == 1
 
 
 def test_cwa_days_round_and_count_distinct_encounters() -> None:

@@ -66,6 +66,18 @@ def test_windows_are_at_most_thirty_minutes() -> None:
     assert windows[0].date.isoformat() == "2020-04-02"
 
 
+def test_a_windows_day_is_the_utc_day_of_its_first_sighting() -> None:
+    """WIN-1: a window opened at 23:50 UTC belongs to that day even when it runs past
+    midnight; the next window, opened after midnight, to the next day."""
+    k = key(2)
+    evening = T0 + 86400 - 600  # 23:50 UTC
+    times = [evening, evening + 900, evening + 1800, evening + 1900]
+    windows = build_exposure_windows([m(k, t) for t in times], MAPPING)
+    assert [w.start_unix_time for w in windows] == [evening, evening + 1800]
+    assert [w.day for w in windows] == [T0 // 86400, T0 // 86400 + 1]
+    assert windows[0].date.isoformat() == "2020-04-02"
+
+
 def test_scan_instances_merge_close_sightings() -> None:
     """WIN-3: sightings < 25.5 s after the instance start merge; typical = round-half-up mean."""
     k = key(3)

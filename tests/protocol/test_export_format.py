@@ -228,10 +228,12 @@ def test_writer_refuses_bad_window_or_batch(start: int, end: int, num: int, size
 
 
 def test_reader_is_strict_about_the_header() -> None:
-    """EXP-2: any other header is refused; a header cut short is 'truncated'."""
+    """EXP-2, EXP-4: a reader refuses any other 16-byte header, down to its padding
+    spaces; a header cut short is 'truncated'."""
     good = export.encode_export_bin(export.TemporaryExposureKeyExport(0, 1, "DE"))
-    with pytest.raises(export.ExportFormatError):
-        export.decode_export_bin(b"EK Export v2    " + good[16:])
+    for header in (b"EK Export v2    ", b"EK Export v1\x00\x00\x00\x00", b"EK Export v1   \t"):
+        with pytest.raises(export.ExportFormatError):
+            export.decode_export_bin(header + good[16:])
     with pytest.raises(export.ExportFormatError):
         export.decode_export_bin(good[1:])
     with pytest.raises(export.ExportTruncatedError):

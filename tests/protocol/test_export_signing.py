@@ -286,6 +286,7 @@ def test_split_batches_must_be_complete() -> None:
     for parts in (
         [_part(1, 3), _part(3, 3)],
         [_part(1, 2), _part(1, 2), _part(2, 2)],
+        [_part(1, 2), _part(1, 2)],
         [_part(1, 2), _part(2, 2), _part(1, 2, region="FR")],
     ):
         with pytest.raises(export.ExportIncompleteBatchError):

@@ -52,7 +52,8 @@ T0 = 1_795_000_000 - 1_795_000_000 % DAY  # a UTC midnight
     ],
 )
 def test_plan_table(name: str, kwargs: dict, expected: list[tuple[int, int]]) -> None:
-    """Windows are period-aligned, end ≥ min age ago, contiguous after the last batch."""
+    """PUB-26: windows are period-aligned, end ≥ min age ago, contiguous after the last
+    batch, never before the retention horizon."""
     args = dict(period=H, min_window_age=2 * H, oldest_start=0)
     args.update(kwargs)
     assert plan_batches(**args) == [BatchWindow(s, e) for s, e in expected], name

@@ -66,6 +66,16 @@ def test_bad_key_dropped_with_warning(bad: UploadedKey, fragment: str) -> None:
     assert "\x09" not in result.warnings[0]
 
 
+def test_a_key_may_start_at_the_current_interval_but_not_after() -> None:
+    """PUB-12: a key starting at ENIN(now) is kept; one starting an interval later is dropped
+    as in the future."""
+    now_interval = NOW // 600
+    assert len(run([key(1, now_interval, 1)]).accepted) == 1
+    result = run([key(1, TODAY - 144), key(2, now_interval + 1, 1)])
+    assert [a.key.key_data[0] for a in result.accepted] == [1]
+    assert result.warnings[0].startswith("key 1:") and "in the future" in result.warnings[0]
+
+
 def test_age_boundary() -> None:
     """A key ending exactly 15 days ago is still accepted (start+period ≥ ENIN(now−15d))."""
     oldest = (NOW - 15 * 86400) // 600
@@ -95,6 +105,35 @@ def test_symptom_onset_choice() -> None:
     assert choose_symptom_onset(too_old, TODAY - 144, NOW, RULES) == TODAY - 144
     assert choose_symptom_onset(None, None, NOW, RULES) == TODAY - 4 * 144
     assert choose_symptom_onset(NOW // 600 + 1, None, NOW, RULES) == TODAY - 4 * 144
+
+
+def test_symptom_onset_window_edges() -> None:
+    """PUB-15: an onset is taken from [ENIN(UTC midnight of now − 28 days), ENIN(now)):
+    the first interval of that day and the interval before now are taken, the interval of
+    now and the one before the window are not (the certificate's onset is used instead)."""
+    now_interval = NOW // 600
+    lowest = (MIDNIGHT - 28 * 86400) // 600
+    fallback = TODAY - 144
+    for taken in (lowest, now_interval - 1):
+        assert choose_symptom_onset(taken, fallback, NOW, RULES) == taken
+        assert choose_symptom_onset(None, taken, NOW, RULES) == taken
+    for refused in (lowest - 1, now_interval):
+        assert choose_symptom_onset(refused, fallback, NOW, RULES) == fallback
+
+
+def test_days_since_onset_of_fourteen_is_kept_and_fifteen_removed() -> None:
+    """PUB-15: ±14 days since onset stay on the key; ±15 are removed with a warning."""
+    onset = TODAY - 15 * 144
+    result = run([key(1, TODAY - 144), key(2, TODAY - 2 * 144)], onset=onset)
+    by_key = {a.key.key_data[0]: a.key.days_since_onset_of_symptoms for a in result.accepted}
+    assert by_key == {1: 14, 2: 13} and result.warnings == ()
+    late = run([key(1, TODAY), key(2, TODAY - 144)], onset=onset)
+    by_key = {a.key.key_data[0]: a.key.days_since_onset_of_symptoms for a in late.accepted}
+    assert by_key == {1: None, 2: 14}
+    assert len(late.warnings) == 1 and "onset dropped" in late.warnings[0]
+    before = run([key(1, TODAY - 144 * 14), key(2, TODAY - 144 * 13)], onset=TODAY)
+    by_key = {a.key.key_data[0]: a.key.days_since_onset_of_symptoms for a in before.accepted}
+    assert by_key == {1: -14, 2: -13}
 
 
 def test_days_since_onset_and_far_onset() -> None:
@@ -128,14 +167,14 @@ def test_transmission_risk_backfill(report: ReportType, expected: int) -> None:
 def test_created_at_truncation_and_embargo() -> None:
     """created_at is the hour; a still-valid key is embargoed to its expiry (SPEC PUB-16)."""
     result = run([key(1, TODAY - 144), key(2, TODAY, 144)])
-    result3 = run([key(3, NOW // 600 - 5, 8)])
+    result3 = run([key(3, NOW // 600 - 5, 7)])
     created = {
         a.key.key_data[0]: (a.created_at, a.embargoed) for a in result.accepted + result3.accepted
     }
     hour = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp())
     assert created[1] == (hour, False)
     assert created[2] == (MIDNIGHT + 86400, True)
-    # key 3 ends at interval NOW//600 + 3 = 12:50 → rounded up to 13:00
+    # key 3 ends at 12:50 (interval NOW//600 + 2, NOW is 12:34) → rounded up to 13:00
     assert created[3] == (hour + 3600, True)
     released = run([key(2, TODAY, 144)], rules=PublishRules(release_same_day_keys=True))
     assert released.accepted[0].created_at == hour

@@ -13,7 +13,7 @@ from phe_trace.verification import ManualClock, VerificationService
 from phe_trace.verification.database import make_engine
 from phe_trace.verification.tables import VERSION_TABLE, metadata
 
-from .conftest import START, make_settings
+from .conftest import START, WORKER_PASSWORD, make_settings
 
 
 def _all_text(engine: sa.Engine) -> str:
@@ -124,6 +124,62 @@ def test_signing_key_survives_restart_and_rotation_keeps_old_key_published(
     assert second.signing.retire_inactive(second.clock.now()) == [kid]
     assert [k["kid"] for k in second.signing.jwks()["keys"]] == [new_kid]
     second.close()
+
+
+def test_jwks_entries_are_p256_signature_keys_of_the_active_key(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """VER-8: each JWK Set entry has exactly kty EC, crv P-256, x, y, kid, use sig and alg
+    ES256, and its x and y are the active signing key's public point."""
+    import base64
+
+    service = VerificationService(make_settings(tmp_path, sqlite_url))
+    kid, key = service.signing.active()
+    [entry] = service.signing.jwks()["keys"]
+    service.close()
+    assert set(entry) == {"kty", "crv", "x", "y", "kid", "use", "alg"}
+    assert (entry["kty"], entry["crv"], entry["use"], entry["alg"]) == (
+        "EC",
+        "P-256",
+        "sig",
+        "ES256",
+    )
+    assert entry["kid"] == kid
+    numbers = key.public_key().public_numbers()
+    for name, value in (("x", numbers.x), ("y", numbers.y)):
+        raw = base64.urlsafe_b64decode(entry[name] + "=" * (-len(entry[name]) % 4))
+        assert int.from_bytes(raw, "big") == value
+
+
+def test_issuance_accepts_dates_from_today_back_to_the_age_limit_only(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """VER-1: a test or symptom date from today back to 28 days ago is accepted; tomorrow and
+    29 days ago answer ``invalid_date``; when a date is required, none answers ``missing_date``."""
+    import pytest
+
+    from phe_trace.verification.errors import InvalidDateError, MissingDateError
+
+    settings = make_settings(tmp_path, sqlite_url, require_date=True)
+    service = VerificationService(settings, clock=ManualClock(START))
+    realm = service.accounts.create_realm("dates")
+    worker = service.accounts.create_user(
+        realm.id, "worker", WORKER_PASSWORD, is_admin=False, actor="test"
+    )
+    today = START.date()
+    for day in (today, today - timedelta(days=28)):
+        assert service.issue_code(worker, "confirmed", day, None).test_type == "confirmed"
+        assert service.issue_code(worker, "likely", None, day).test_type == "likely"
+    for day in (today + timedelta(days=1), today - timedelta(days=29)):
+        for test_date, symptom_date in ((day, None), (None, day), (today, day), (day, today)):
+            with pytest.raises(InvalidDateError) as info:
+                service.issue_code(worker, "confirmed", test_date, symptom_date)
+            assert info.value.code == "invalid_date"
+    with pytest.raises(MissingDateError) as missing:
+        service.issue_code(worker, "confirmed", None, None)
+    assert missing.value.code == "missing_date"
+    assert service.codes.issued_today(realm.id, START) == 4
+    service.close()
 
 
 def test_wrong_secret_cannot_open_the_signing_key(tmp_path: Path, sqlite_url: str) -> None:
