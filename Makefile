@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench audit clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: lint
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)  # portal browser tests
 	$(BIN)/python -m pytest
 	$(BIN)/python protocol_spec/check_traceability.py
+
+# Mutation-proven traceability: each mutant of protocol_spec/mutants/ breaks one requirement
+# in a scratch copy of src/; the tests citing that requirement must fail (ARGS: e.g. --only KEY-4).
+audit: $(STAMP)
+	$(BIN)/python protocol_spec/audit.py $(ARGS)
 
 # Every benchmark script, small runs (--quick); run one directly for the full workload.
 bench: $(STAMP)
