@@ -10,12 +10,13 @@ For each mutant the audit copies ``src/`` into a scratch directory, applies the 
 runs, with the scratch ``src`` first on ``PYTHONPATH``, only the tests whose own docstring cites
 the requirement (``check_traceability.citing_tests``; the tests themselves are read from the
 repository). The mutant is *killed* when one of those tests fails, or when they run past the
-time limit; it *survives* when they all pass. Before any mutant, the same tests run once on the
-unchanged tree: a test that fails there would kill every mutant and prove nothing.
+time limit; it *survives* when they all pass. A kill counts only if the test that failed passes
+on the unchanged tree: after the mutants, every killing test runs once more without any mutant
+(the *baseline*); one that fails there too proved nothing, and its mutant counts as unproven.
 
-The run fails (exit 1), naming the mutant, when a mutant survives, when its ``old`` text is not
-found exactly once (a stale mutant), when a requirement has no citing test or is not in the spec,
-or when the baseline fails. Exit 2 is a mutant file that does not parse.
+The run fails (exit 1), naming the mutant, when a mutant survives or is unproven, when its
+``old`` text is not found exactly once (a stale mutant), or when a requirement has no citing
+test or is not in the spec. Exit 2 is a mutant file that does not parse.
 
 Usage: ``python protocol_spec/audit.py [--jobs N] [--timeout S] [--json PATH] [--only ID ...]``
 (``make audit``). Prints a per-mutant line as each finishes, then killed/total per section.
@@ -24,6 +25,7 @@ Usage: ``python protocol_spec/audit.py [--jobs N] [--timeout S] [--json PATH] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -35,7 +37,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "protocol_spec" / "mutants"
 SECTIONS = ("KEY", "MATCH", "WIN", "RISK", "PUB", "EXP", "VER", "AGENT", "AGG")
 _FIELDS = ("requirement", "file", "old", "new", "description")
+#: Process groups of the test runs in flight (killed, with their servers, on an interrupt).
+_RUNNING: set[int] = set()
 PYTEST_ARGS = ("-p", "no:cacheprovider", "-x", "-q", "--no-header", "-o", "addopts=")
 
 
@@ -145,18 +149,31 @@ class Outcome:
     """What running a mutant's tests gave."""
 
     name: str
-    status: str  # killed, survived, timeout, error
+    status: str  # killed, survived, timeout, error; unproven (after the baseline)
     seconds: float
     tests: int
     detail: str = ""
     failing: list[str] = field(default_factory=list)
 
 
+#: Plugins that load heavy modules at start-up; left out of a run whose test files (and their
+#: conftest files) never name them.
+_OPTIONAL_PLUGINS = ("schemathesis", "anyio")
+
+
+def _unused_plugins(nodes: Sequence[str]) -> list[str]:
+    files = {ROOT / node.split("::", 1)[0] for node in nodes}
+    for path in list(files):
+        files.update(d / "conftest.py" for d in path.parents if d.is_relative_to(ROOT / "tests"))
+    text = "".join(f.read_text(encoding="utf-8") for f in files if f.is_file())
+    return [arg for name in _OPTIONAL_PLUGINS if name not in text for arg in ("-p", f"no:{name}")]
+
+
 def _pytest(nodes: Sequence[str], src: Path, timeout: float, stop_first: bool) -> Outcome:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
     args = [a for a in PYTEST_ARGS if stop_first or a != "-x"]
-    command = [sys.executable, "-m", "pytest", *args, "-rf", *nodes]
+    command = [sys.executable, "-m", "pytest", *args, *_unused_plugins(nodes), "-rfE", *nodes]
     started = time.monotonic()
     proc = subprocess.Popen(
         command,
@@ -167,18 +184,23 @@ def _pytest(nodes: Sequence[str], src: Path, timeout: float, stop_first: bool) -
         text=True,
         start_new_session=True,
     )
+    _RUNNING.add(proc.pid)
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         return Outcome("", "timeout", time.monotonic() - started, len(nodes))
+    finally:
+        _RUNNING.discard(proc.pid)
     seconds = time.monotonic() - started
-    failing = [
-        line.split()[1]
-        for line in output.splitlines()
-        if line.startswith(("FAILED ", "ERROR ")) and len(line.split()) > 1
-    ]
+    failing = list(
+        dict.fromkeys(
+            line.split(" ", 1)[1].split(" - ", 1)[0].strip()
+            for line in output.splitlines()
+            if line.startswith(("FAILED ", "ERROR ")) and "::" in line
+        )
+    )
     tail = "\n".join(output.strip().splitlines()[-15:])
     if proc.returncode == 0:
         return Outcome("", "survived", seconds, len(nodes))
@@ -203,13 +225,106 @@ def run_mutant(mutant: Mutant, nodes: Sequence[str], timeout: float) -> Outcome:
 
 
 def run_baseline(nodes: Sequence[str], timeout: float) -> Outcome:
-    """Run ``nodes`` on an unchanged scratch copy: they must all pass."""
+    """Run ``nodes`` on an unchanged scratch copy (``survived``: they all passed)."""
     with tempfile.TemporaryDirectory(prefix="phe-trace-baseline-") as scratch:
         src = Path(scratch) / "src"
         shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("*.egg-info"))
         outcome = _pytest(nodes, src, timeout, stop_first=False)
     outcome.name = "baseline"
     return outcome
+
+
+def _killer(outcome: Outcome) -> str | None:
+    """The test function (``file::name``, without parameters) whose failure killed a mutant."""
+    return outcome.failing[0].split("[", 1)[0] if outcome.failing else None
+
+
+def _unchanged_failures(
+    nodes: Sequence[str], pool: ThreadPoolExecutor, jobs: int, timeout: float
+) -> set[str]:
+    """The test functions of ``nodes`` that fail on the unchanged tree (run in ``jobs`` parts;
+    a test that fails only beside the others and passes alone is reported as flaky)."""
+    if not nodes:
+        return set()
+    size = -(-len(nodes) // max(1, jobs))
+    parts = [
+        pool.submit(run_baseline, nodes[i : i + size], timeout) for i in range(0, len(nodes), size)
+    ]
+    results = [part.result() for part in parts]
+    broken = [r for r in results if r.status != "survived" and not r.failing]
+    if broken:
+        raise RuntimeError(broken[0].detail or broken[0].status)
+    failed = [node for r in results for node in r.failing]
+    if failed:
+        again = run_baseline(failed, timeout).failing
+        for node in sorted(set(failed) - set(again)):
+            print(f"audit: warning: flaky: {node} failed once unchanged", file=sys.stderr)
+        failed = again
+    return {node.split("[", 1)[0] for node in failed}
+
+
+def _baseline(
+    mutants: Sequence[Mutant],
+    outcomes: dict[str, Outcome],
+    citing: dict[str, set[str]],
+    pool: ThreadPoolExecutor,
+    jobs: int,
+    timeout: float,
+) -> list[str]:
+    """Prove each kill: rerun every killing test on the unchanged tree. A mutant killed by a
+    test that fails there too is run again without the tests that fail unchanged; if no
+    other citing test kills it, it is ``unproven`` (or ``survived``). Returns failure lines."""
+    passing: set[str] = set()  # killing tests that pass unchanged
+    failing: set[str] = set()  # citing tests that fail unchanged
+    pending = list(mutants)
+    retried: set[str] = set()
+    for _ in range(3):
+        killers = {m.name: k for m in pending if (k := _killer(outcomes[m.name])) is not None}
+        nodes = sorted(set(killers.values()) - passing - failing)
+        try:
+            bad = _unchanged_failures(nodes, pool, jobs, timeout)
+        except RuntimeError as exc:
+            return [f"baseline: the killing tests could not run unchanged: {exc}"]
+        failing |= bad
+        passing |= set(nodes) - bad
+        print(
+            f"audit: baseline: {len(nodes)} killing tests rerun unchanged, {len(bad)} failed",
+            file=sys.stderr,
+        )
+        pending = [m for m in pending if killers.get(m.name) in failing]
+        if not pending:
+            break
+        retried |= {m.name for m in pending}
+        reruns = {
+            m.name: pool.submit(run_mutant, m, sorted(citing[m.requirement] - failing), timeout)
+            for m in pending
+            if citing[m.requirement] - failing
+        }
+        for m in pending:
+            outcomes[m.name] = (
+                reruns[m.name].result() if m.name in reruns else Outcome(m.name, "unproven", 0.0, 0)
+            )
+            print(
+                f"{outcomes[m.name].status:8} {m.name:10} again without {len(failing)} test(s) "
+                f"that fail unchanged {', '.join(outcomes[m.name].failing[:1])}",
+                file=sys.stderr,
+            )
+    lines = []
+    for m in mutants:
+        outcome = outcomes[m.name]
+        if outcome.status == "killed" and _killer(outcome) in failing:
+            outcome.status = "unproven"
+        if outcome.status == "unproven":
+            lines.append(
+                f"{m.name} unproven: every citing test that fails with it fails without it"
+            )
+        elif outcome.status == "survived" and m.name in retried:
+            lines.append(f"{m.name} survived once the tests failing unchanged were left out")
+        elif outcome.status == "error" and m.name in retried:
+            lines.append(f"{m.name}: tests could not run: {outcome.detail}")
+    if failing:
+        print(f"audit: tests failing unchanged: {', '.join(sorted(failing))}", file=sys.stderr)
+    return lines
 
 
 def _section_table(
@@ -243,7 +358,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (300)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--only", nargs="+", metavar="ID", help="only these requirements/mutants")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the unchanged run")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="do not rerun the killing tests unchanged"
+    )
     args = parser.parse_args(argv)
     checker = _traceability()
     try:
@@ -268,21 +385,16 @@ def main(argv: list[str]) -> int:
 
     started = time.monotonic()
     outcomes: dict[str, Outcome] = {}
-    baseline_nodes = sorted({node for m in runnable for node in citing[m.requirement]})
     # Slowest first keeps both workers busy to the end; the number of tests is the estimate.
     order = sorted(runnable, key=lambda m: -len(citing[m.requirement]))
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        baseline = (
-            pool.submit(run_baseline, baseline_nodes, args.timeout * 3)
-            if baseline_nodes and not args.no_baseline
-            else None
-        )
+    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
+    try:
         futures = {
-            m.name: pool.submit(run_mutant, m, sorted(citing[m.requirement]), args.timeout)
+            pool.submit(run_mutant, m, sorted(citing[m.requirement]), args.timeout): m
             for m in order
         }
-        for mutant in order:
-            outcome = futures[mutant.name].result()
+        for future in as_completed(futures):
+            mutant, outcome = futures[future], future.result()
             outcomes[mutant.name] = outcome
             shown = f" ({', '.join(outcome.failing[:2])})" if outcome.failing else ""
             print(
@@ -298,22 +410,17 @@ def main(argv: list[str]) -> int:
                 )
             elif outcome.status == "error":
                 failures.append(f"{mutant.name}: tests could not run: {outcome.detail}")
-        if baseline is not None:
-            base = baseline.result()
-            if base.status == "killed" and base.failing:
-                # Once more, alone: a test that fails only beside the others is reported as
-                # flaky (it may also have killed a mutant by chance), not as a failed baseline.
-                again = run_baseline(base.failing, args.timeout)
-                if again.status == "survived":
-                    for node in base.failing:
-                        print(
-                            f"audit: warning: flaky: {node} failed once unchanged", file=sys.stderr
-                        )
-                base = again
-            if base.status != "survived":
-                print(base.detail, file=sys.stderr)
-                failing = ", ".join(base.failing) or base.status
-                failures.append(f"baseline: the cited tests fail without any mutant: {failing}")
+        if not args.no_baseline:
+            failures += _baseline(order, outcomes, citing, pool, args.jobs, args.timeout)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for group in list(_RUNNING):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        print("audit: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        pool.shutdown(wait=True)
     elapsed = time.monotonic() - started
 
     table = _section_table(mutants, outcomes)

@@ -75,7 +75,8 @@ def _report(agent: Agent, url: str, now: float) -> None:
 def test_uploads_of_1_and_14_keys_have_the_same_size(
     make_agent, services: tuple[RecordingServices, str]
 ) -> None:
-    """(SPEC AGENT-18)"""
+    """AGENT-18: publish bodies of 1 and 14 keys, and a revision, are one whole multiple of
+    8,192 bytes, with at least 1 KiB of random base64 padding."""
     recorder, url = services
     one = make_agent("one", now=T0)
     _report(one, url, T0 + 3600)
@@ -89,6 +90,7 @@ def test_uploads_of_1_and_14_keys_have_the_same_size(
     assert [len(r.temporary_exposure_keys) for r in requests] == [1, 14, 14]
     sizes = {len(body) for body in recorder.published}
     assert len(sizes) == 1, sizes  # one size class, whatever the key count
+    assert sizes.pop() % 8192 == 0  # whole 8 KiB classes
     for request in requests:
         assert len(request.padding) >= 1024  # GAEN client guidance: at least 1 KiB
         try:

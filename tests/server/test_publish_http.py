@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 
 import httpx
 import sqlalchemy as sa
@@ -147,6 +148,22 @@ def test_oversized_body_413(client: httpx.Client, ctx: ServerContext) -> None:
         "/v1/publish", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
+
+    def streamed(size: int) -> Iterator[bytes]:  # exactly ``size`` bytes, no Content-Length
+        head, tail = b'{"padding": "', b'"}'
+        left = size - len(head) - len(tail)
+        yield head
+        while left > 0:
+            yield b"A" * min(left, 10_000)
+            left -= 10_000
+        yield tail
+
+    limit = ctx.settings.max_body_bytes
+    for size in (limit - 16, limit + 1):
+        response = client.post(
+            "/v1/publish", content=streamed(size), headers={"content-type": "application/json"}
+        )
+        assert (response.status_code == 413) == (size > limit), size
 
 
 def test_chaff_is_indistinguishable_and_not_stored(

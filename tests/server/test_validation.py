@@ -85,6 +85,15 @@ def test_age_boundary() -> None:
         run([key(1, oldest - 145, 144)])
 
 
+def test_keys_may_touch_but_not_overlap_by_one_interval() -> None:
+    """PUB-13: a key starting where the previous one ends is accepted; one starting an
+    interval earlier overlaps it and refuses the upload."""
+    touching = run([key(1, TODAY - 288, 144), key(2, TODAY - 144, 144)])
+    assert len(touching.accepted) == 2
+    with pytest.raises(BadRequestError, match="overlaps"):
+        run([key(1, TODAY - 288, 144), key(2, TODAY - 145, 144)])
+
+
 def test_overlap_and_same_start() -> None:
     """Overlaps, duplicates refuse the upload; 3 may share a start (PUB-13, PUB-14, PUB-18)."""
     with pytest.raises(BadRequestError, match="overlaps"):
