@@ -134,6 +134,23 @@ def test_released_aggregates_match_the_devices(world: World) -> None:
     )
 
 
+def test_a_noisy_total_below_zero_is_released_negative(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AGG-24: with each aggregator's draw fixed at −3 per value, every released value is the
+    devices' count − 6 — negative for the empty buckets, read from the field as below zero."""
+    from phe_trace.aggregator import service
+
+    monkeypatch.setattr(service, "laplace_noise", lambda length, epsilon: [-3] * length)
+    pop = _population(45)
+    world.upload(pop)
+    release = world.leader.collect(TODAY, "days_to_notification")
+    want = _truth(pop, "days_to_notification")
+    assert 0 in want
+    assert release.values == [v - 6 for v in want]
+    assert min(release.values) == -6
+
+
 def test_below_min_batch_nothing_is_released(world: World) -> None:
     """AGG-12: 39 devices, minimum 40 — the leader releases nothing, the helper refuses."""
     world.upload(_population(39))
