@@ -79,6 +79,7 @@ def run_export(
     worker = worker_id or secrets.token_hex(8)
     stamp = int(now)
     reconcile_index(ctx, ctx.settings.region)  # a run that died before its rewrite (PUB-37)
+    settle_keys(ctx, now)  # before the batches: a window is written from settled rows
     report.batches_planned = _create_batches(ctx, stamp)
     while (batch := _lease_next(ctx, stamp, worker)) is not None:
         _write_batch(ctx, batch, stamp, worker, report)
@@ -89,6 +90,26 @@ def run_export(
     if report.batches_written or report.files_deleted:
         rewrite_index(ctx, ctx.settings.region)
     return report
+
+
+def settle_keys(ctx: ServerContext, now: float) -> int:
+    """Rewrite the keys of every closed ``created_at`` window in random order (PUB-39).
+
+    A window is closed once ``now`` is past it: no publish adds to it any more. Until
+    then its keys sit in the order they arrived, at most one window long. Another worker
+    settling the same rows at the same time makes this one's insert collide; it then
+    leaves them to that worker.
+    """
+    window = ctx.settings.truncate_window_seconds
+    cutoff = int(now) // window * window
+    try:
+        with ctx.engine.begin() as conn:
+            return queries.settle_closed_windows(conn, cutoff, _SHUFFLE.shuffle)
+    except IntegrityError:
+        return 0
+
+
+_SHUFFLE = secrets.SystemRandom()
 
 
 def _create_batches(ctx: ServerContext, now: int) -> int:

@@ -89,6 +89,40 @@ def _utc_day(unix: int) -> date:
     return date(1970, 1, 1) + timedelta(days=unix // 86400)
 
 
+#: Claim and use times are kept to the hour only (VER-16): together with the key
+#: server's tables they must not pair the k-th claim with the k-th upload.
+TIME_QUANTUM_S = 3600
+_ROW_IDS = secrets.SystemRandom()
+
+
+def _insert_token(conn: Connection, **values: Any) -> None:
+    """Insert a token row under a random id (ids in the order of claims would pair the
+    k-th claim with the k-th upload); a colliding id is drawn again."""
+    for attempt in range(8):
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(tokens).values(id=_ROW_IDS.randrange(1, 2**31), **values))
+            return
+        except IntegrityError:
+            if attempt == 7:
+                raise
+
+
+def coarse(unix: int) -> int:
+    """``unix`` rounded down to the hour."""
+    return unix - unix % TIME_QUANTUM_S
+
+
+def coarse_expiry(unix: int, lifetime_s: int) -> int:
+    """An expiry at most one quantum before ``unix + lifetime_s`` and never sooner than
+    half the lifetime: the hour for lifetimes of two hours or more, else ten minutes."""
+    quantum = TIME_QUANTUM_S if lifetime_s >= 2 * TIME_QUANTUM_S else 600
+    if lifetime_s < 2 * quantum:
+        quantum = 60
+    end = unix + lifetime_s
+    return end - end % quantum
+
+
 class CodeStore:
     """Issue, list and claim codes; exchange tokens; count per realm and UTC day."""
 
@@ -231,21 +265,20 @@ class CodeStore:
                 claimed = conn.execute(
                     update(codes)
                     .where(codes.c.id == row.id, codes.c.claimed_at.is_(None))
-                    .values(claimed_at=unix)
+                    .values(claimed_at=coarse(unix))
                 )
                 if claimed.rowcount != 1:
                     raise CodeInvalidError("verification code invalid")
-                conn.execute(
-                    insert(tokens).values(
-                        token_hash=token_hash,
-                        realm_id=realm_id,
-                        test_type=row.test_type,
-                        symptom_date=row.symptom_date,
-                        test_date=row.test_date,
-                        issued_at=unix,
-                        expires_at=unix + self._settings.token_minutes * 60,
-                        used_at=None,
-                    )
+                _insert_token(
+                    conn,
+                    token_hash=token_hash,
+                    realm_id=realm_id,
+                    test_type=row.test_type,
+                    symptom_date=row.symptom_date,
+                    test_date=row.test_date,
+                    issued_at=coarse(unix),
+                    expires_at=coarse_expiry(unix, self._settings.token_minutes * 60),
+                    used_at=None,
                 )
                 self._count(conn, realm_id, unix, "codes_claimed")
                 return row
@@ -282,7 +315,7 @@ class CodeStore:
                 used = conn.execute(
                     update(tokens)
                     .where(tokens.c.id == row.id, tokens.c.used_at.is_(None))
-                    .values(used_at=unix, used_by=reference)
+                    .values(used_at=coarse(unix), used_by=reference)
                 )
                 if used.rowcount != 1:
                     raise TokenInvalidError("verification token invalid")

@@ -280,3 +280,32 @@ def lock_index(conn: Connection, region: str, now: int) -> None:
         index_elements=["region"], set_={"rewritten_at": now}
     )
     conn.execute(stmt)
+
+
+def settle_closed_windows(conn: Connection, cutoff: int, shuffle: Any) -> int:
+    """Rewrite every unsettled key of a window before ``cutoff`` in random order (PUB-39).
+
+    The rows are deleted and inserted again, shuffled by ``shuffle`` (a function that
+    shuffles a list in place, from a cryptographic source), marked settled. Their values
+    stay exactly as they were; only the order in which the database holds them changes,
+    so that order no longer follows the order of the uploads.
+    """
+    rows = [
+        dict(r)
+        for r in conn.execute(
+            sa.select(exposures).where(
+                exposures.c.settled.is_(False), exposures.c.created_at < cutoff
+            )
+        ).mappings()
+    ]
+    if not rows:
+        return 0
+    keys = [r["key_data"] for r in rows]
+    for start in range(0, len(keys), 500):
+        conn.execute(exposures.delete().where(exposures.c.key_data.in_(keys[start : start + 500])))
+    shuffle(rows)
+    for row in rows:
+        row["settled"] = True
+    for start in range(0, len(rows), 1000):
+        conn.execute(exposures.insert(), rows[start : start + 1000])
+    return len(rows)

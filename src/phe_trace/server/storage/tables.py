@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 
 __all__ = [
     "export_batches",
@@ -83,6 +84,9 @@ exposures = Table(
     Column("revised_transmission_risk_level", Integer, nullable=True),
     Column("revised_days_since_onset_of_symptoms", Integer, nullable=True),
     Column("revised_at", BigInteger, nullable=True),
+    # True once the row was rewritten in random order with the rest of its closed
+    # created_at window (PUB-39): neither rowid nor heap position then follows uploads.
+    Column("settled", Boolean, nullable=False, default=False, server_default=sa_false()),
     Index("ix_ks_exposures_created_at", "created_at"),
     Index("ix_ks_exposures_revised_at", "revised_at"),
 )
