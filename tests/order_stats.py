@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 
@@ -25,4 +26,4 @@ def kendall_tau(order: Sequence[int]) -> float:
 
 def adjacent_same(groups: Sequence[int]) -> int:
     """How many neighbouring positions hold items of the same group."""
-    return sum(1 for a, b in zip(groups, groups[1:], strict=False) if a == b)
+    return sum(1 for a, b in itertools.pairwise(groups) if a == b)

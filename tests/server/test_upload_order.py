@@ -28,7 +28,7 @@ def _physical(ctx: ServerContext) -> list[tuple[bytes, bool]]:
     position = "ctid" if ctx.engine.dialect.name == "postgresql" else "rowid"
     with ctx.engine.connect() as conn:
         rows = conn.execute(
-            sa.text(f"SELECT key_data, settled FROM ks_exposures ORDER BY {position}")  # noqa: S608
+            sa.text(f"SELECT key_data, settled FROM ks_exposures ORDER BY {position}")
         )
         return [(bytes(r.key_data), bool(r.settled)) for r in rows]
 
