@@ -289,7 +289,7 @@ def test_twenty_days_with_daily_checks_keep_nothing_older_than_retention(
 ) -> None:
     """20 days of hearing, daily checks, statistics and two clock warnings: every row of
     the store, opened with its key, is from the last 14 UTC days — and all of those are
-    still there (SPEC AGENT-9, AGENT-15)."""
+    still there; every file is downloaded once (SPEC AGENT-9, AGENT-15, SCALE-8)."""
     run = _live(tmp_path, world, range(1, DAYS), clock_back_days=(2, 18))
     times, meta = _open_everything(run.directory)
     _assert_nothing_older(times, run.end, 14)
@@ -302,17 +302,20 @@ def test_twenty_days_with_daily_checks_keep_nothing_older_than_retention(
     matched_days = {int(m["s"][3] // DAY) for m in meta["matches"]["items"]}
     assert matched_days == set(range(first, last))  # day 19's key is not published yet
     processed = meta["sync"]["processed"]
-    assert {int(t // DAY) for t in processed.values()} == set(range(first, last + 1))
+    # a record is dated by its check, or later by what its name allows (SCALE-8): up to
+    # the day after the last check
+    days = {int(t // DAY) for t in processed.values()}
+    assert set(range(first + 1, last + 1)) <= days <= set(range(first, last + 2))
     assert set(world.published) <= set(processed)  # every file still listed is known
     assert [w["message"][:20] for w in meta["warnings"]["items"]] == ["the clock went back "]
     report_days = {r["day"] for r in meta["analytics"]["reports"]}
     assert report_days and min(report_days) == first
     assert meta["state"]["last_now"] == run.end
-    # A file the server still lists on the day its record expires is checked once more
-    # (and adds nothing: the kept matches above are exactly those expected).
+    # A file the server still lists on the day its record expires is skipped, not
+    # downloaded a second time (SCALE-8).
     downloads = world.downloads()
     assert len(set(downloads)) == DAYS - 1
-    assert all(downloads.count(p) <= 2 for p in downloads)
+    assert all(downloads.count(p) == 1 for p in downloads)
 
 
 def test_twenty_days_without_checks_keep_nothing_older_than_retention(
@@ -364,8 +367,10 @@ def test_matches_follow_the_configured_retention_not_14_days(tmp_path: Path, wor
 
 def test_processed_export_files_expire(tmp_path: Path, world: World) -> None:
     """The record of processed export files holds a file only while the retention rule
-    keeps its check (SPEC AGENT-9, AGENT-13)."""
-    run = _live(tmp_path, world, range(1, 3), days=17)
+    keeps its date: its check, or the time its name still allows a match (a day after
+    the window), when later — so a file checked on day 2 is gone on day 17 (SPEC AGENT-9,
+    AGENT-13, SCALE-8)."""
+    run = _live(tmp_path, world, range(1, 3), days=18)
     checked = set(world.downloads())
     assert len(checked) == 2
     store = AgentStore.open(run.directory)

@@ -149,3 +149,41 @@ def test_a_name_without_a_window_is_always_downloaded(make_agent, host: ExportHo
     result = b.sync(NOW)
     assert [path for path, _ in host.requests if path.endswith(".zip")] == [name]
     assert result.files_skipped[REGION] == []
+
+
+def test_a_steady_device_downloads_each_file_once(make_agent, host: ExportHost) -> None:
+    """SCALE-8: a device checking every 6 hours for 17 days, against a server publishing
+    hourly files two hours after their window and listing them for 14 days, fetches every
+    file exactly once — none again when its processed entry expires under the retention
+    rule while the server still lists it."""
+    signer = new_signer()
+    device = make_agent("steady", now=T0)
+    _configure(device, host, spki(signer))
+    zips: dict[str, bytes] = {}
+    ends: dict[str, int] = {}
+    fetched: dict[str, int] = {}
+    t = T0
+    for check in range(17 * 4):
+        now = T0 + 6 * 3600 * (check + 1) + 17 * 60  # checks at 00:17, 06:17, …
+        while t < now:
+            device.tick(t)
+            t += 1800
+        start = int(T0)
+        while start + 3600 + 7200 <= now:  # a window is published 2 h after its end
+            name = export.export_file_name(REGION, start, start + 3600, 1)
+            if name not in zips:
+                zips[name] = export_zip(
+                    signer, [confirmed(os.urandom(16), start // 600 - 144)], start, start + 3600
+                )
+                ends[name] = start + 3600
+            start += 3600
+        listed = sorted((p for p in zips if ends[p] >= now - 14 * DAY), key=ends.get)
+        host.files = {p: zips[p] for p in listed}
+        host.files[export.index_file_name(REGION)] = export.format_index(listed)
+        host.requests.clear()
+        device.sync(now)
+        for path, _ in host.requests:
+            if path.endswith(".zip"):
+                fetched[path] = fetched.get(path, 0) + 1
+    assert len(fetched) > 15 * 24
+    assert {p: n for p, n in fetched.items() if n > 1} == {}

@@ -29,11 +29,13 @@ than the tolerance — is not matched against a key that is no longer open.)
 
 Files are marked processed only after their matches are stored, so a server that goes
 down mid-download loses nothing: the next check resumes with the first file not done.
-A processed file is remembered, dated by the later of its check and the end of the last
-reception window of its keys (:func:`_processed_at`), and forgotten under the retention
-rule like everything else (:mod:`.retention`). So it is forgotten only once every
-sighting its keys could match is gone: a file the index still lists after that is
-checked again and finds nothing, and changes no kept match.
+A processed file is remembered, dated by the latest of its check, the end of the last
+reception window of its keys and the end of the last one its name allows
+(:func:`name_reach`, SPEC SCALE-8) (:func:`_processed_at`), and forgotten under the
+retention rule like everything else (:mod:`.retention`). So it is forgotten only once
+every sighting its keys could match is gone — and by then :func:`can_match` says so from
+its name, so a file the index still lists is not downloaded again. (A name that gives no
+window is checked again and finds nothing, and changes no kept match.)
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ __all__ = [
     "SyncResult",
     "can_match",
     "load_trusted_keys",
+    "name_reach",
     "recording_floor",
     "run_sync",
     "status_summary",
@@ -222,13 +225,22 @@ def can_match(path: str, floor: float, clock_skew_tolerance_s: float) -> bool:
     that (MATCH-3), plus the clock-skew tolerance. A name that does not give a window
     (another server's naming) may match anything.
     """
+    reach = name_reach(path)
+    return reach is None or reach + clock_skew_tolerance_s >= floor
+
+
+def name_reach(path: str) -> float | None:
+    """The latest time (unix seconds) a sighting can be heard that a key of the export
+    file at ``path`` matches, from the file's name alone: the end of the reception window
+    (MATCH-3) of an identifier broadcast one key day after the window's end. None when the
+    name gives no window (SPEC SCALE-8)."""
     try:
         name = export.parse_export_file_name(path)
     except ExportError:
-        return True
+        return None
     last_interval = -(-name.end_timestamp // INTERVAL_SECONDS) + TEK_ROLLING_PERIOD - 1
     _, reach = reception_window(last_interval)
-    return reach * INTERVAL_SECONDS + clock_skew_tolerance_s >= floor
+    return float(reach * INTERVAL_SECONDS)
 
 
 def _fetch_new(
@@ -358,11 +370,19 @@ def _open_until(key: DiagnosisKey) -> float:
     return float(end * INTERVAL_SECONDS)
 
 
-def _processed_at(content: export.TemporaryExposureKeyExport, now: float) -> float:
-    """The time a processed file is dated by: its check, or the end of the last
-    reception window of its keys when that is later (see the module docstring)."""
-    ends = [_open_until(k) for k in (*content.keys, *content.revised_keys)]
-    return max([float(now), *ends])
+def _processed_at(path: str, content: export.TemporaryExposureKeyExport, now: float) -> float:
+    """The time a processed file is dated by: the latest of its check, the end of the last
+    reception window of its keys and the one its name allows (see the module docstring).
+
+    Dated by its name's reach, an entry outlives the sightings it could match, and once
+    it is forgotten the file is skipped (SCALE-8): a file the server still lists on the
+    first day its entry is gone is not downloaded a second time.
+    """
+    ends = [float(now), *(_open_until(k) for k in (*content.keys, *content.revised_keys))]
+    reach = name_reach(path)
+    if reach is not None:
+        ends.append(reach)
+    return max(ends)
 
 
 def _match_and_keep(
@@ -446,7 +466,7 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
     result.keys_checked = len(diagnosis_keys)
     still_open = _match_and_keep(agent, now, diagnosis_keys, state.get("open_keys", []), result)
     for name, files in checked.items():
-        done[name].update({path: _processed_at(content, now) for path, content in files})
+        done[name].update({path: _processed_at(path, content, now) for path, content in files})
         # every later sighting is later than the floor: a skipped file stays skipped
         done[name].update(dict.fromkeys(result.files_skipped.get(name, ()), float(now)))
     home = next((s.name for s in sources if s.home), None)
