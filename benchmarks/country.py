@@ -32,7 +32,12 @@ One JSON line, case ``country-day/<db>``:
    has recorded 14 days fetches), ``first_check_bytes_after`` what a device that begins
    recording now fetches when it skips the files whose keys cannot match anything it
    can hold (``phe_trace.agent.sync.can_match``, SPEC SCALE-8); both from the same
-   stored object sizes and the same index.
+   stored object sizes and the same index. ``steady``: a real agent checks every 6 hours
+   for 17 days against a bucket whose index lists 14 days of hourly files (small signed
+   files, counted at the measured day's size of the same hour); ``bytes_per_day_after``
+   is its download per day over the last 3 days, ``bytes_per_day_before`` the same run
+   with processed files dated by their check as before, when a file the server still
+   listed on the day its record expired was downloaded again.
 
 The 1-, 5- and 15-minute load averages of the machine (shared) are printed from before
 and after the run.
@@ -67,11 +72,15 @@ from botocore.config import Config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+import phe_trace.agent.sync as sync
 import server as keyserver_bench
+from phe_trace.agent import Agent
 from phe_trace.agent.config import AgentConfig
 from phe_trace.agent.download import MAX_DOWNLOAD_BYTES, MAX_INDEX_BYTES, download
+from phe_trace.agent.radio.sim import SimRadio
 from phe_trace.agent.sync import can_match
 from phe_trace.protocol import export
+from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 from phe_trace.server import ServerContext, load_settings, register_health_authority
 from phe_trace.server.exporter import run_export
 from phe_trace.server.exportstore import DirectoryExportStore
@@ -344,6 +353,110 @@ def _device_downloads(
     }
 
 
+class _Counting(httpx.HTTPTransport):
+    """Records the path of every request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return super().handle_request(request)
+
+
+def _old_processed_at(path: str, content: export.TemporaryExposureKeyExport, now: float) -> float:
+    """How a processed file was dated before SCALE-8 dated it by its name's reach."""
+    del path
+    ends = [sync._open_until(k) for k in (*content.keys, *content.revised_keys)]
+    return max([float(now), *ends])
+
+
+def _steady_device(moto: Moto, hour_sizes: list[int], now: float, *, before: bool) -> float:
+    """Bytes a day a device checking every 6 hours downloads over days 14–16 (step 5)."""
+    signer = export.EcdsaSigner(
+        ec.generate_private_key(ec.SECP256R1()), export.SignatureInfo("b", "v1")
+    )
+    bucket = f"bench-{secrets.token_hex(4)}"
+    moto.client.create_bucket(Bucket=bucket)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ],
+    }
+    moto.client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    day0 = int(now) // 86400 * 86400 - 17 * 86400
+    counting = _Counting()
+    counted = 0
+    dated = sync._processed_at
+    with tempfile.TemporaryDirectory() as tmp, httpx.Client(transport=counting) as client:
+        config = AgentConfig(
+            data_dir=Path(tmp),
+            radio="sim",
+            region="ZZ",
+            export_base_url=f"{moto.url}/{bucket}/",
+            export_public_keys=export.public_key_spki_base64(signer.public_key),
+            download_backoff_s=0.0,
+            desktop_notifications=False,
+        )
+        device = Agent.open(config, now=day0, radio=SimRadio())
+        if before:
+            sync._processed_at = _old_processed_at  # type: ignore[assignment]
+        try:
+            published: dict[str, int] = {}
+            t = float(day0)
+            for check in range(17 * 4):
+                at = day0 + 6 * 3600 * (check + 1) + 17 * 60
+                while t < at:
+                    device.tick(t)
+                    t += 1800
+                start = max([day0, *published.values()])
+                while start + 3 * 3600 <= at:  # published 2 h after the window ends
+                    name = export.export_file_name("ZZ", start, start + 3600, 1)
+                    key = DiagnosisKey(
+                        secrets.token_bytes(16),
+                        start // 600 - 144,
+                        144,
+                        2,
+                        ReportType.CONFIRMED_TEST,
+                        0,
+                    )
+                    data = export.build_export_zip(
+                        export.TemporaryExposureKeyExport(start, start + 3600, "ZZ", keys=(key,)),
+                        [signer],
+                    )
+                    moto.client.put_object(Bucket=bucket, Key=name, Body=data)
+                    published[name] = start + 3600
+                    start += 3600
+                listed = sorted(
+                    (p for p, e in published.items() if e >= at - 14 * 86400),
+                    key=published.__getitem__,
+                )
+                moto.client.put_object(
+                    Bucket=bucket, Key="ZZ/index.txt", Body=export.format_index(listed)
+                )
+                counting.paths.clear()
+                device.sync(at, client)
+                if check >= 14 * 4:
+                    for path in counting.paths:
+                        name = path.split(f"/{bucket}/", 1)[1]
+                        if name.endswith(".zip"):
+                            hour = (published[name] - 3600) % 86400 // 3600
+                            counted += hour_sizes[hour]
+                        else:
+                            counted += len(export.format_index(listed))
+        finally:
+            sync._processed_at = dated  # type: ignore[assignment]
+            device.close()
+    return counted / 3
+
+
 def run(keys: int, sample: int, postgres: str | None) -> None:
     load_before = os.getloadavg()
     hour = int(time.time()) // 3600 * 3600
@@ -382,6 +495,24 @@ def run(keys: int, sample: int, postgres: str | None) -> None:
             if exported != {bytes(k) for k in stored} or report.padding_keys:
                 raise SystemExit("the bucket does not hold exactly the day's keys")
             device = _device_downloads(moto, bucket, settings.region, sizes, now)
+            by_hour = sorted(
+                (
+                    export.parse_export_file_name(k.split("/", 2)[2]).start_timestamp
+                    % 86400
+                    // 3600,
+                    v,
+                )
+                for k, v in sizes.items()
+                if k.endswith(".zip")
+            )
+            hour_sizes = [v for _, v in by_hour]
+            steady_before = _steady_device(moto, hour_sizes, now, before=True)
+            steady_after = _steady_device(moto, hour_sizes, now, before=False)
+            device["steady"] = {
+                "bytes_per_day_before": round(steady_before),
+                "bytes_per_day_after": round(steady_after),
+                "ratio": round(steady_before / steady_after, 2),
+            }
             db = _db_sizes(ctx, wal_bytes, sample)
             _reset_exports(ctx)
             ctx.store = DirectoryExportStore(Path(tmp) / "baseline-exports")
