@@ -155,6 +155,7 @@ class Agent:
                 f"the local store was damaged; it was kept as {moved}; a new one started", now
             )
         agent._purge(now)
+        agent._recover(now)
         return agent
 
     def close(self) -> None:
@@ -211,6 +212,9 @@ class Agent:
 
         self._check_clock(now)
         self._daily(now)
+        self.store.get_meta("matches")  # an unreadable record is found before the check
+        self.store.get_meta("sync")
+        self._recover(now)
         return run_sync(self, now, client)
 
     def report(self, code: str, now: float, client: httpx.Client | None = None) -> ReportResult:
@@ -374,6 +378,28 @@ class Agent:
         items = warning_items(self.store.get_meta("warnings") or {}, now)
         items = [*items, {"at": now, "message": message}][-20:]
         self.store.put_meta("warnings", {"items": items})
+
+    def _recover(self, now: float) -> None:
+        """Rebuild the exposure results when their sealed record failed to open (AGENT-20).
+
+        The kept matches and the list of processed export files are state records; if
+        either cannot be opened (a damaged or tampered row), both start again empty, so
+        the next check downloads every published file still listed and matches it
+        against the sightings the store still holds: what those files can show is found
+        again. The person is told, in ``status`` and the log.
+        """
+        lost = self.store.unreadable_meta & {"matches", "sync"}
+        if not lost:
+            return
+        self.store.put_meta("matches", {"items": []})
+        self.store.put_meta("sync", {})
+        self.store.unreadable_meta -= {"matches", "sync"}
+        self._warn(
+            "stored exposure results could not be read (a damaged record); the next check "
+            "downloads the published keys again and matches them against the stored "
+            "sightings, so results are rebuilt",
+            now,
+        )
 
     def _purge(self, now: float) -> dict[str, int]:
         """The retention rule over everything stored (:mod:`.retention`, AGENT-9)."""

@@ -96,6 +96,27 @@ CREATE TABLE IF NOT EXISTS check_result (
 ROW_TABLES = ("tek", "sighting_window", "check_result")
 
 
+#: The columns each table must have (name -> declared type), checked at every open. Every
+#: read of a sealed cell casts it to a BLOB, so a cell rewritten as text or a number is
+#: an unreadable record like any other, not a type error.
+_COLUMNS = {
+    "meta": {"name": "TEXT", "sealed": "BLOB"},
+    "tek": {"day": "INTEGER", "sealed": "BLOB"},
+    "sighting_window": {"id": "INTEGER", "day": "INTEGER", "sealed": "BLOB"},
+    "check_result": {"id": "INTEGER", "day": "INTEGER", "sealed": "BLOB"},
+}
+
+
+def _schema_damage(conn: sqlite3.Connection) -> str | None:
+    """What is wrong with the tables' shape, or ``None`` (damage ``quick_check`` passes)."""
+    for table, wanted in _COLUMNS.items():
+        found = {row[1]: row[2].upper() for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column, kind in wanted.items():
+            if found.get(column) != kind:
+                return f"table {table} has no {kind} column {column}"
+    return None
+
+
 def utc_day(unix_seconds: float) -> int:
     """The UTC day number (days since 1970-01-01) of a unix time."""
     return int(unix_seconds // SECONDS_PER_DAY)
@@ -139,6 +160,8 @@ class AgentStore:
         self.data_dir = data_dir
         #: Records that failed to open since the store was opened (tampered or damaged).
         self.unreadable_records = 0
+        #: Names of state records that failed to open (the agent recovers from these).
+        self.unreadable_meta: set[str] = set()
         #: Opened records, in memory only (see the module docstring): sightings per UTC
         #: day; keys per day and state records per name, each with the sealed row it was
         #: opened from.
@@ -193,7 +216,15 @@ class AgentStore:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreCorruptError(f"the store cannot be initialised: {exc}") from None
-        canary = conn.execute("SELECT sealed FROM meta WHERE name = 'store'").fetchone()
+        damage = _schema_damage(conn)
+        if damage is not None:
+            conn.close()
+            raise StoreCorruptError(
+                f"the store is damaged ({damage}); it was left in place untouched"
+            )
+        canary = conn.execute(
+            "SELECT CAST(sealed AS BLOB) FROM meta WHERE name = 'store'"
+        ).fetchone()
         if canary is None:
             if not fresh and conn.execute("SELECT count(*) FROM tek").fetchone()[0]:
                 conn.close()
@@ -275,13 +306,17 @@ class AgentStore:
         return key
 
     def get_tek(self, day: int) -> StoredKey | None:
-        row = self._conn.execute("SELECT sealed FROM tek WHERE day = ?", (day,)).fetchone()
+        row = self._conn.execute(
+            "SELECT CAST(sealed AS BLOB) FROM tek WHERE day = ?", (day,)
+        ).fetchone()
         return None if row is None else self._tek(day, row[0])
 
     def teks(self) -> list[StoredKey]:
         """All stored keys, oldest first."""
         out = []
-        for day, sealed in self._conn.execute("SELECT day, sealed FROM tek ORDER BY day"):
+        for day, sealed in self._conn.execute(
+            "SELECT day, CAST(sealed AS BLOB) FROM tek ORDER BY day"
+        ):
             key = self._tek(day, sealed)
             if key is not None:
                 out.append(key)
@@ -310,7 +345,9 @@ class AgentStore:
     def sightings(self) -> list[SightingRecord]:
         """Every stored sighting (unreadable rows are skipped and counted)."""
         out: list[SightingRecord] = []
-        for (sealed,) in self._conn.execute("SELECT sealed FROM sighting_window ORDER BY id"):
+        for (sealed,) in self._conn.execute(
+            "SELECT CAST(sealed AS BLOB) FROM sighting_window ORDER BY id"
+        ):
             plain = self._open("sightings", sealed)
             if plain is not None:
                 out.extend(decode_sightings(plain))
@@ -324,7 +361,9 @@ class AgentStore:
         unreadable rows are skipped and counted as on every read.
         """
         self._reading_sightings = True
-        rows = self._conn.execute("SELECT day, sealed FROM sighting_window ORDER BY day, id")
+        rows = self._conn.execute(
+            "SELECT day, CAST(sealed AS BLOB) FROM sighting_window ORDER BY day, id"
+        )
         seen: set[int] = set()
         for day, group in groupby(rows, key=itemgetter(0)):
             sealed_rows = [sealed for _, sealed in group]
@@ -372,7 +411,9 @@ class AgentStore:
     # -- small sealed JSON values ----------------------------------------------------------
 
     def get_meta(self, name: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT sealed FROM meta WHERE name = ?", (name,)).fetchone()
+        row = self._conn.execute(
+            "SELECT CAST(sealed AS BLOB) FROM meta WHERE name = ?", (name,)
+        ).fetchone()
         if row is None:
             return None
         digest = _sealed_digest(row[0])
@@ -380,6 +421,7 @@ class AgentStore:
         if known is None or known[0] != digest:
             plain = self._open(f"meta/{name}", row[0])
             if plain is None:
+                self.unreadable_meta.add(name)
                 return None
             known = self._meta_rows[name] = (digest, plain.rstrip(b" "))
         value = json.loads(known[1])
@@ -409,7 +451,9 @@ class AgentStore:
 
     def check_results(self) -> list[dict[str, Any]]:
         out = []
-        for (sealed,) in self._conn.execute("SELECT sealed FROM check_result ORDER BY id"):
+        for (sealed,) in self._conn.execute(
+            "SELECT CAST(sealed AS BLOB) FROM check_result ORDER BY id"
+        ):
             plain = self._open("check", sealed)
             if plain is not None:
                 out.append(json.loads(plain))
