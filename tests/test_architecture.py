@@ -40,6 +40,7 @@ ALLOWED_SAME_LAYER = {
     ("sim", "hosting"),
     ("protocol", "crypto"),
     ("crypto", "errors"),
+    ("crypto", "settings"),  # PHE_TRACE_NO_LIBCRYPTO, read through the one settings base
     ("protocol", "errors"),
 }
 

@@ -12,7 +12,6 @@ Layer 3 (``ARCHITECTURE.md``): composes roles that otherwise meet only on the wi
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import Literal
 
 from fastapi import FastAPI, Request
@@ -137,7 +136,9 @@ def create_app_from_environment() -> FastAPI:
     Settings come from ``PHE_TRACE_*`` and the role from ``PHE_TRACE_ROLE`` (default
     ``all``); each worker runs the export loop, whose leases keep workers apart.
     """
-    role = os.environ.get(ROLE_ENV, "all")
+    from phe_trace.settings import common_settings
+
+    role = common_settings().role
     if role not in ROLES:
         raise ConfigError(f"{ROLE_ENV} must be one of {', '.join(ROLES)}")
     return create_app(load_settings(), role=role, background_export=True)

@@ -10,13 +10,20 @@ number``. The command line prints that as its one line (SPEC CLI-1).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
-__all__ = ["PheTraceSettings", "describe_settings_error", "is_settings_error"]
+__all__ = [
+    "CommonSettings",
+    "PheTraceSettings",
+    "common_settings",
+    "describe_settings_error",
+    "is_settings_error",
+]
 
 
 class PheTraceSettings(BaseSettings):
@@ -51,3 +58,27 @@ def describe_settings_error(exc: BaseException) -> str:
         field = text.split('"')[1]
         return f"invalid settings: the value of {field!r} is not the JSON it needs ({text})"
     return f"invalid settings: {text}"
+
+
+class CommonSettings(PheTraceSettings):
+    """Settings every role of a process reads: where its data lives, which database."""
+
+    model_config = SettingsConfigDict(env_prefix="PHE_TRACE_", extra="ignore")
+
+    #: Data directory of the server (key server, verification service); default
+    #: ``./phe-trace-data``. Every `server` command also takes ``--data-dir``.
+    data_dir: Path | None = None
+    #: One database URL for every role of the process (``sqlite:///…`` or
+    #: ``postgresql://…``); a role's own URL setting overrides it.
+    database_url: str | None = None
+    #: Role of ``server run`` worker processes (``all``, ``keyserver`` or
+    #: ``verification``); set by ``server run --role`` for its workers.
+    role: str = "all"
+    #: Turn off the libcrypto fast path of the identifier derivation (the pure-Python
+    #: ``cryptography`` path is then used; for checking one against the other).
+    no_libcrypto: bool = False
+
+
+def common_settings() -> CommonSettings:
+    """The process-wide settings, read from the environment now."""
+    return CommonSettings()

@@ -91,9 +91,11 @@ class AgentConfig(PheTraceSettings):
     rssi_correction_db: int = Field(default=0, ge=-50, le=50)
     #: Identifier rotation period bounds, seconds (randomised uniformly in between).
     rotation_min_s: float = Field(default=600.0, gt=0)
+    #: Longest identifier rotation period, seconds.
     rotation_max_s: float = Field(default=1200.0, gt=0)
     #: Time between scan windows, seconds, minus a random jitter in [0, scan_jitter_s).
     scan_period_s: float = Field(default=300.0, gt=0)
+    #: Largest random jitter subtracted from the scan period, seconds.
     scan_jitter_s: float = Field(default=60.0, ge=0)
     #: Length of one scan window, seconds.
     scan_duration_s: float = Field(default=4.0, gt=0)
@@ -118,6 +120,7 @@ class AgentConfig(PheTraceSettings):
     regions: list[FollowedRegion] = Field(default_factory=list)
     #: Verification service base URL and its API key (``X-API-Key``).
     verification_url: str | None = None
+    #: The verification service's API key for this app (``X-API-Key``).
     verification_api_key: str = ""
     #: Health authority id sent with a publish request.
     health_authority_id: str = ""
@@ -125,6 +128,7 @@ class AgentConfig(PheTraceSettings):
     accept_test_types: str = "confirmed,likely,negative"
     #: Download retries per file and the first backoff delay, seconds.
     download_retries: int = Field(default=4, ge=0, le=10)
+    #: First backoff delay between download retries, seconds (doubling).
     download_backoff_s: float = Field(default=0.5, ge=0)
     #: Deadline for one file's whole download, retries included, seconds (AGENT-13).
     download_deadline_s: float = Field(default=300.0, gt=0, le=86_400)
@@ -199,3 +203,17 @@ def _check_names(env_file: Path | None) -> None:
     )
     if unknown:
         raise ConfigError(f"unknown agent settings: {', '.join(unknown)}")
+
+
+def user_config_file() -> Path:
+    """The person's own settings file: ``$XDG_CONFIG_HOME/phe-trace/agent.env`` (default
+    ``~/.config``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "phe-trace" / "agent.env"
+
+
+def default_data_dir() -> Path:
+    """The data directory when none is set: systemd's ``$STATE_DIRECTORY`` for the
+    service, else ``~/.local/share/phe-trace/agent``."""
+    state = os.environ.get("STATE_DIRECTORY")
+    return Path(state) if state else Path.home() / ".local/share/phe-trace/agent"

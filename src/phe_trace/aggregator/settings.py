@@ -41,19 +41,35 @@ class AggregatorSettings(PheTraceSettings):
 
     model_config = SettingsConfigDict(env_prefix="PHE_TRACE_AGGREGATOR_", extra="ignore")
 
+    #: ``leader`` (collects, releases totals) or ``helper`` (answers the leader only).
     role: Literal["leader", "helper"] = "leader"
+    #: SQLAlchemy URL of this aggregator's own database (its shares and releases).
     database_url: str = "sqlite:///phe-trace-aggregator.sqlite3"
+    #: X25519 private key, 64 hex characters: devices seal this aggregator's shares to its
+    #: public key (`phe-trace aggregator keygen`).
     private_key: SecretStr = SecretStr("")
+    #: Prio3 verification key shared by leader and helper, 64 hex characters.
     verify_key: SecretStr = SecretStr("")
+    #: Bearer token leader and helper present to each other (at least 16 characters).
     peer_token: SecretStr = SecretStr("")
+    #: Base URL of the helper (the leader only).
     helper_url: str | None = None
+    #: Base URL of the key server whose analytics feed holds the sealed shares.
     ingest_url: str = "http://127.0.0.1:8080"
+    #: Bearer token for the key server's feed, when it requires one
+    #: (`PHE_TRACE_ANALYTICS_FETCH_TOKEN` there).
     ingest_token: SecretStr | None = None
+    #: ε of each metric's daily release (discrete Laplace noise).
     epsilon: float = DEFAULT_EPSILON
+    #: Total ε a day's releases may spend over all metrics.
     daily_budget: float = DEFAULT_DAILY_BUDGET
+    #: Fewest reports a total is released for; below it the day says "not released".
     min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
+    #: Address `aggregator run` listens on.
     host: str = "127.0.0.1"
+    #: Port `aggregator run` listens on.
     port: int = 8090
+    #: Seconds between the leader's own collections of yesterday (0: only on request).
     collect_interval: float = 0.0
 
     def check(self) -> None:

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from phe_trace.agent import Agent, AgentConfig, AgentStore, load_config
+from phe_trace.agent.config import default_data_dir, user_config_file
 from phe_trace.agent.errors import ConfigError, ExportRejectedError, StoreMissingError
 from phe_trace.agent.store import DB_NAME, KEY_NAME
 
@@ -56,8 +57,7 @@ SYSTEM_CONFIG = Path("/etc/phe-trace/agent.env")
 
 
 def _user_config() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "phe-trace" / "agent.env"
+    return user_config_file()
 
 
 def _config_file(config: Path | None) -> Path | None:
@@ -86,9 +86,7 @@ def _settings(config: Path | None, data_dir: Path | None, **overrides: Any) -> A
     if data_dir is not None:
         return settings.model_copy(update={"data_dir": data_dir})
     if settings.data_dir is None:
-        state = os.environ.get("STATE_DIRECTORY")
-        default = Path(state) if state else Path.home() / ".local/share/phe-trace/agent"
-        return settings.model_copy(update={"data_dir": default})
+        return settings.model_copy(update={"data_dir": default_data_dir()})
     return settings
 
 

@@ -8,7 +8,6 @@ Settings come from the ``PHE_TRACE_VERIFICATION_*`` environment, as for ``server
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,7 +63,9 @@ _ACTOR = "cli"
 
 def server_database_url() -> str | None:
     """``PHE_TRACE_DATABASE_URL`` as the key server reads it (one URL for every role)."""
-    value = os.environ.get("PHE_TRACE_DATABASE_URL") or None
+    from phe_trace.settings import common_settings
+
+    value = common_settings().database_url or None
     if value is not None and value.startswith("postgresql://"):
         value = "postgresql+psycopg://" + value[len("postgresql://") :]
     return value
@@ -82,7 +83,10 @@ def verification_settings(data_dir: Path | None, *, create: bool = False) -> Ver
         return settings.model_copy(update={"data_dir": chosen}).with_default_data_dir(
             chosen, server_database_url()
         )
-    from_env = os.environ.get("PHE_TRACE_DATA_DIR")
+    from phe_trace.settings import common_settings
+
+    chosen_env = common_settings().data_dir
+    from_env = str(chosen_env) if chosen_env is not None else None
     if "data_dir" in settings.model_fields_set or from_env:
         return settings.with_default_data_dir(Path(from_env or "."), server_database_url())
     if not create and not DEFAULT_DATA_DIR.is_dir():

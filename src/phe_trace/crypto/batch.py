@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ctypes.util
 import hashlib
-import os
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -84,7 +83,9 @@ def _derive_portable(
 
 
 def _load_libcrypto() -> LibCrypto | None:
-    if os.environ.get("PHE_TRACE_NO_LIBCRYPTO"):
+    from phe_trace.settings import common_settings
+
+    if common_settings().no_libcrypto:
         return None
     name = ctypes.util.find_library("crypto")
     if name is None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import os
 import secrets
 import threading
 import time
@@ -195,7 +194,8 @@ def get_store(request: Request) -> IngestStore:
         store: IngestStore | None = getattr(request.app.state, "analytics_ingest", None)
         if store is None:
             ctx = request.app.state.keyserver
-            token = os.environ.get("PHE_TRACE_ANALYTICS_FETCH_TOKEN") or None
+            secret = ctx.settings.analytics_fetch_token
+            token = secret.get_secret_value() if secret is not None else None
             store = IngestStore(
                 ctx.engine,
                 token,

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from phe_trace.settings import PheTraceSettings
@@ -196,6 +196,14 @@ class ServerSettings(PheTraceSettings):
         ge=1,
         le=60,
         description=("Keys, certificate markers and export files older than this are deleted."),
+    )
+    analytics_fetch_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Bearer token the aggregators must present to read the analytics feed "
+            "(GET /v1/analytics/shares); unset, the feed is open (its boxes are sealed to "
+            "the aggregators)."
+        ),
     )
     analytics_uploads_per_second: float = Field(
         50.0,
