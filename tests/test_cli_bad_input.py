@@ -136,6 +136,7 @@ def _cases() -> Iterator[Case]:
     yield Case(("aggregator", "collect", "--day", "1"))  # no settings at all
     yield Case(("aggregator", "collect", "--day", "-1"), env=_AGG)
     yield Case(("aggregator", "collect", "--day", "x"), env=_AGG)
+    yield Case(("aggregator", "collect", "--day", "2932897"), env=_AGG)  # after 9999-12-31
     for name, value in [
         ("PHE_TRACE_AGENT_SERVER_URL", "ht!tp://bad url"),
         ("PHE_TRACE_AGENT_SERVER_URL", "ftp://example.org"),

@@ -181,6 +181,7 @@ def test_publish_schema_refuses_an_empty_key_list(services: Services) -> None:
         ("leader", "/v1/aggregates?day=1&day=2"),
         ("leader", "/v1/aggregates?day=0.0"),
         ("leader", "/v1/aggregates?day=+5"),
+        ("leader", "/v1/aggregates?day=2932897"),  # after 9999-12-31: not a date
         ("host", "/v1/analytics/shares?role=leader&role=helper&day=1&metric=notified"),
         ("host", "/v1/analytics/shares?role=leader&day=1.0&metric=notified"),
     ],

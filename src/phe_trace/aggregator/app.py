@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -48,9 +49,10 @@ def _no_bool(value: object) -> object:
     return value
 
 
-#: Days accepted, the same range as the key server's analytics feed (so no day the helper
-#: accepts is one the feed refuses, which would surface as the helper's 502).
-DAY_LIMIT = 2**31
+#: Days accepted: those that are calendar dates (through 9999-12-31, so every release can
+#: name its day in ISO form), within the key server's analytics feed's range (so no day
+#: the helper accepts is one the feed refuses, which would surface as the helper's 502).
+DAY_LIMIT = (dt.date.max - dt.date(1970, 1, 1)).days + 1
 
 #: A UTC day number (``unix_seconds // 86400``).
 Day = Annotated[int, Field(ge=0, lt=DAY_LIMIT), BeforeValidator(_no_bool)]

@@ -57,7 +57,10 @@ def keygen() -> None:
 
 @app.command()
 def collect(
-    day: Annotated[int, typer.Option(help="UTC day number (unix seconds // 86400).")],
+    day: Annotated[
+        int,
+        typer.Option(help="UTC day number (unix seconds // 86400).", min=0, max=2_932_896),
+    ],
 ) -> None:
     """Leader: collect, prepare with the helper and release every metric of DAY."""
     from phe_trace.aggregator import Aggregator, BatchTooSmall
