@@ -34,6 +34,17 @@ def defined_requirements(spec_text: str) -> list[str]:
     return list(dict.fromkeys(_DEFINED.findall(spec_text)))
 
 
+def duplicate_requirements(spec_text: str) -> list[str]:
+    """Ids defined more than once (two rules under one id: a test citing it proves one)."""
+    seen: set[str] = set()
+    twice: list[str] = []
+    for rid in _DEFINED.findall(spec_text):
+        if rid in seen and rid not in twice:
+            twice.append(rid)
+        seen.add(rid)
+    return twice
+
+
 def test_docstrings(source: str) -> Iterator[tuple[str, str]]:
     """(``name`` or ``Class::name``, docstring) of every test function and test method."""
     tree = ast.parse(source)
@@ -72,7 +83,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="print the full trace as JSON")
     args = parser.parse_args(argv)
-    defined = defined_requirements(SPEC.read_text(encoding="utf-8"))
+    spec_text = SPEC.read_text(encoding="utf-8")
+    defined = defined_requirements(spec_text)
+    duplicates = duplicate_requirements(spec_text)
     prefixes = {rid.split("-")[0] for rid in defined}
     cited = citing_tests(prefixes) if prefixes else {}
     untested = [rid for rid in defined if rid not in cited]
@@ -84,6 +97,8 @@ def main(argv: list[str]) -> int:
         print(
             f"untested requirement: {rid} (no test function's docstring cites it)", file=sys.stderr
         )
+    for rid in duplicates:
+        print(f"requirement id {rid} is defined more than once", file=sys.stderr)
     for rid in unknown:
         tests = ", ".join(sorted(cited[rid]))
         print(f"unknown requirement id {rid} cited by {tests}", file=sys.stderr)
@@ -91,7 +106,7 @@ def main(argv: list[str]) -> int:
         f"traceability: {len(defined)} requirements, {len(defined) - len(untested)} tested, "
         f"{len(unknown)} unknown ids cited"
     )
-    return 1 if untested or unknown else 0
+    return 1 if untested or unknown or duplicates else 0
 
 
 if __name__ == "__main__":

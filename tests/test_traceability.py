@@ -27,6 +27,15 @@ def test_requirement_ids_are_parsed_from_list_items_only() -> None:
     assert checker.defined_requirements(text) == ["ZZA-1", "ZZB-12"]
 
 
+def test_an_id_defined_twice_is_found() -> None:
+    """Two rules under one id would let a test citing it prove only one of them."""
+    checker = _checker()
+    text = "- **ZZA-1** a rule\n- **ZZA-2** b\n- **ZZA-1** another rule\n"
+    assert checker.duplicate_requirements(text) == ["ZZA-1"]
+    spec = (ROOT / "protocol_spec" / "SPEC.md").read_text(encoding="utf-8")
+    assert checker.duplicate_requirements(spec) == []
+
+
 def test_the_spec_defines_the_foundation_requirements() -> None:
     checker = _checker()
     defined = checker.defined_requirements((ROOT / "protocol_spec" / "SPEC.md").read_text())

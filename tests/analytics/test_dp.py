@@ -82,7 +82,7 @@ def test_bad_parameters_refused() -> None:
 
 
 def test_interval_halfwidth_matches_the_closed_form_and_covers() -> None:
-    """AGG-33: one draw: P(|X| > h) = 2α^(h+1)/(1+α) (α = e^(-ε/s)), the smallest h with
+    """AGG-39: one draw: P(|X| > h) = 2α^(h+1)/(1+α) (α = e^(-ε/s)), the smallest h with
     at most 5 % outside; two draws: the interval covers ≥ 95 % of OpenDP's own noise."""
     from phe_trace.analytics.dp import interval_halfwidth
 

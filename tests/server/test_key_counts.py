@@ -1,4 +1,4 @@
-"""The key server's own differentially private count of real keys per day (SPEC AGG-14, AGG-32)."""
+"""The key server's own differentially private count of real keys per day (SPEC AGG-14, AGG-38)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def padded_ctx(tmp_path: Path, database_url: str, clock: Clock):
 def test_each_ended_day_is_released_once_padding_excluded(
     padded_ctx: ServerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """AGG-14, AGG-32: noise off, each value is the day's real keys; days released once."""
+    """AGG-14, AGG-38: noise off, each value is the day's real keys; days released once."""
     monkeypatch.setattr(key_counts_module, "dp_key_count", lambda n, eps, s: n)
     _insert(padded_ctx, 7, D * DAY + 3600)
     _insert(padded_ctx, 5, (D + 2) * DAY + 7200)  # day D + 1 has no key at all
@@ -52,7 +52,7 @@ def test_each_ended_day_is_released_once_padding_excluded(
 
 
 def test_released_values_carry_noise_and_an_interval(padded_ctx: ServerContext) -> None:
-    """AGG-32, AGG-33: noisy values, served with ε, noise scale and a 95 % interval."""
+    """AGG-38, AGG-39: noisy values, served with ε, noise scale and a 95 % interval."""
     for k in range(10):
         _insert(padded_ctx, 3, (D - 12 + k) * DAY + 60)
     run_export(padded_ctx, (D - 1) * DAY + 600)

@@ -205,7 +205,7 @@ def test_role_verification_serves_only_the_verification_service(
 
 
 def test_the_portal_shows_the_key_counts_of_its_own_process(combined: Combined) -> None:
-    """AGG-32, AGG-37: with the key server in the same process and no key-server URL
+    """AGG-38, AGG-37: with the key server in the same process and no key-server URL
     configured, the portal's community statistics carry that key server's released
     counts — the same as its ``GET /v1/statistics/key-counts`` — and name the missing
     leader aggregator."""

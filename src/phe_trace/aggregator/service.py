@@ -16,7 +16,7 @@ For one (day, metric):
    answers once per (day, metric), never below the minimum batch.
 4. **Release.** The leader adds its own noise to its aggregate share, unshards, charges
    the day's ε budget and publishes the noisy values with ε, the report count, the noise's
-   standard deviation and a 95 % interval per value (AGG-33). A (day, metric) collected
+   standard deviation and a 95 % interval per value (AGG-39). A (day, metric) collected
    below the minimum batch is noted as withheld and published as not released (AGG-36).
 """
 
@@ -92,7 +92,7 @@ class Release:
 
     @property
     def interval_halfwidth(self) -> int:
-        """h of the 95 % interval ``[value − h, value + h]`` (two noise draws, AGG-33)."""
+        """h of the 95 % interval ``[value − h, value + h]`` (two noise draws, AGG-39)."""
         return interval_halfwidth(self.epsilon, draws=2)
 
     def to_json(self) -> dict[str, Any]:

@@ -144,7 +144,7 @@ def interval_halfwidth(
 ) -> int:
     """The smallest h with P(|noise| ≤ h) ≥ ``level`` for the sum of ``draws`` discrete
     Laplace draws of scale ``sensitivity / ε``: [released − h, released + h] then holds the
-    true value with probability at least ``level`` (SPEC AGG-33).
+    true value with probability at least ``level`` (SPEC AGG-39).
 
     Exact: the noise's distribution is computed by convolution, its tails cut where
     their mass is below 1e-12.

@@ -57,7 +57,7 @@ class ExportReport:
     padding_keys: int = 0
     files_deleted: int = 0
     keys_deleted: int = 0
-    #: Days whose differentially private key count this run released (SPEC AGG-32).
+    #: Days whose differentially private key count this run released (SPEC AGG-38).
     key_counts_released: int = 0
 
 

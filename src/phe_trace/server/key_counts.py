@@ -1,4 +1,4 @@
-"""The key server's differentially private count of real keys per UTC day (SPEC AGG-32).
+"""The key server's differentially private count of real keys per UTC day (SPEC AGG-38).
 
 After a UTC day ends, the export run (:func:`phe_trace.server.run_export`) counts the keys
 published here that day — real keys only: padding lives in export files and their own

@@ -433,7 +433,7 @@ class Simulation:
 
 
 def _dp_key_counts(result: SimResult, backend: Backend) -> dict[str, Any]:
-    """The key server's own differentially private daily count of real keys (AGG-32),
+    """The key server's own differentially private daily count of real keys (AGG-38),
     beside the true counts only the simulation knows."""
     released = getattr(backend, "key_counts", None)
     if not callable(released):

@@ -1,4 +1,4 @@
-"""``GET /v1/statistics/key-counts``: the key server's released daily key counts (AGG-32)."""
+"""``GET /v1/statistics/key-counts``: the key server's released daily key counts (AGG-38)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ export_indexes = Table(
     Column("rewritten_at", BigInteger, nullable=False),
 )
 
-#: The key server's differentially private count of real keys per UTC day (SPEC AGG-32):
+#: The key server's differentially private count of real keys per UTC day (SPEC AGG-38):
 #: one row per day, written once; the true count is never stored.
 key_count_releases = Table(
     "ks_key_count_releases",

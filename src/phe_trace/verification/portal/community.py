@@ -6,7 +6,7 @@ Two sources, each run by its own operator and read over HTTP, as a reader outsid
   metric (values, ε, report count, noise, 95 % intervals) and the pairs it collected but
   did not release below the minimum batch (AGG-24, AGG-36);
 - the key server's ``GET /v1/statistics/key-counts`` — its own noisy count of real keys
-  published per day (AGG-32).
+  published per day (AGG-38).
 
 :func:`gather` turns both into one list of :class:`Row` — one row per day, statistic and
 bucket — which the page groups by day and the CSV and JSON downloads carry as they are.
