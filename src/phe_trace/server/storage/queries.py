@@ -301,11 +301,31 @@ def settle_closed_windows(conn: Connection, cutoff: int, shuffle: Any) -> int:
     if not rows:
         return 0
     keys = [r["key_data"] for r in rows]
-    for start in range(0, len(keys), 500):
-        conn.execute(exposures.delete().where(exposures.c.key_data.in_(keys[start : start + 500])))
+    for start in range(0, len(keys), 5000):  # within SQLite's 32,766 parameters
+        conn.execute(exposures.delete().where(exposures.c.key_data.in_(keys[start : start + 5000])))
     shuffle(rows)
     for row in rows:
         row["settled"] = True
-    for start in range(0, len(rows), 1000):
-        conn.execute(exposures.insert(), rows[start : start + 1000])
+    if conn.dialect.name == "postgresql":
+        _copy_rows(conn, rows)
+    else:
+        for start in range(0, len(rows), 1000):
+            conn.execute(exposures.insert(), rows[start : start + 1000])
     return len(rows)
+
+
+def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into the key table in their order with one ``COPY`` in the
+    connection's transaction: an executemany sends a statement per row (~130 µs each,
+    a minute for a country's day of keys)."""
+    import psycopg
+
+    columns = [c.name for c in exposures.columns]
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    statement = f"COPY {exposures.name} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    except psycopg.IntegrityError as exc:  # a concurrent settle inserted them first
+        raise sa.exc.IntegrityError(statement, None, exc) from exc
