@@ -21,7 +21,7 @@ lint: $(STAMP)
 
 test: lint
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)  # portal browser tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist loadfile  # tests wait on servers and processes: 3 at a time
 	$(BIN)/python protocol_spec/check_traceability.py
 
 # Mutation-proven traceability: each mutant of protocol_spec/mutants/ breaks one requirement

@@ -22,6 +22,7 @@ def test_short_demo_writes_a_report(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = tmp_path / "rep"
     assert "report.html" in done.stdout
+    assert str((out / "report.html").resolve()) in done.stdout  # whole, on one line
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["people"] == 200 and summary["config"]["days"] == 3
     assert summary["city"]["people"] == 200

@@ -235,4 +235,5 @@ def demo(
     console.print(
         f"wall time {outcome.result.wall_s:.1f} s; report: {(out / 'report.html').resolve()}",
         highlight=False,
+        soft_wrap=True,  # a path split across lines cannot be copied or clicked
     )
