@@ -93,6 +93,9 @@ def test_two_agent_processes_in_a_room_hear_each_other(tmp_path: Path) -> None:
     """`agent room` and two `agent run --radio bumble --hci tcp-client:…` processes:
     each agent stores identifiers derived from the other's key, never its own.
 
+    When the room stops first, SIGTERM still stops each agent with status 0 and no
+    traceback (a controller that no longer answers is given up after a few seconds).
+
     (SPEC OPS-2, AGENT-1, AGENT-6)
     """
     port = _free_ports(2)
@@ -152,10 +155,20 @@ def test_two_agent_processes_in_a_room_hear_each_other(tmp_path: Path) -> None:
             for s in data[me]["sightings"]:  # type: ignore[attr-defined]
                 heard_at = dt.datetime.fromisoformat(s["time"]).timestamp()
                 assert abs(ref_interval(heard_at) - ref_interval(time.time())) <= 2
+        # The room goes away first: the agents still stop on SIGTERM, cleanly, saying why.
+        room.send_signal(signal.SIGKILL)
+        room.wait(timeout=30)
+        for proc in agents:
+            proc.send_signal(signal.SIGTERM)
+        for name, proc in zip("ab", agents, strict=True):
+            assert proc.wait(timeout=30) == 0
+            log = (tmp_path / f"{name}.log").read_text()
+            assert "Traceback" not in log, log
     finally:
         for proc in [*agents, room]:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
 
 
 def test_a_bumble_agent_alone_runs_and_stops_cleanly(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from phe_trace.errors import PheTraceError
 from phe_trace.protocol.advertisement import SERVICE_DATA_LENGTH
 
 from .config import ENV_PREFIX, AgentConfig
-from .errors import ConfigError, StoreCorruptError
+from .errors import ConfigError, RadioError, StoreCorruptError
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
 from .retention import Cutoff, warning_items
@@ -306,7 +306,10 @@ class Agent:
             if check is not None and not check.done():
                 check.cancel()
             if self.radio is not None:
-                await self.radio.stop_advertising()
+                try:
+                    await self.radio.stop_advertising()
+                except RadioError as exc:  # stopping must not hang on a radio that is gone
+                    log.warning("the radio could not stop advertising: %s", exc)
             self._save_state()
 
     def _analytics_quietly(self, now: float, client: httpx.Client | None) -> None:

@@ -27,7 +27,7 @@ import dataclasses
 import math
 from typing import Any
 
-from bumble import hci
+from bumble import core, hci
 from bumble.controller import Controller
 from bumble.device import Advertisement, AdvertisingType, Device
 from bumble.host import Host
@@ -37,7 +37,7 @@ from bumble.transport.common import AsyncPipeSink
 from phe_trace.protocol.advertisement import build_advertising_data, parse_advertising_data
 from phe_trace.protocol.errors import AdvertisementError
 
-from ..errors import RadioStateError
+from ..errors import RadioError, RadioStateError
 from .base import DEFAULT_ADVERTISING_INTERVAL_MS, RadioSighting, check_payload
 
 __all__ = ["BumbleLink", "BumbleRadio", "open_hci_radio", "room_transports", "serve_room"]
@@ -191,19 +191,22 @@ class BumbleRadio:
         if self._closed:
             raise RadioStateError("the radio is closed")
         if not self._powered:
-            await self._device.power_on()
+            await _answered(self._device.power_on(), "power on")
             self._powered = True
 
     async def _advertise(self, service_data: bytes) -> None:
         rpi, aem = service_data[:16], service_data[16:]
         address = hci.Address.generate_private_address()  # NRPA: no IRK
         self._device.random_address = address
-        await self._device.start_advertising(
-            advertising_type=AdvertisingType.UNDIRECTED,
-            own_address_type=hci.OwnAddressType.RANDOM,
-            advertising_data=build_advertising_data(rpi, aem),
-            advertising_interval_min=self._interval_ms[0],
-            advertising_interval_max=self._interval_ms[1],
+        await _answered(
+            self._device.start_advertising(
+                advertising_type=AdvertisingType.UNDIRECTED,
+                own_address_type=hci.OwnAddressType.RANDOM,
+                advertising_data=build_advertising_data(rpi, aem),
+                advertising_interval_min=self._interval_ms[0],
+                advertising_interval_max=self._interval_ms[1],
+            ),
+            "start advertising",
         )
         old, self._address = self._address, str(address)
         if self._medium is not None:
@@ -215,23 +218,25 @@ class BumbleRadio:
         check_payload(service_data)
         await self._power()
         if self._payload is not None:
-            await self._device.stop_advertising()
+            await _answered(self._device.stop_advertising(), "stop advertising")
         await self._advertise(service_data)
 
     async def rotate(self, service_data: bytes) -> None:
         check_payload(service_data)
         if self._payload is None:
             raise RadioStateError("rotate() before start_advertising()")
-        await self._device.stop_advertising()
+        await _answered(self._device.stop_advertising(), "stop advertising")
         await self._advertise(service_data)
 
     async def stop_advertising(self) -> None:
-        if self._payload is not None and self._powered:
-            await self._device.stop_advertising()
-        if self._medium is not None:
-            self._medium._bind(self._name, None, self._address)
-        self._payload = None
-        self._address = None
+        try:
+            if self._payload is not None and self._powered:
+                await _answered(self._device.stop_advertising(), "stop advertising")
+        finally:
+            if self._medium is not None:
+                self._medium._bind(self._name, None, self._address)
+            self._payload = None
+            self._address = None
 
     async def scan(self, duration_s: float, now: float) -> list[RadioSighting]:
         await self._power()
@@ -257,9 +262,12 @@ class BumbleRadio:
 
         self._device.on("advertisement", on_advertisement)
         try:
-            await self._device.start_scanning(active=False, filter_duplicates=False)
+            await _answered(
+                self._device.start_scanning(active=False, filter_duplicates=False),
+                "start scanning",
+            )
             await asyncio.sleep(duration_s)
-            await self._device.stop_scanning()
+            await _answered(self._device.stop_scanning(), "stop scanning")
         finally:
             self._device.remove_listener("advertisement", on_advertisement)
         return heard
@@ -267,12 +275,33 @@ class BumbleRadio:
     async def close(self) -> None:
         if self._closed:
             return
-        await self.stop_advertising()
-        if self._powered:
-            await self._device.host.flush()
-        if self._transport is not None:
-            await self._transport.close()
         self._closed = True
+        try:
+            await self.stop_advertising()
+            if self._powered:
+                await _answered(self._device.host.flush(), "flush")
+        finally:
+            if self._transport is not None:
+                try:
+                    await asyncio.wait_for(self._transport.close(), HCI_TIMEOUT_S)
+                except (TimeoutError, core.BaseBumbleError, ConnectionError, OSError):
+                    pass  # a transport whose peer is gone has nothing left to close
+
+
+#: Longest wait for the controller to answer one step (power on, advertise, scan control).
+HCI_TIMEOUT_S = 5.0
+
+
+async def _answered(step: Any, what: str) -> Any:
+    """``await step``, or :class:`RadioError` when the controller does not answer (a room
+    that stopped, a dropped HCI transport) rather than bumble's own exceptions."""
+    try:
+        return await asyncio.wait_for(step, HCI_TIMEOUT_S)
+    except (TimeoutError, core.BaseBumbleError, ConnectionError, OSError) as exc:
+        raise RadioError(
+            f"the bumble controller did not answer ({what}: {type(exc).__name__}); "
+            "is its radio room still running?"
+        ) from None
 
 
 def _public_address(number: int) -> str:
