@@ -157,99 +157,21 @@ def _cases() -> Iterator[Case]:
     # Output paths that cannot be written.
     for out in ["{missing}/below/out.json", "{dir}", "{dir}/" + LONG]:
         yield Case(("agent", "export-data", "--data-dir", "{dir}/a", "-o", out))
-    yield Case(
-        (
-            "conformance",
-            "--server",
-            "http://127.0.0.1:1",
-            "--ha-key",
-            "{binary}",
-            "--issuer",
-            "i",
-            "--audience",
-            "a",
-            "--kid",
-            "k",
-        )
-    )
-    yield Case(
-        (
-            "conformance",
-            "--server",
-            "not a url",
-            "--ha-key",
-            "{missing}/k.pem",
-            "--issuer",
-            "i",
-            "--audience",
-            "a",
-            "--kid",
-            "k",
-        )
-    )
-    yield Case(
-        (
-            "conformance",
-            "--server",
-            "http://127.0.0.1:1",
-            "--ha-key",
-            "{pem}",
-            "--issuer",
-            "i",
-            "--audience",
-            "a",
-            "--kid",
-            "k",
-            "--record-published",
-            "{dir}",
-        )
-    )
+    claims = ("--issuer", "i", "--audience", "a", "--kid", "k")
+    for server, key, extra in (
+        ("http://127.0.0.1:1", "{binary}", ()),
+        ("not a url", "{missing}/k.pem", ()),
+        ("http://127.0.0.1:1", "{pem}", ("--record-published", "{dir}")),
+    ):
+        yield Case(("conformance", "--server", server, "--ha-key", key, *claims, *extra))
     # Health-authority and federation arguments.
-    yield Case(
-        (
-            "server",
-            "health-authority",
-            "add",
-            "--issuer",
-            "i",
-            "--audience",
-            "a",
-            "--public-key",
-            "{binary}",
-            "--data-dir",
-            "{dir}/d",
-        )
-    )
-    yield Case(
-        (
-            "server",
-            "health-authority",
-            "add",
-            "--issuer",
-            "i",
-            "--audience",
-            "a",
-            "--public-key",
-            "{missing}/k.pem",
-            "--data-dir",
-            "{dir}/d",
-        )
-    )
-    yield Case(
-        (
-            "server",
-            "health-authority",
-            "add",
-            "--issuer",
-            "i",
-            "--audience",
-            "a",
-            "--jwks-url",
-            "not a url",
-            "--data-dir",
-            "{dir}/d",
-        )
-    )
+    add_authority = ("server", "health-authority", "add", "--issuer", "i", "--audience", "a")
+    for source in (
+        ("--public-key", "{binary}"),
+        ("--public-key", "{missing}/k.pem"),
+        ("--jwks-url", "not a url"),
+    ):
+        yield Case((*add_authority, *source, "--data-dir", "{dir}/d"))
     yield Case(("server", "federation", "import-exports", "--data-dir", "{dir}/d"))
     yield Case(
         ("server", "federation", "sync", "--data-dir", "{dir}/d"),
@@ -259,51 +181,14 @@ def _cases() -> Iterator[Case]:
     yield Case(("gateway", "member", "add", "{missing}/cert.pem", "--data-dir", "{dir}/g"))
     yield Case(("gateway", "operator", "sign", "{binary}"))
     yield Case(("gateway", "batch", "--data-dir", "{file}"))
-    yield Case(
-        (
-            "server",
-            "admin",
-            "create",
-            "--username",
-            "bob",
-            "--realm",
-            "has space",
-            "--password-stdin",
-            "--data-dir",
-            "{dir}/d",
-        ),
-        stdin="a-long-enough-password\n",
-    )
-    yield Case(
-        (
-            "server",
-            "admin",
-            "create",
-            "--username",
-            "bob",
-            "--realm",
-            "r",
-            "--password-stdin",
-            "--data-dir",
-            "{dir}/d",
-        ),
-        stdin="short\n",
-    )
-    yield Case(
-        (
-            "server",
-            "admin",
-            "create",
-            "--username",
-            "bob",
-            "--realm",
-            "r",
-            "--password-stdin",
-            "--data-dir",
-            "{file}",
-        ),
-        stdin="a-long-enough-password\n",
-    )
+    create = ("server", "admin", "create", "--username", "bob", "--password-stdin")
+    good_password = "a-long-enough-password\n"
+    for realm, data_dir, password in (
+        ("has space", "{dir}/d", good_password),
+        ("r", "{dir}/d", "short\n"),
+        ("r", "{file}", good_password),
+    ):
+        yield Case((*create, "--realm", realm, "--data-dir", data_dir), stdin=password)
     yield Case(
         ("agent", "check-radio", "--adapter", "hci99"),
         env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path={missing}/bus"},
