@@ -13,7 +13,6 @@ Usage: ``python benchmarks/federation.py [--n N] [--quick]``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import secrets
 import socket
 import tempfile
@@ -24,8 +23,7 @@ from typing import Any
 
 import uvicorn
 from _common import emit
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from phe_trace.gateway import GatewaySettings, create_app
@@ -40,36 +38,9 @@ from phe_trace.server.federation import (
 )
 from phe_trace.server.settings import load_settings
 from phe_trace.server.storage import queries
+from phe_trace.sim.federated import member_certificate, pem_private
 
 DAY = 86_400
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert(country: str, purpose: str, now: float) -> tuple[x509.Certificate, Any]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(x509.NameOID.COUNTRY_NAME, country),
-            x509.NameAttribute(x509.NameOID.COMMON_NAME, f"{country} {purpose}"),
-        ]
-    )
-    start = dt.datetime.fromtimestamp(now - DAY, dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
 
 
 def _keyserver(root: Path, region: str, now: float) -> ServerContext:
@@ -126,14 +97,14 @@ class _Server:
 
 
 def _member(root: Path, country: str, url: str, anchor: Path, gw: Any, op: Any, now: float):  # type: ignore[no-untyped-def]
-    auth, _ = _cert(country, "authentication", now)
-    signing, key = _cert(country, "signing", now)
+    auth, _ = member_certificate(country, "authentication", int(now))
+    signing, key = member_certificate(country, "signing", int(now))
     for cert, kind in ((auth, CertificateType.AUTHENTICATION), (signing, CertificateType.SIGNING)):
         text = cert.public_bytes(serialization.Encoding.PEM).decode()
         add_member_certificate(gw.engine, text, kind, sign_pem(text, op), gw.anchor, now)
     for name, data in (
         ("signing.pem", signing.public_bytes(serialization.Encoding.PEM)),
-        ("signing.key", _pem_key(key)),
+        ("signing.key", pem_private(key)),
         ("client.pem", auth.public_bytes(serialization.Encoding.PEM)),
     ):
         (root / f"{country}-{name}").write_bytes(data)

@@ -32,13 +32,16 @@ import sqlalchemy as sa
 from .live import LiveBackend, _Uvicorn
 from .standin import SyncOutcome
 
-__all__ = ["CITY_REGIONS", "FederatedBackend"]
+__all__ = ["CITY_REGIONS", "FederatedBackend", "member_certificate", "pem_private"]
 
 #: Region (and federation country code) of each city.
 CITY_REGIONS = ("AA", "BB")
 
 
-def _certificate(country: str, purpose: str, epoch: int) -> tuple[Any, Any]:
+def member_certificate(country: str, purpose: str, epoch: int) -> tuple[Any, Any]:
+    """A self-signed P-256 certificate of a federation member (C=``country``) for
+    ``purpose`` (authentication or signing), valid from 30 days before ``epoch`` for 400
+    days, and its private key: what an operator countersigns onto the allow-list."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -64,7 +67,8 @@ def _certificate(country: str, purpose: str, epoch: int) -> tuple[Any, Any]:
     return cert, key
 
 
-def _pem_private(key: Any) -> bytes:
+def pem_private(key: Any) -> bytes:
+    """``key`` as unencrypted PKCS#8 PEM."""
     from cryptography.hazmat.primitives import serialization
 
     return bytes(
@@ -145,10 +149,10 @@ class FederatedBackend:
                 ("signing", CertificateType.SIGNING),
                 ("authentication", CertificateType.AUTHENTICATION),
             ):
-                cert, key = _certificate(region, purpose, self.epoch)
+                cert, key = member_certificate(region, purpose, self.epoch)
                 pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
                 (folder / f"{purpose}.pem").write_text(pem)
-                (folder / f"{purpose}.key").write_bytes(_pem_private(key))
+                (folder / f"{purpose}.key").write_bytes(pem_private(key))
                 add_member_certificate(
                     self.gateway.engine, pem, kind, sign_pem(pem, operator), self.gateway.anchor,
                     float(self.epoch),
