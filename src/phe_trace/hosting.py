@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from phe_trace.server import create_app as create_keyserver_app
 from phe_trace.server.context import Clock
-from phe_trace.server.errors import ConfigError
+from phe_trace.server.errors import ServerConfigError
 from phe_trace.server.settings import ServerSettings, load_settings
 
 __all__ = [
@@ -117,12 +117,12 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app serving ``role`` in this process."""
     if role not in ROLES:
-        raise ConfigError(f"role must be one of {', '.join(ROLES)}")
+        raise ServerConfigError(f"role must be one of {', '.join(ROLES)}")
     if role == "verification":
         app = FastAPI(title="phe-trace verification service")
         _install_http_errors(app)
         if not _mount_verification(app, settings, clock):
-            raise ConfigError("the verification service is not available in this build")
+            raise ServerConfigError("the verification service is not available in this build")
         return app
     app = create_keyserver_app(settings, clock=clock, background_export=background_export)
     if role == "all":
@@ -140,5 +140,5 @@ def create_app_from_environment() -> FastAPI:
 
     role = common_settings().role
     if role not in ROLES:
-        raise ConfigError(f"{ROLE_ENV} must be one of {', '.join(ROLES)}")
+        raise ServerConfigError(f"{ROLE_ENV} must be one of {', '.join(ROLES)}")
     return create_app(load_settings(), role=role, background_export=True)

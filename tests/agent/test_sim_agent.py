@@ -185,25 +185,25 @@ def test_a_clock_set_back_within_the_tolerance_is_not_reported(make_agent) -> No
 
 
 def test_settings_errors_are_reported_together() -> None:
-    from phe_trace.agent import ConfigError, load_config
+    from phe_trace.agent import AgentConfigError, load_config
 
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(AgentConfigError) as info:
         load_config(rotation_min_s=900, rotation_max_s=600, tx_power_dbm=500)
     assert "tx_power_dbm" in str(info.value)
-    with pytest.raises(ConfigError):
+    with pytest.raises(AgentConfigError):
         load_config(scan_period_s=10, scan_jitter_s=20)
     assert AgentConfig().retention_days == 14
 
 
 def test_env_file_typos_are_refused_other_names_ignored(tmp_path) -> None:
-    from phe_trace.agent import ConfigError, load_config
+    from phe_trace.agent import AgentConfigError, load_config
 
     shared = tmp_path / "shared.env"
     shared.write_text("LANG=C.UTF-8\nPHE_TRACE_AGENT_RADIO=sim\n")
     assert load_config(shared).radio == "sim"
     typo = tmp_path / "typo.env"
     typo.write_text("PHE_TRACE_AGENT_RETENTON_DAYS=3\n")
-    with pytest.raises(ConfigError, match="PHE_TRACE_AGENT_RETENTON_DAYS"):
+    with pytest.raises(AgentConfigError, match="PHE_TRACE_AGENT_RETENTON_DAYS"):
         load_config(typo)
 
 

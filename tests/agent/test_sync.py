@@ -13,7 +13,7 @@ import pytest
 
 from phe_trace.agent import (
     Agent,
-    ConfigError,
+    AgentConfigError,
     ExportNotFoundError,
     ServerUnavailableError,
     SightingRecord,
@@ -227,7 +227,7 @@ def test_unsigned_matching_is_refused_without_a_configured_key(
     _, b = _pair(make_agent, minutes=5)
     publish(host.files, [export_zip(new_signer(), [], 0, 1)], int(T0 + DAY))
     _configure(b, host, "")
-    with pytest.raises(ConfigError, match="no export public key"):
+    with pytest.raises(AgentConfigError, match="no export public key"):
         b.sync(NOW)
 
 

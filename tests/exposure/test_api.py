@@ -11,7 +11,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(exposure.__all__) == sorted(
         [
             "DEFAULT_TOLERANCE_INTERVALS",
-            "ConfigError",
+            "ExposureConfigError",
             "CwaDayResult",
             "CwaRiskResult",
             "CwaWindowResult",
@@ -55,10 +55,10 @@ def test_errors_are_rooted_and_coded() -> None:
         cls.code
         for cls in (
             exposure.ExposureError,
-            exposure.ConfigError,
+            exposure.ExposureConfigError,
             exposure.MatchInputError,
             exposure.SightingError,
         )
     }
     assert len(codes) == 4
-    assert issubclass(exposure.ConfigError, PheTraceError)
+    assert issubclass(exposure.ExposureConfigError, PheTraceError)

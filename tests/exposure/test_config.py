@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from phe_trace.exposure import ConfigError, Infectiousness, default_config, load_config
+from phe_trace.exposure import ExposureConfigError, Infectiousness, default_config, load_config
 from phe_trace.exposure.config import DiagnosisKeysDataMapping, ExposureConfig, Range
 from phe_trace.protocol.diagnosis_key import ReportType
 
@@ -82,7 +82,7 @@ def test_toml_and_json_documents_load_alike(tmp_path: Path) -> None:
     )
     assert partial.risk_calculation == default_config().risk_calculation
     assert partial.daily_summaries.report_type_weights[ReportType.CONFIRMED_TEST] == 0.0
-    with pytest.raises(ConfigError, match="daily_summaries: is required"):
+    with pytest.raises(ExposureConfigError, match="daily_summaries: is required"):
         load_config('description = "only"\n', use_defaults=False)
 
 
@@ -218,7 +218,7 @@ def test_invalid_configuration_names_the_field(
     path: str, value: Any, field: str, words: str
 ) -> None:
     """RISK-1: every refusal names the field's dotted path and the rule it breaks."""
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ExposureConfigError) as info:
         ExposureConfig.parse(_broken(path, value))
     assert info.value.field == field
     assert str(info.value).startswith(field + ":")
@@ -227,9 +227,9 @@ def test_invalid_configuration_names_the_field(
 
 def test_syntax_errors_are_config_errors() -> None:
     """RISK-1: a document that does not parse is refused the same way."""
-    with pytest.raises(ConfigError, match="cannot be parsed"):
+    with pytest.raises(ExposureConfigError, match="cannot be parsed"):
         load_config("[daily_summaries\n")
-    with pytest.raises(ConfigError, match="cannot be parsed"):
+    with pytest.raises(ExposureConfigError, match="cannot be parsed"):
         load_config("{not json")
 
 

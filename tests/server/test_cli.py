@@ -15,7 +15,7 @@ import pytest
 from phe_trace.cli import main
 from phe_trace.hosting import create_app as hosting_create_app
 from phe_trace.server import load_settings
-from phe_trace.server.errors import ConfigError
+from phe_trace.server.errors import ServerConfigError
 
 from .helpers import NOW, Authority
 
@@ -122,5 +122,5 @@ def test_hosting_roles(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
     app = hosting_create_app(settings, role="all")
     assert "/v1/publish" in app.openapi()["paths"]
-    with pytest.raises(ConfigError):
+    with pytest.raises(ServerConfigError):
         hosting_create_app(settings, role="nonsense")  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from phe_trace.server import load_settings
-from phe_trace.server.errors import ConfigError
+from phe_trace.server.errors import ServerConfigError
 
 
 def test_defaults_need_no_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,7 +32,7 @@ def test_all_errors_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHE_TRACE_MAX_KEYS_ON_PUBLISH", "0")
     monkeypatch.setenv("PHE_TRACE_REGION", "no spaces allowed")
     monkeypatch.setenv("PHE_TRACE_EXPORT_PERIOD_SECONDS", "7000")
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ServerConfigError) as info:
         load_settings()
     message = str(info.value)
     for name in (
@@ -45,9 +45,9 @@ def test_all_errors_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_placeholder_secrets_refused() -> None:
     """A revision-token key or AAD copied from an example is refused (PUB-9)."""
-    with pytest.raises(ConfigError, match="placeholder"):
+    with pytest.raises(ServerConfigError, match="placeholder"):
         load_settings(revision_token_keys=["k1:changeme"])
-    with pytest.raises(ConfigError, match="placeholder"):
+    with pytest.raises(ServerConfigError, match="placeholder"):
         load_settings(revision_token_aad="CHANGEME")
-    with pytest.raises(ConfigError, match="32 bytes"):
+    with pytest.raises(ServerConfigError, match="32 bytes"):
         load_settings(revision_token_keys=["k1:AAAA"])

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from .agent import Agent, TickResult
 from .config import AgentConfig, load_config
 from .errors import (
+    AgentConfigError,
     AgentError,
     BluezUnavailableError,
     BluezVersionError,
-    ConfigError,
     ExportNotFoundError,
     ExportRejectedError,
     NoAdapterError,
@@ -34,11 +34,11 @@ from .store import AgentStore
 __all__ = [
     "Agent",
     "AgentConfig",
+    "AgentConfigError",
     "AgentError",
     "AgentStore",
     "BluezUnavailableError",
     "BluezVersionError",
-    "ConfigError",
     "ExportNotFoundError",
     "ExportRejectedError",
     "NoAdapterError",

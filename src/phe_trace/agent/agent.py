@@ -45,7 +45,7 @@ from phe_trace.errors import PheTraceError
 from phe_trace.protocol.advertisement import SERVICE_DATA_LENGTH
 
 from .config import ENV_PREFIX, AgentConfig
-from .errors import ConfigError, RadioError, StoreCorruptError
+from .errors import AgentConfigError, RadioError, StoreCorruptError
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
 from .retention import Cutoff, warning_items
@@ -120,7 +120,7 @@ class Agent:
             try:
                 self._exposure_config = load_config(path) if path else default_config()
             except (OSError, ExposureError) as exc:
-                raise ConfigError(f"exposure_config {path}: {exc}") from None
+                raise AgentConfigError(f"exposure_config {path}: {exc}") from None
         return self._exposure_config
 
     # -- construction ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pydantic_settings import SettingsConfigDict, SettingsError
 
 from phe_trace.settings import PheTraceSettings
 
-from .errors import ConfigError
+from .errors import AgentConfigError
 
 __all__ = ["ENV_PREFIX", "AgentConfig", "FollowedRegion", "load_config"]
 
@@ -168,15 +168,15 @@ class AgentConfig(PheTraceSettings):
 def load_config(env_file: Path | None = None, **overrides: Any) -> AgentConfig:
     """Build the settings from the environment, an optional env file and overrides.
 
-    Every invalid setting is reported at once in one :class:`ConfigError`.
+    Every invalid setting is reported at once in one :class:`AgentConfigError`.
     """
     if env_file is not None and not env_file.is_file():
-        raise ConfigError(f"config file {env_file} does not exist")
+        raise AgentConfigError(f"config file {env_file} does not exist")
     if env_file is not None:
         try:
             env_file.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            raise ConfigError(
+            raise AgentConfigError(
                 f"config file {env_file} is not text: it should hold NAME=value lines"
             ) from None
     _check_names(env_file)
@@ -187,9 +187,9 @@ def load_config(env_file: Path | None = None, **overrides: Any) -> AgentConfig:
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ConfigError(f"invalid agent settings: {problems}") from None
+        raise AgentConfigError(f"invalid agent settings: {problems}") from None
     except SettingsError as exc:  # a value that is not the JSON a list setting needs
-        raise ConfigError(f"invalid agent settings: {exc}") from None
+        raise AgentConfigError(f"invalid agent settings: {exc}") from None
 
 
 def _check_names(env_file: Path | None) -> None:
@@ -202,7 +202,7 @@ def _check_names(env_file: Path | None) -> None:
         n for n in names if n.upper().startswith(ENV_PREFIX) and n.upper() not in known
     )
     if unknown:
-        raise ConfigError(f"unknown agent settings: {', '.join(unknown)}")
+        raise AgentConfigError(f"unknown agent settings: {', '.join(unknown)}")
 
 
 def user_config_file() -> Path:

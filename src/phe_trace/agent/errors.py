@@ -19,7 +19,7 @@
     │   │   └── DownloadTooLargeError  a file over the size cap
     │   └── ExportRejectedError     an export file failed its signature or format check
     ├── ReportError                 the verification or publish step refused the report
-    ├── ConfigError                 the agent's settings are invalid
+    ├── AgentConfigError            the agent's settings are invalid
     └── AnalyticsConfigError        the published analytics configuration cannot be used
 """
 
@@ -28,11 +28,11 @@ from __future__ import annotations
 from phe_trace.errors import PheTraceError
 
 __all__ = [
+    "AgentConfigError",
     "AgentError",
     "AnalyticsConfigError",
     "BluezUnavailableError",
     "BluezVersionError",
-    "ConfigError",
     "DownloadError",
     "DownloadTooLargeError",
     "ExportRejectedError",
@@ -164,7 +164,7 @@ class ReportError(AgentError):
         self.server_code = server_code
 
 
-class ConfigError(AgentError):
+class AgentConfigError(AgentError):
     """Raised when the agent's settings are invalid (all problems reported at once)."""
 
     code = "agent_config_invalid"

@@ -19,7 +19,7 @@ from phe_trace.protocol import export
 from phe_trace.protocol.errors import ExportError
 
 from .config import FollowedRegion
-from .errors import ConfigError
+from .errors import AgentConfigError
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -47,9 +47,9 @@ def region_from_options(
     try:
         key = export.load_public_key_pem(key_file.read_bytes())
     except OSError as exc:
-        raise ConfigError(f"cannot read the key {key_file}: {exc.strerror}") from None
+        raise AgentConfigError(f"cannot read the key {key_file}: {exc.strerror}") from None
     except ExportError as exc:
-        raise ConfigError(f"the key {key_file} cannot be used: {exc}") from None
+        raise AgentConfigError(f"the key {key_file} cannot be used: {exc}") from None
     try:
         return FollowedRegion(
             name=name,
@@ -62,14 +62,14 @@ def region_from_options(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"invalid region: {problems}") from None
+        raise AgentConfigError(f"invalid region: {problems}") from None
 
 
 def add_region(agent: Agent, region: FollowedRegion) -> None:
     """Follow ``region`` (its name must be new on this device)."""
     taken = {agent.config.region, *(r.name for r in followed_regions(agent))}
     if region.name in taken:
-        raise ConfigError(f"a region named {region.name!r} is already followed")
+        raise AgentConfigError(f"a region named {region.name!r} is already followed")
     items = [r.model_dump(mode="json") for r in _stored(agent)]
     agent.store.put_meta(_META, {"items": [*items, region.model_dump(mode="json")]})
 
@@ -80,11 +80,11 @@ def remove_region(agent: Agent, name: str) -> FollowedRegion:
     kept = [r for r in stored if r.name != name]
     if len(kept) == len(stored):
         if any(r.name == name for r in agent.config.regions):
-            raise ConfigError(
+            raise AgentConfigError(
                 f"region {name!r} comes from the settings (PHE_TRACE_AGENT_REGIONS): "
                 "remove it there"
             )
-        raise ConfigError(f"no region named {name!r} is followed")
+        raise AgentConfigError(f"no region named {name!r} is followed")
     agent.store.put_meta(_META, {"items": [r.model_dump(mode="json") for r in kept]})
     state: dict[str, Any] = agent.store.get_meta("sync") or {}
     if name in state.get("regions", {}):

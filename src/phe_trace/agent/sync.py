@@ -59,7 +59,7 @@ from phe_trace.protocol.errors import ExportError, ExportUnknownKeyError
 
 from . import risk
 from .download import MAX_INDEX_BYTES, download
-from .errors import ConfigError, ExportNotFoundError, ServerUnavailableError, SyncError
+from .errors import AgentConfigError, ExportNotFoundError, ServerUnavailableError, SyncError
 from .notify import notify
 from .retention import processed_files, warning_items
 from .screen import candidate_sightings
@@ -128,9 +128,11 @@ def load_trusted_keys(values: list[str]) -> list[ec.EllipticCurvePublicKey]:
             else:
                 keys.append(export.load_public_key_spki_base64(value))
         except (OSError, ExportError) as exc:
-            raise ConfigError(f"export public key {value[:40]!r} cannot be used: {exc}") from None
+            raise AgentConfigError(
+                f"export public key {value[:40]!r} cannot be used: {exc}"
+            ) from None
     if not keys:
-        raise ConfigError(
+        raise AgentConfigError(
             "no export public key configured (PHE_TRACE_AGENT_EXPORT_PUBLIC_KEYS): "
             "refusing to match keys whose origin cannot be checked"
         )
@@ -447,7 +449,7 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
             result.regions[source.name] = {"listed": 0, "checked": 0, "error": None}
             try:
                 files = _fetch_new(agent, http, source, done[source.name], result, now)
-            except (SyncError, ConfigError) as exc:
+            except (SyncError, AgentConfigError) as exc:
                 if source.home:
                     raise
                 # another region that fails is skipped: home and the others are checked

@@ -25,7 +25,7 @@ import typer
 
 from phe_trace.agent import Agent, AgentConfig, AgentStore, load_config
 from phe_trace.agent.config import default_data_dir, user_config_file
-from phe_trace.agent.errors import ConfigError, ExportRejectedError, StoreMissingError
+from phe_trace.agent.errors import AgentConfigError, ExportRejectedError, StoreMissingError
 from phe_trace.agent.store import DB_NAME, KEY_NAME
 
 from .agent_analytics import analytics as analytics_command
@@ -68,7 +68,7 @@ def _config_file(config: Path | None) -> Path | None:
     for candidate in (_user_config(), SYSTEM_CONFIG):
         if candidate.is_file():
             if not os.access(candidate, os.R_OK):
-                raise ConfigError(
+                raise AgentConfigError(
                     f"{candidate} is not readable by this user: run the command as the "
                     "service's user (sudo -u phe-trace phe-trace agent …) or pass --config"
                 )
@@ -296,7 +296,9 @@ def wipe(
     settings = _settings(config, data_dir)
     assert settings.data_dir is not None
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
-        raise ConfigError(f"{settings.data_dir} is not a directory: nothing of an agent to erase")
+        raise AgentConfigError(
+            f"{settings.data_dir} is not a directory: nothing of an agent to erase"
+        )
     if not yes:
         typer.confirm(f"Erase everything in {settings.data_dir}?", abort=True)
     removed = AgentStore.wipe(settings.data_dir)
@@ -336,7 +338,7 @@ async def _make_radio(settings: AgentConfig) -> Any:
         if settings.hci:
             return await open_hci_radio(settings.hci)
         return BumbleLink().radio("agent")  # a link of its own: hears nobody
-    raise ConfigError("radio 'sim' is driven by the simulator, not by `agent run`")
+    raise AgentConfigError("radio 'sim' is driven by the simulator, not by `agent run`")
 
 
 @app.command()
@@ -355,7 +357,7 @@ def run(
     """Run the agent: advertise, scan, keep records, check for exposures periodically."""
     settings = _settings(config, data_dir, radio=radio, hci=hci)
     if settings.hci and settings.radio != "bumble":
-        raise ConfigError("--hci is a bumble transport: use it with --radio bumble")
+        raise AgentConfigError("--hci is a bumble transport: use it with --radio bumble")
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -389,9 +391,9 @@ def room(
     from phe_trace.agent.radio.bumble import room_transports, serve_room
 
     if not 1 <= agents <= 64:
-        raise ConfigError("--agents must be between 1 and 64")
+        raise AgentConfigError("--agents must be between 1 and 64")
     if not 1 <= port <= 65535 - agents:
-        raise ConfigError("--port must leave room for one port per agent below 65536")
+        raise AgentConfigError("--port must leave room for one port per agent below 65536")
     transports = room_transports(host, port, agents)
 
     def ready() -> None:

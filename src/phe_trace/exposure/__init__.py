@@ -24,7 +24,7 @@ from .config import (
     default_config,
     load_config,
 )
-from .errors import ConfigError, ExposureError, MatchInputError, SightingError
+from .errors import ExposureConfigError, ExposureError, MatchInputError, SightingError
 from .matcher import DEFAULT_TOLERANCE_INTERVALS, match, reception_window
 from .model import (
     ExposureWindow,
@@ -48,7 +48,6 @@ from .windows import build_exposure_windows
 
 __all__ = [
     "DEFAULT_TOLERANCE_INTERVALS",
-    "ConfigError",
     "CwaDayResult",
     "CwaRiskResult",
     "CwaWindowResult",
@@ -56,6 +55,7 @@ __all__ = [
     "DailySummary",
     "DiagnosisKeysDataMapping",
     "ExposureConfig",
+    "ExposureConfigError",
     "ExposureError",
     "ExposureWindow",
     "Infectiousness",

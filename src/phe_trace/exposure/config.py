@@ -7,7 +7,7 @@ sections, each optional in the document and then taken from the defaults:
 * ``daily_summaries`` — GAEN ``DailySummariesConfig`` (RISK-2 … RISK-4);
 * ``risk_calculation`` — Corona-Warn-App risk calculation parameters (RISK-5 … RISK-7).
 
-Every invalid value is refused with :class:`~phe_trace.exposure.ConfigError` naming the
+Every invalid value is refused with :class:`~phe_trace.exposure.ExposureConfigError` naming the
 field's dotted path, the value and the rule (weights 0–2.5, thresholds increasing, ranges
 that neither overlap nor leave gaps, exact list lengths, no unknown keys). The defaults
 (:func:`default_config`) are the Corona-Warn-App production parameters, shipped as the
@@ -30,7 +30,7 @@ from typing import Any
 
 from phe_trace.protocol.diagnosis_key import ReportType
 
-from .errors import ConfigError
+from .errors import ExposureConfigError
 from .model import Infectiousness
 
 __all__ = [
@@ -74,43 +74,43 @@ class RiskLevel(IntEnum):
 
 def _table(data: object, field: str, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
-        raise ConfigError(field, f"must be a table, got {type(data).__name__}")
+        raise ExposureConfigError(field, f"must be a table, got {type(data).__name__}")
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigError(f"{field}.{unknown[0]}" if field else unknown[0], "unknown field")
+        raise ExposureConfigError(f"{field}.{unknown[0]}" if field else unknown[0], "unknown field")
     missing = sorted(required - set(data))
     if missing:
-        raise ConfigError(f"{field}.{missing[0]}" if field else missing[0], "is required")
+        raise ExposureConfigError(f"{field}.{missing[0]}" if field else missing[0], "is required")
     return data
 
 
 def _number(value: object, field: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(field, f"must be a finite number, got {value!r}")
+        raise ExposureConfigError(field, f"must be a finite number, got {value!r}")
     if not low <= value <= high:
-        raise ConfigError(field, f"{value!r} is outside {low:g}..{high:g}")
+        raise ExposureConfigError(field, f"{value!r} is outside {low:g}..{high:g}")
     return float(value)
 
 
 def _int(value: object, field: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an integer, got {value!r}")
+        raise ExposureConfigError(field, f"must be an integer, got {value!r}")
     if not low <= value <= high:
-        raise ConfigError(field, f"{value} is outside {low}..{high}")
+        raise ExposureConfigError(field, f"{value} is outside {low}..{high}")
     return value
 
 
 def _list(value: object, field: str, length: int | None = None) -> list[Any]:
     if not isinstance(value, list | tuple):
-        raise ConfigError(field, f"must be a list, got {type(value).__name__}")
+        raise ExposureConfigError(field, f"must be a list, got {type(value).__name__}")
     if length is not None and len(value) != length:
-        raise ConfigError(field, f"must have exactly {length} entries, got {len(value)}")
+        raise ExposureConfigError(field, f"must have exactly {length} entries, got {len(value)}")
     return list(value)
 
 
 def _bool(value: object, field: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(field, f"must be true or false, got {value!r}")
+        raise ExposureConfigError(field, f"must be true or false, got {value!r}")
     return value
 
 
@@ -143,7 +143,7 @@ class Range:
             _bool(t.get("max_exclusive", False), f"{field}.max_exclusive"),
         )
         if r.min > r.max or (r.min == r.max and (r.min_exclusive or r.max_exclusive)):
-            raise ConfigError(field, f"is empty ({r.min:g}..{r.max:g})")
+            raise ExposureConfigError(field, f"is empty ({r.min:g}..{r.max:g})")
         return r
 
 
@@ -154,9 +154,9 @@ def _check_partition(ranges: list[Range], field: str) -> None:
         ra, rb = ranges[a], ranges[b]
         touching = ra.max == rb.min
         if rb.min < ra.max or (touching and not ra.max_exclusive and not rb.min_exclusive):
-            raise ConfigError(f"{field}[{b}]", f"overlaps {field}[{a}]")
+            raise ExposureConfigError(f"{field}[{b}]", f"overlaps {field}[{a}]")
         if rb.min > ra.max or (touching and ra.max_exclusive and rb.min_exclusive):
-            raise ConfigError(f"{field}[{b}]", f"leaves a gap after {field}[{a}]")
+            raise ExposureConfigError(f"{field}[{b}]", f"leaves a gap after {field}[{a}]")
 
 
 # --- GAEN sections ------------------------------------------------------------------------
@@ -246,7 +246,9 @@ class DailySummariesConfig:
         thresholds = tuple(_int(v, f"{f}[{i}]", 0, 255) for i, v in enumerate(raw))
         for i in (1, 2):
             if thresholds[i] <= thresholds[i - 1]:
-                raise ConfigError(f"{f}[{i}]", f"{thresholds[i]} must be > {thresholds[i - 1]}")
+                raise ExposureConfigError(
+                    f"{f}[{i}]", f"{thresholds[i]} must be > {thresholds[i - 1]}"
+                )
         f = f"{field}.attenuation_bucket_weights"
         raw = _list(t["attenuation_bucket_weights"], f, 4)
         weights = tuple(_number(v, f"{f}[{i}]", 0, MAX_WEIGHT) for i, v in enumerate(raw))
@@ -429,7 +431,7 @@ def _levels(data: object, field: str) -> tuple[NormalizedTimeToRiskLevel, ...]:
         for i, x in enumerate(_list(data, field))
     )
     if not levels:
-        raise ConfigError(field, "must have at least one entry")
+        raise ExposureConfigError(field, "must have at least one entry")
     _check_partition([x.normalized_time_range for x in levels], field)
     return levels
 
@@ -446,7 +448,9 @@ def _trv(data: object, field: str) -> dict[int, float]:
         t = _table(x, f"{field}[{i}]", _TRV, _TRV)
         level = _int(t["transmission_risk_level"], f"{field}[{i}].transmission_risk_level", 0, 100)
         if level in out:
-            raise ConfigError(f"{field}[{i}].transmission_risk_level", f"{level} appears twice")
+            raise ExposureConfigError(
+                f"{field}[{i}].transmission_risk_level", f"{level} appears twice"
+            )
         out[level] = _number(
             t["transmission_risk_value"], f"{field}[{i}].transmission_risk_value", 0, 100
         )
@@ -484,7 +488,7 @@ def load_config(source: str | Path, *, use_defaults: bool = True) -> ExposureCon
     """Load a configuration from a ``.toml`` or ``.json`` file, or from TOML/JSON text.
 
     Sections the document leaves out come from :func:`default_config` unless
-    ``use_defaults`` is false. Syntax errors are reported as :class:`ConfigError` too.
+    ``use_defaults`` is false. Syntax errors are reported as :class:`ExposureConfigError` too.
     """
     if isinstance(source, Path):
         text, kind = source.read_text(encoding="utf-8"), source.suffix.lower()
@@ -493,7 +497,7 @@ def load_config(source: str | Path, *, use_defaults: bool = True) -> ExposureCon
     try:
         data = json.loads(text) if kind == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError("(document)", f"cannot be parsed: {exc}") from None
+        raise ExposureConfigError("(document)", f"cannot be parsed: {exc}") from None
     return ExposureConfig.parse(data, defaults=default_config() if use_defaults else None)
 
 

@@ -5,7 +5,7 @@
     ExposureError
     ├── SightingError     raised when a Sighting is malformed (identifier length, RSSI, time)
     ├── MatchInputError   raised when match() gets arguments it cannot use (tolerance, workers)
-    └── ConfigError       raised when a scoring configuration is invalid; names the field
+    └── ExposureConfigError  raised when a scoring configuration is invalid; names the field
 
 Malformed *diagnosis keys* are not errors: :func:`phe_trace.exposure.match` refuses them
 one by one and reports them in ``MatchResult.rejected`` (SPEC MATCH-6).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from phe_trace.errors import PheTraceError
 
-__all__ = ["ConfigError", "ExposureError", "MatchInputError", "SightingError"]
+__all__ = ["ExposureConfigError", "ExposureError", "MatchInputError", "SightingError"]
 
 
 class ExposureError(PheTraceError):
@@ -36,7 +36,7 @@ class MatchInputError(ExposureError, ValueError):
     code = "invalid_match_input"
 
 
-class ConfigError(ExposureError, ValueError):
+class ExposureConfigError(ExposureError, ValueError):
     """A scoring configuration that is refused; ``field`` is the dotted path of the culprit.
 
     The message names the field, the value and the rule it breaks, e.g.

@@ -3,7 +3,7 @@
 ::
 
     ServerError                         (phe_trace.errors.PheTraceError)
-    ├── ConfigError                     settings invalid at start-up (all problems at once)
+    ├── ServerConfigError               settings invalid at start-up (all problems at once)
     ├── PublishError                    a publish request refused as a whole (HTTP 4xx)
     │   ├── BadRequestError             malformed body, key count, overlaps (400 bad_request)
     │   ├── UnknownHealthAuthorityError healthAuthorityID not accepted (401)
@@ -31,7 +31,6 @@ from phe_trace.protocol import publish as wire
 __all__ = [
     "BadRequestError",
     "CertificateInvalidError",
-    "ConfigError",
     "DatabaseUnavailableError",
     "ExportError",
     "ExportStoreError",
@@ -43,6 +42,7 @@ __all__ = [
     "KeyAlreadyRevisedError",
     "MissingRevisionTokenError",
     "PublishError",
+    "ServerConfigError",
     "ServerError",
     "SigningKeyError",
     "UnknownHealthAuthorityError",
@@ -55,7 +55,7 @@ class ServerError(PheTraceError):
     code = "server_error"
 
 
-class ConfigError(ServerError):
+class ServerConfigError(ServerError):
     """Raised at start-up when settings are invalid; the message lists every problem."""
 
     code = "config_invalid"

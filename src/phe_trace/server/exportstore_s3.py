@@ -23,7 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import ConfigError, ExportStoreError, ExportStoreUnavailableError
+from .errors import ExportStoreError, ExportStoreUnavailableError, ServerConfigError
 from .exportstore import check_object_name, object_headers
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class S3ExportStore:
     def from_settings(cls, settings: ServerSettings) -> S3ExportStore:
         """The store the ``PHE_TRACE_EXPORT_S3_*`` settings describe."""
         if not settings.export_s3_bucket:
-            raise ConfigError("PHE_TRACE_EXPORT_S3_BUCKET is not set")
+            raise ServerConfigError("PHE_TRACE_EXPORT_S3_BUCKET is not set")
         config = Config(
             s3={"addressing_style": settings.export_s3_addressing},
             retries={"max_attempts": 5, "mode": "standard"},

@@ -2,7 +2,7 @@
 
 Each field is read from the environment as ``PHE_TRACE_<FIELD NAME IN CAPITALS>`` (e.g.
 ``PHE_TRACE_DATABASE_URL``) or passed to :func:`load_settings`. All problems are reported
-at start-up at once, as one :class:`~phe_trace.server.errors.ConfigError`. Placeholder
+at start-up at once, as one :class:`~phe_trace.server.errors.ServerConfigError`. Placeholder
 secrets are refused. ``server/README.md`` has the same table for operators.
 """
 
@@ -19,7 +19,7 @@ from pydantic_settings import SettingsConfigDict
 
 from phe_trace.settings import PheTraceSettings
 
-from .errors import ConfigError
+from .errors import ServerConfigError
 
 __all__ = ["ServerSettings", "load_settings"]
 
@@ -332,4 +332,4 @@ def load_settings(**overrides: Any) -> ServerSettings:
             where = ".".join(str(p) for p in err["loc"]) or "settings"
             env = f"PHE_TRACE_{where.upper()}" if err["loc"] else "settings"
             problems.append(f"{env}: {err['msg']}")
-        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+        raise ServerConfigError("invalid settings: " + "; ".join(problems)) from None
