@@ -12,6 +12,7 @@ from .errors import (
     MetadataVersionError,
     SealError,
 )
+from .kdf import hkdf_expand, hkdf_extract, hkdf_sha256
 from .keys import (
     AEM_LENGTH,
     KEY_LENGTH,
@@ -62,6 +63,9 @@ __all__ = [
     "decrypt_metadata",
     "en_interval_number",
     "encrypt_metadata",
+    "hkdf_expand",
+    "hkdf_extract",
+    "hkdf_sha256",
     "interval_start_seconds",
     "new_temporary_exposure_key",
     "padded_data",

@@ -6,7 +6,9 @@ each stage is one ``map`` of a foreign function over all keys of the batch, with
 objects built once (pointers into per-thread numpy arrays), so no Python bytecode and no
 argument conversion runs per key. Per key that is six foreign calls:
 
-* HKDF-SHA256 with the empty salt (RFC 5869 §2.2–2.3, ``protocol_spec/SPEC.md`` KEY-2) is
+* HKDF-SHA256 with the empty salt (RFC 5869 §2.2–2.3, ``protocol_spec/SPEC.md`` KEY-2) —
+  an accelerated backend of :func:`phe_trace.crypto.kdf.hkdf_sha256` for this one case, many
+  16-byte keys at once — is
   ``PRK = HMAC(0x00×32, TEK)``, ``OKM = HMAC(PRK, info ‖ 0x01)``: six SHA-256 compressions
   once the two pad blocks of the constant zero key are precomputed, in four calls —
   ``SHA256_Transform`` for each one-block PRK hash, ``SHA256_Update`` over both blocks of
@@ -22,7 +24,8 @@ argument conversion runs per key. Per key that is six foreign calls:
   removed it), the same two steps are ``EVP_EncryptInit_ex`` and ``EVP_EncryptUpdate``.
 
 The caller (:func:`phe_trace.crypto.batch`'s loader) checks the output against a
-known-answer vector and the portable path before using it.
+known-answer vector and the portable path (which derives with ``hkdf_sha256``) before
+using it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ that overhead and nothing else; its output is bit-identical to
 
 HKDF with the empty salt is ``PRK = HMAC(0x00×32, TEK)``, ``OKM = HMAC(PRK, info ‖ 1)``:
 six SHA-256 compressions per key once the two pad blocks of the constant zero key are
-precomputed. Two paths compute it:
+precomputed (:func:`phe_trace.crypto.kdf.hkdf_sha256`). Two paths compute it:
 
 * **libcrypto** (default): the system's OpenSSL ``libcrypto`` through :mod:`ctypes`
   (:mod:`phe_trace.crypto._libcrypto`). Keys are processed 1,024 at a time in stages,
@@ -18,8 +18,9 @@ precomputed. Two paths compute it:
   over all PaddedData blocks of the key, written straight into the caller's buffer — six
   foreign calls per key, and no Python bytecode per key.
 * **portable** (fallback, used when ``libcrypto`` cannot be loaded or fails its
-  known-answer self-test at import): ``hashlib`` with copied midstates for HKDF and one
-  ``cryptography`` cipher object per key.
+  known-answer self-test at import): :func:`phe_trace.crypto.kdf.hkdf_sha256` per key and
+  one ``cryptography`` cipher object per key. The libcrypto path is an accelerated
+  backend of that same function, and the self-test compares the two.
 
 :func:`backend` says which path is in use; ``libcrypto`` is loaded on first use.
 """
@@ -27,7 +28,6 @@ precomputed. Two paths compute it:
 from __future__ import annotations
 
 import ctypes.util
-import hashlib
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -38,17 +38,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ._libcrypto import DAY_BYTES, LibCrypto, padded_day
 from .errors import IntervalRangeError, InvalidLengthError
+from .kdf import hkdf_sha256
 from .keys import KEY_LENGTH, RPI_LENGTH, RPIK_INFO
 from .timebase import MAX_INTERVAL, TEK_ROLLING_PERIOD
 
 __all__ = ["backend", "rpis_concat", "rpis_into"]
 
-_IPAD = hashlib.sha256(b"\x36" * 64)  # state after HMAC's inner pad block, zero key
-_OPAD = hashlib.sha256(b"\x5c" * 64)  # state after HMAC's outer pad block, zero key
-_X36 = bytes(i ^ 0x36 for i in range(256))
-_X5C = bytes(i ^ 0x5C for i in range(256))
-_T1_INNER_TAIL = b"\x36" * 32 + RPIK_INFO + b"\x01"  # rest of (PRK ⊕ ipad) ‖ info ‖ 0x01
-_T1_OUTER_TAIL = b"\x5c" * 32
 _SELF_TEST_TEK = bytes.fromhex("75c734c6dd1a782de7a965da5eb93125")
 _SELF_TEST_START = 2642976
 _SELF_TEST_RPI0 = bytes.fromhex("8be6cd371c5c891604bfbe49df845096")
@@ -61,21 +56,14 @@ def _derive_portable(
     out: bytearray, offset: int, teks: bytes, starts: list[int], counts: list[int]
 ) -> int:
     """The same loop with one ``cryptography`` cipher object per key (the fallback)."""
-    ic, oc, sha = _IPAD.copy, _OPAD.copy, hashlib.sha256
     pos = offset
     day_cache: dict[int, bytes] = {}
     for i, (start, count) in enumerate(zip(starts, counts, strict=True)):
-        inner = ic()
-        inner.update(teks[16 * i : 16 * i + 16])
-        outer = oc()
-        outer.update(inner.digest())
-        prk = outer.digest()
-        okm = sha(prk.translate(_X5C) + _T1_OUTER_TAIL)
-        okm.update(sha(prk.translate(_X36) + _T1_INNER_TAIL).digest())
+        key = hkdf_sha256(teks[16 * i : 16 * i + 16], RPIK_INFO, KEY_LENGTH)
         blocks = day_cache.get(start)
         if blocks is None:
             blocks = day_cache[start] = padded_day(start)
-        cipher = Cipher(algorithms.AES(okm.digest()[:16]), modes.ECB())  # noqa: S305 - by spec
+        cipher = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305 - by spec
         n = 16 * count
         out[pos : pos + n] = cipher.encryptor().update(blocks[:n])
         pos += n

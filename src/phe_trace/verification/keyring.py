@@ -1,9 +1,9 @@
 """The server secret and the purpose-bound keys derived from it.
 
 One secret (``PHE_TRACE_VERIFICATION_SECRET`` or a 0600 file) is expanded with HKDF-SHA256
-into independent keys, one per purpose, so a key used for one thing never serves another
-(SPEC VER-9): hashing codes and tokens, hashing API keys, CSRF tokens, session ids, and
-sealing the certificate signing keys at rest.
+(:func:`phe_trace.crypto.hkdf_sha256`) into independent keys, one per purpose, so a key
+used for one thing never serves another (SPEC VER-9): hashing codes and tokens, hashing
+API keys, CSRF tokens, session ids, and sealing the certificate signing keys at rest.
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from phe_trace.crypto import SealingKey
+from phe_trace.crypto import SealingKey, hkdf_sha256
 
 from .errors import ConfigurationError
 from .settings import VerificationSettings
@@ -29,8 +26,7 @@ _HKDF_SALT = b"phe-trace/verification/v1"
 
 
 def _derive(secret: bytes, purpose: str) -> bytes:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=purpose.encode())
-    return hkdf.derive(secret)
+    return hkdf_sha256(secret, purpose.encode(), 32, salt=_HKDF_SALT)
 
 
 def load_secret(settings: VerificationSettings) -> bytes:
