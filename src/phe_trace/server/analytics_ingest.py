@@ -33,13 +33,15 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.engine import Engine
 
 from phe_trace.crypto.compare import bearer_matches
 from phe_trace.protocol.query import DIGITS
+
+from .storage import statistics_queries as queries
+from .storage.analytics_tables import create_analytics_tables
 
 __all__ = ["MAX_BOX_BYTES", "MAX_REPORTS_PER_UPLOAD", "IngestStore", "router"]
 
@@ -54,19 +56,6 @@ _MIN_BOX_BYTES = 64
 #: Exclusive bound of day numbers and paging cursors: the columns are 32-bit integers on
 #: every backend (PostgreSQL ``integer``), so a larger value is a 400, not a database error.
 _INT_LIMIT = 2**31
-
-_metadata = sa.MetaData()
-reports_table = sa.Table(
-    "analytics_sealed_reports",
-    _metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("report_id", sa.String(32), nullable=False, unique=True),
-    sa.Column("day", sa.Integer, nullable=False),
-    sa.Column("metric", sa.String(32), nullable=False),
-    sa.Column("leader_share", sa.LargeBinary, nullable=False),
-    sa.Column("helper_share", sa.LargeBinary, nullable=False),
-    sa.Index("ix_analytics_day_metric", "day", "metric", "seq"),
-)
 
 
 def _no_bool(value: object) -> object:
@@ -129,7 +118,7 @@ class IngestStore:
         self.retention_days = retention_days
         self.rate = UploadRate(uploads_per_second)
         self._purged_before = -1
-        _metadata.create_all(engine, checkfirst=True)
+        create_analytics_tables(engine)
 
     def accepted_days(self) -> range:
         """The day numbers an upload may carry now."""
@@ -140,9 +129,9 @@ class IngestStore:
         """Delete the rows of days before the accepted window; the number deleted."""
         horizon = self.accepted_days().start
         with self.engine.begin() as conn:
-            result = conn.execute(reports_table.delete().where(reports_table.c.day < horizon))
+            deleted = queries.delete_reports_before(conn, horizon)
         self._purged_before = horizon
-        return int(result.rowcount or 0)
+        return deleted
 
     def add(self, rows: list[tuple[int, str, bytes, bytes]]) -> None:
         """Store (day, metric, leader box, helper box) rows under fresh random ids.
@@ -152,8 +141,8 @@ class IngestStore:
         if self.accepted_days().start != self._purged_before:
             self.purge()
         with self.engine.begin() as conn:
-            conn.execute(
-                reports_table.insert(),
+            queries.insert_reports(
+                conn,
                 [
                     {
                         "report_id": secrets.token_hex(16),
@@ -170,19 +159,8 @@ class IngestStore:
         self, role: str, day: int, metric: str, after: int, limit: int
     ) -> list[tuple[int, str, bytes]]:
         """(seq, report id, this role's box) for one day and metric, in order."""
-        column = reports_table.c.leader_share if role == "leader" else reports_table.c.helper_share
-        query = (
-            sa.select(reports_table.c.seq, reports_table.c.report_id, column)
-            .where(
-                reports_table.c.day == day,
-                reports_table.c.metric == metric,
-                reports_table.c.seq > after,
-            )
-            .order_by(reports_table.c.seq)
-            .limit(limit)
-        )
         with self.engine.connect() as conn:
-            return [(int(s), str(r), bytes(b)) for s, r, b in conn.execute(query)]
+            return queries.report_shares(conn, role, day, metric, after, limit)
 
 
 _STORE_LOCK = threading.Lock()

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
@@ -27,7 +26,7 @@ from .errors import (
     HealthAuthorityError,
     HealthAuthorityUnavailableError,
 )
-from .storage.tables import health_authorities, health_authority_keys
+from .storage import authority_queries as queries
 
 __all__ = [
     "HealthAuthority",
@@ -103,38 +102,22 @@ def register_health_authority(
         _load_public_key(key.public_key_pem)
     stamp = int(time.time() if now is None else now)
     with engine.begin() as conn:
-        row = conn.execute(
-            sa.select(health_authorities.c.id).where(health_authorities.c.issuer == issuer)
-        ).first()
+        ha_id = queries.authority_id(conn, issuer)
         values = {"audience": audience, "name": name, "jwks_uri": jwks_url}
-        if row is None:
-            inserted = conn.execute(
-                health_authorities.insert().values(issuer=issuer, created_at=stamp, **values)
-            ).inserted_primary_key
-            assert inserted is not None
-            ha_id = inserted[0]
+        if ha_id is None:
+            ha_id = queries.insert_authority(conn, issuer, stamp, **values)
         else:
-            ha_id = row.id
-            conn.execute(
-                health_authorities.update().where(health_authorities.c.id == ha_id).values(**values)
-            )
-        known = set(
-            conn.execute(
-                sa.select(health_authority_keys.c.version).where(
-                    health_authority_keys.c.health_authority_id == ha_id
-                )
-            ).scalars()
-        )
+            queries.update_authority(conn, ha_id, **values)
+        known = queries.authority_key_versions(conn, ha_id)
         for key in keys:
             if key.version not in known:
-                conn.execute(
-                    health_authority_keys.insert().values(
-                        health_authority_id=ha_id,
-                        version=key.version,
-                        public_key_pem=key.public_key_pem,
-                        created_at=stamp,
-                        revoked_at=key.revoked_at,
-                    )
+                queries.insert_authority_key(
+                    conn,
+                    health_authority_id=ha_id,
+                    version=key.version,
+                    public_key_pem=key.public_key_pem,
+                    created_at=stamp,
+                    revoked_at=key.revoked_at,
                 )
     found = [ha for ha in list_health_authorities(engine) if ha.issuer == issuer]
     return found[0]
@@ -143,10 +126,8 @@ def register_health_authority(
 def list_health_authorities(engine: Engine) -> list[HealthAuthority]:
     """Every registered health authority with its PEM keys, ordered by id."""
     with engine.connect() as conn:
-        has = conn.execute(sa.select(health_authorities).order_by(health_authorities.c.id)).all()
-        keys = conn.execute(
-            sa.select(health_authority_keys).order_by(health_authority_keys.c.id)
-        ).all()
+        has = queries.all_authorities(conn)
+        keys = queries.all_authority_keys(conn)
     by_ha: dict[int, list[HealthAuthorityKey]] = {}
     for k in keys:
         by_ha.setdefault(k.health_authority_id, []).append(

@@ -97,19 +97,13 @@ def import_exports(
     ctx: ServerContext, source: ExportSource, client: httpx.Client, now: float
 ) -> ImportReport:
     """Import every verified, not yet imported file listed in the source's index."""
-    from sqlalchemy import select
-
-    from .storage.federation_tables import federation_batches
+    from .storage.federation_queries import imported_names
 
     label = f"export:{source.name}"[:64]
     report = ImportReport()
     entries = list(_index_entries(_fetch(client, source.index_url, MAX_INDEX_BYTES)))
     with ctx.engine.connect() as conn:
-        done = set(
-            conn.execute(
-                select(federation_batches.c.name).where(federation_batches.c.source == label)
-            ).scalars()
-        )
+        done = imported_names(conn, label)
     for path in entries:
         if path in done:
             continue

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -37,13 +36,9 @@ from .planner import BatchWindow, plan_batches
 from .settings import ServerSettings
 from .signing import load_signing_keys
 from .storage import queries
-from .storage.tables import export_batches, export_files
 from .validation import TRANSMISSION_RISK_BACKFILL
 
 __all__ = ["ExportReport", "reconcile_index", "rewrite_index", "run_export", "run_retention"]
-
-STATUS_OPEN = "open"
-STATUS_COMPLETE = "complete"
 
 
 @dataclass
@@ -127,15 +122,7 @@ def _create_batches(ctx: ServerContext, now: int) -> int:
     for window in windows:
         try:
             with ctx.engine.begin() as conn:
-                conn.execute(
-                    export_batches.insert().values(
-                        region=s.region,
-                        start_timestamp=window.start,
-                        end_timestamp=window.end,
-                        status=STATUS_OPEN,
-                        created_at=now,
-                    )
-                )
+                queries.insert_batch(conn, s.region, window.start, window.end, now)
             created += 1
         except IntegrityError:
             continue  # another worker planned the same window
@@ -149,25 +136,13 @@ class _Batch:
 
 
 def _lease_next(ctx: ServerContext, now: int, worker: str) -> _Batch | None:
-    b = export_batches.c
     with ctx.engine.connect() as conn:
-        candidates = conn.execute(
-            sa.select(b.id, b.start_timestamp, b.end_timestamp)
-            .where(b.region == ctx.settings.region, b.status == STATUS_OPEN)
-            .where(sa.or_(b.lease_expires_at.is_(None), b.lease_expires_at < now))
-            .order_by(b.start_timestamp)
-        ).all()
+        candidates = queries.leasable_batches(conn, ctx.settings.region, now)
+    until = now + ctx.settings.export_lease_seconds
     for row in candidates:
         with ctx.engine.begin() as conn:
-            taken = conn.execute(
-                export_batches.update()
-                .where(b.id == row.id, b.status == STATUS_OPEN)
-                .where(sa.or_(b.lease_expires_at.is_(None), b.lease_expires_at < now))
-                .values(
-                    lease_owner=worker, lease_expires_at=now + ctx.settings.export_lease_seconds
-                )
-            ).rowcount
-        if taken == 1:
+            taken = queries.lease_batch(conn, row.id, worker, now, until)
+        if taken:
             return _Batch(row.id, BatchWindow(row.start_timestamp, row.end_timestamp))
     return None
 
@@ -339,34 +314,23 @@ def _complete(
     read and written: a worker whose lease expired and was taken over backs off here
     (returns False, writes nothing) instead of racing the new holder's rows.
     """
-    b = export_batches.c
     with ctx.engine.begin() as conn:
-        done = conn.execute(
-            export_batches.update()
-            .where(b.id == batch.id, b.lease_owner == worker, b.status == STATUS_OPEN)
-            .values(status=STATUS_COMPLETE, lease_owner=None, lease_expires_at=None)
-        ).rowcount
-        if done != 1:
+        if not queries.complete_batch(conn, batch.id, worker):
             log_event("export_lease_lost", logging.WARNING, batch=batch.id)
             return False
-        known = set(
-            conn.execute(
-                sa.select(export_files.c.name).where(export_files.c.batch_id == batch.id)
-            ).scalars()
-        )
+        known = queries.batch_file_names(conn, batch.id)
         for name, number, count in names:
             if name not in known:
-                conn.execute(
-                    export_files.insert().values(
-                        batch_id=batch.id,
-                        region=ctx.settings.region,
-                        name=name,
-                        batch_num=number,
-                        batch_size=size,
-                        key_count=count,
-                        end_timestamp=batch.window.end,
-                        created_at=now,
-                    )
+                queries.insert_export_file(
+                    conn,
+                    batch_id=batch.id,
+                    region=ctx.settings.region,
+                    name=name,
+                    batch_num=number,
+                    batch_size=size,
+                    key_count=count,
+                    end_timestamp=batch.window.end,
+                    created_at=now,
                 )
     return True
 
@@ -416,31 +380,8 @@ class RetentionReport:
 def run_retention(ctx: ServerContext, now: float) -> RetentionReport:
     """Delete keys, certificate markers and export files past retention (PUB-32)."""
     cutoff = int(now) - ctx.settings.retention_days * 86400
-    from .storage.tables import export_padding, exposures, used_certificates
-
     with ctx.engine.begin() as conn:
-        keys = conn.execute(exposures.delete().where(exposures.c.created_at < cutoff)).rowcount
-        certs = conn.execute(
-            used_certificates.delete().where(used_certificates.c.expires_at < int(now))
-        ).rowcount
-        old = (
-            conn.execute(
-                sa.select(export_batches.c.id).where(export_batches.c.end_timestamp < cutoff)
-            )
-            .scalars()
-            .all()
-        )
-        names = (
-            conn.execute(sa.select(export_files.c.name).where(export_files.c.batch_id.in_(old)))
-            .scalars()
-            .all()
-            if old
-            else []
-        )
-        if old:
-            conn.execute(export_files.delete().where(export_files.c.batch_id.in_(old)))
-            conn.execute(export_padding.delete().where(export_padding.c.batch_id.in_(old)))
-            conn.execute(export_batches.delete().where(export_batches.c.id.in_(old)))
+        keys, certs, names = queries.delete_expired(conn, cutoff, int(now))
     for name in names:
         ctx.store.delete(name)
     if names:

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy.engine import Connection
 
 from phe_trace.protocol import efgs, efgs_cms
 from phe_trace.protocol.errors import BatchError
@@ -35,9 +35,7 @@ from phe_trace.settings import PheTraceSettings
 
 from .context import ServerContext
 from .errors import ServerError
-from .storage import queries
-from .storage.federation_tables import federated_keys, federation_batches, federation_uploads
-from .storage.tables import exposures
+from .storage import federation_queries, queries
 
 __all__ = [
     "DownloadReport",
@@ -186,26 +184,11 @@ def dsos_from_federation(value: int) -> int | None:
 
 
 # -- upload (FED-11) ------------------------------------------------------------------------
-def _pending_local_keys(conn: sa.Connection, region: str, before: int, limit: int) -> list[Any]:
+def _pending_local_keys(conn: Connection, region: str, before: int, limit: int) -> list[Any]:
     """Local keys of ``region`` that expired before ``before``, started within the last
     14 days (the gateway refuses older ones) and were never uploaded."""
-    e = exposures.c
     oldest = (before // _DAY - 14) * 144
-    query = (
-        sa.select(exposures)
-        .outerjoin(federated_keys, federated_keys.c.key_data == e.key_data)
-        .outerjoin(federation_uploads, federation_uploads.c.key_data == e.key_data)
-        .where(
-            e.region == region,
-            federated_keys.c.key_data.is_(None),
-            federation_uploads.c.key_data.is_(None),
-            (e.rolling_start_interval_number + e.rolling_period) * 600 <= before,
-            e.rolling_start_interval_number >= oldest,
-        )
-        .order_by(e.created_at, e.key_data)
-        .limit(limit)
-    )
-    return list(conn.execute(query).all())
+    return federation_queries.pending_local_keys(conn, region, before, oldest, limit)
 
 
 def _batch_key(row: Any, country: str) -> efgs.BatchKey:
@@ -273,10 +256,7 @@ def upload_keys(
             return report
         sent, known = _send(client, ident, [_batch_key(r, fed.country) for r in rows])
         with ctx.engine.begin() as conn:
-            conn.execute(
-                federation_uploads.insert(),
-                [{"key_data": bytes(r.key_data), "uploaded_at": int(now)} for r in rows],
-            )
+            federation_queries.mark_uploaded(conn, [bytes(r.key_data) for r in rows], int(now))
         report.batches += 1
         report.keys += sent
         report.already_known += known
@@ -375,12 +355,7 @@ def store_federated(
     stamp = int(now)
     window = ctx.settings.truncate_window_seconds
     with ctx.engine.begin() as conn:
-        done = conn.execute(
-            sa.select(federation_batches.c.name).where(
-                federation_batches.c.source == source, federation_batches.c.name == name
-            )
-        ).first()
-        if done is not None:
+        if federation_queries.is_imported(conn, source, name):
             return 0, 0, 0
         rows, origins = [], {}
         for key in keys:
@@ -390,8 +365,8 @@ def store_federated(
                 origins[key.key_data] = key
         inserted = queries.insert_new_exposures(conn, rows)
         if inserted:
-            conn.execute(
-                federated_keys.insert(),
+            federation_queries.insert_federated_keys(
+                conn,
                 [
                     {
                         "key_data": k,
@@ -403,19 +378,12 @@ def store_federated(
                     for k in inserted
                 ],
             )
-        conn.execute(
-            federation_batches.insert().values(
-                source=source, name=name, imported_at=stamp, key_count=len(inserted)
-            )
-        )
+        federation_queries.mark_imported(conn, source, name, stamp, len(inserted))
     return len(inserted), len(rows) - len(inserted), len(keys) - len(rows)
 
 
-def _imported(conn: sa.Connection, names: Sequence[str]) -> set[str]:
-    query = sa.select(federation_batches.c.name).where(
-        federation_batches.c.source == _GATEWAY, federation_batches.c.name.in_(list(names))
-    )
-    return set(conn.execute(query).scalars())
+def _imported(conn: Connection, names: Sequence[str]) -> set[str]:
+    return federation_queries.imported_names(conn, _GATEWAY, names)
 
 
 def _download_day(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from phe_trace.analytics.dp import (
@@ -28,8 +28,7 @@ from phe_trace.analytics.dp import (
     noise_std,
 )
 
-from .storage.federation_tables import federated_keys
-from .storage.tables import exposures, health_authorities, key_count_releases
+from .storage import statistics_queries as queries
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -65,16 +64,12 @@ class KeyCountRelease:
         }
 
 
-def _days_to_release(conn: sa.Connection, today: int) -> range:
-    last = conn.execute(sa.select(sa.func.max(key_count_releases.c.day))).scalar()
+def _days_to_release(conn: Connection, today: int) -> range:
+    last = queries.last_released_day(conn)
     if last is not None:
-        first = int(last) + 1
+        first = last + 1
     else:
-        starts = [
-            conn.execute(sa.select(sa.func.min(column))).scalar()
-            for column in (exposures.c.created_at, health_authorities.c.created_at)
-        ]
-        known = [int(t) for t in starts if t is not None]
+        known = queries.first_activity(conn)
         if not known:
             return range(0)
         first = min(known) // _DAY
@@ -95,29 +90,19 @@ def release_key_counts(
         days = _days_to_release(conn, today)
     for day in days:
         with ctx.engine.connect() as conn:
-            true = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(exposures)
-                .outerjoin(federated_keys, federated_keys.c.key_data == exposures.c.key_data)
-                .where(
-                    exposures.c.created_at >= day * _DAY,
-                    exposures.c.created_at < (day + 1) * _DAY,
-                    federated_keys.c.key_data.is_(None),
-                )
-            ).scalar_one()
+            true = queries.count_local_keys_created(conn, day * _DAY, (day + 1) * _DAY)
         release = KeyCountRelease(
             day, dp_key_count(int(true), epsilon, sensitivity), epsilon, sensitivity
         )
         try:
             with ctx.engine.begin() as conn:
-                conn.execute(
-                    key_count_releases.insert().values(
-                        day=day,
-                        value=release.value,
-                        epsilon=epsilon,
-                        sensitivity=sensitivity,
-                        released_at=int(now),
-                    )
+                queries.insert_key_count(
+                    conn,
+                    day=day,
+                    value=release.value,
+                    epsilon=epsilon,
+                    sensitivity=sensitivity,
+                    released_at=int(now),
                 )
         except IntegrityError:  # another run released the day first: its value stands
             continue
@@ -127,13 +112,5 @@ def release_key_counts(
 
 def released_key_counts(ctx: ServerContext) -> list[KeyCountRelease]:
     """Every stored release, oldest day first."""
-    query = sa.select(
-        key_count_releases.c.day,
-        key_count_releases.c.value,
-        key_count_releases.c.epsilon,
-        key_count_releases.c.sensitivity,
-    ).order_by(key_count_releases.c.day)
     with ctx.engine.connect() as conn:
-        return [
-            KeyCountRelease(int(d), int(v), float(e), int(s)) for d, v, e, s in conn.execute(query)
-        ]
+        return [KeyCountRelease(d, v, e, s) for d, v, e, s in queries.key_counts(conn)]

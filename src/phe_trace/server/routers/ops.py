@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -10,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..deps import ContextDep
 from ..errors import SigningKeyError
 from ..signing import load_signing_keys
+from ..storage import queries
 
 __all__ = ["router"]
 
@@ -27,7 +27,7 @@ def healthz(ctx: ContextDep) -> JSONResponse:
     checks = {"database": "ok", "signing_keys": "ok"}
     try:
         with ctx.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            queries.ping(conn)
     except SQLAlchemyError:
         checks["database"] = "error"
     try:

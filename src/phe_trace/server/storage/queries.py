@@ -18,14 +18,40 @@ from .tables import (
 )
 
 __all__ = [
+    "BATCH_COMPLETE",
+    "BATCH_OPEN",
+    "EXPORT_COLUMNS",
+    "batch_file_names",
+    "certificate_used",
+    "complete_batch",
+    "completed_files",
     "count_exposures",
+    "delete_expired",
+    "earliest_exposure",
     "existing_exposures",
+    "exposures_created_in",
+    "exposures_revised_in",
+    "insert_batch",
+    "insert_export_file",
     "insert_exposures",
     "insert_new_exposures",
+    "insert_padding",
+    "last_batch_end",
+    "leasable_batches",
+    "lease_batch",
+    "lock_index",
     "mark_certificate_and_insert",
     "mark_certificate_used",
+    "padding_rows",
+    "ping",
     "revise_exposure",
+    "settle_closed_windows",
 ]
+
+
+def ping(conn: Connection) -> None:
+    """One trivial round trip: raises if the database does not answer."""
+    conn.execute(sa.text("SELECT 1"))
 
 
 def mark_certificate_used(conn: Connection, digest: bytes, expires_at: int) -> None:
@@ -237,6 +263,103 @@ def last_batch_end(conn: Connection, region: str) -> int | None:
     )
     value = conn.execute(query).scalar_one_or_none()
     return None if value is None else int(value)
+
+
+#: Status of a batch not written yet (free or leased) and of a written one.
+BATCH_OPEN = "open"
+BATCH_COMPLETE = "complete"
+
+
+def insert_batch(conn: Connection, region: str, start: int, end: int, now: int) -> None:
+    """Plan an open batch of ``region`` for [start, end); IntegrityError if it exists."""
+    conn.execute(
+        export_batches.insert().values(
+            region=region,
+            start_timestamp=start,
+            end_timestamp=end,
+            status=BATCH_OPEN,
+            created_at=now,
+        )
+    )
+
+
+def leasable_batches(conn: Connection, region: str, now: int) -> list[Row[Any]]:
+    """(id, start_timestamp, end_timestamp) of the open batches without a live lease,
+    oldest window first."""
+    b = export_batches.c
+    query = (
+        sa.select(b.id, b.start_timestamp, b.end_timestamp)
+        .where(b.region == region, b.status == BATCH_OPEN)
+        .where(sa.or_(b.lease_expires_at.is_(None), b.lease_expires_at < now))
+        .order_by(b.start_timestamp)
+    )
+    return list(conn.execute(query))
+
+
+def lease_batch(conn: Connection, batch_id: int, worker: str, now: int, until: int) -> bool:
+    """Take the lease of an open batch for ``worker`` until ``until``, with one conditional
+    UPDATE; ``False`` if it is complete or another worker's lease is still live."""
+    b = export_batches.c
+    taken = conn.execute(
+        export_batches.update()
+        .where(b.id == batch_id, b.status == BATCH_OPEN)
+        .where(sa.or_(b.lease_expires_at.is_(None), b.lease_expires_at < now))
+        .values(lease_owner=worker, lease_expires_at=until)
+    ).rowcount
+    return bool(taken == 1)
+
+
+def complete_batch(conn: Connection, batch_id: int, worker: str) -> bool:
+    """Mark an open batch complete and drop its lease, if ``worker`` holds the lease."""
+    b = export_batches.c
+    done = conn.execute(
+        export_batches.update()
+        .where(b.id == batch_id, b.lease_owner == worker, b.status == BATCH_OPEN)
+        .values(status=BATCH_COMPLETE, lease_owner=None, lease_expires_at=None)
+    ).rowcount
+    return bool(done == 1)
+
+
+def batch_file_names(conn: Connection, batch_id: int) -> set[str]:
+    """Names of the files recorded for a batch."""
+    query = sa.select(export_files.c.name).where(export_files.c.batch_id == batch_id)
+    return set(conn.execute(query).scalars())
+
+
+def insert_export_file(conn: Connection, **values: Any) -> None:
+    """Record one written export file (the columns of ``ks_export_files``)."""
+    conn.execute(export_files.insert().values(**values))
+
+
+def delete_expired(conn: Connection, key_cutoff: int, now: int) -> tuple[int, int, list[str]]:
+    """Delete keys created before ``key_cutoff``, certificate markers expired at ``now``,
+    and the batches ending before ``key_cutoff`` with their files and padding.
+
+    Returns (keys deleted, markers deleted, names of the deleted files' rows).
+    """
+    keys = conn.execute(exposures.delete().where(exposures.c.created_at < key_cutoff)).rowcount
+    certs = conn.execute(
+        used_certificates.delete().where(used_certificates.c.expires_at < now)
+    ).rowcount
+    old = (
+        conn.execute(
+            sa.select(export_batches.c.id).where(export_batches.c.end_timestamp < key_cutoff)
+        )
+        .scalars()
+        .all()
+    )
+    names = (
+        conn.execute(sa.select(export_files.c.name).where(export_files.c.batch_id.in_(old)))
+        .scalars()
+        .all()
+        if old
+        else []
+    )
+    if old:
+        conn.execute(export_files.delete().where(export_files.c.batch_id.in_(old)))
+        conn.execute(export_padding.delete().where(export_padding.c.batch_id.in_(old)))
+        conn.execute(export_batches.delete().where(export_batches.c.id.in_(old)))
+    return keys, certs, list(names)
 
 
 def padding_rows(conn: Connection, batch_id: int) -> list[Row[Any]]:
