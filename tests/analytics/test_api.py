@@ -27,7 +27,7 @@ def test_public_names() -> None:
             "Prio3",
             "PrivacyBudgetError",
             "SealedReport",
-            "VerificationError",
+            "ReportRejectedError",
             "daily_reports",
             "daily_reports_batch",
             "dp_key_count",
@@ -48,5 +48,5 @@ def test_public_names() -> None:
 def test_error_codes_are_stable() -> None:
     assert analytics.AnalyticsError.code == "analytics_error"
     assert analytics.EncodingError.code == "analytics_encoding"
-    assert analytics.VerificationError.code == "report_rejected"
+    assert analytics.ReportRejectedError.code == "report_rejected"
     assert analytics.PrivacyBudgetError.code == "privacy_budget"

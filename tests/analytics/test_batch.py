@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from phe_trace.analytics.batch import prep_init_batch, prep_shares_to_prep_batch, shard_batch
-from phe_trace.analytics.errors import EncodingError, VerificationError
+from phe_trace.analytics.errors import EncodingError, ReportRejectedError
 from phe_trace.analytics.prio3 import (
     NONCE_SIZE,
     LeaderShare,
@@ -65,7 +65,7 @@ def test_batch_matches_scalar_and_rejects_the_tampered_report(make: Any, values:
         shares = [per_agg[0][i][1], per_agg[1][i][1]]  # type: ignore[index]
         if i == 1:
             assert not ok
-            with pytest.raises(VerificationError):
+            with pytest.raises(ReportRejectedError):
                 vdaf.prep_shares_to_prep(CTX, shares)
         else:
             assert ok

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phe_trace.analytics import EncodingError, VerificationError
+from phe_trace.analytics import EncodingError, ReportRejectedError
 from phe_trace.analytics.prio3 import (
     NONCE_SIZE,
     HelperShare,
@@ -121,7 +121,7 @@ def test_out_of_range_measurement_rejected(make: Any, encoded: list[int]) -> Non
     vdaf = _bypass_encode(make(), encoded)
     honest = make()
     nonce, public, shares = _shard(vdaf, 0)
-    with pytest.raises(VerificationError) as info:
+    with pytest.raises(ReportRejectedError) as info:
         prepare(honest, nonce, public, shares)
     assert str(info.value) == "report rejected"
 
@@ -143,7 +143,7 @@ def test_tampered_leader_share_rejected(make: Any, part: str) -> None:
         meas = list(lead.meas_share)
         meas[0] = (meas[0] + 1) % q
         shares[0] = replace(lead, meas_share=meas)
-    with pytest.raises(VerificationError):
+    with pytest.raises(ReportRejectedError):
         prepare(vdaf, nonce, public, shares)
 
 
@@ -152,7 +152,7 @@ def test_tampered_helper_seed_rejected() -> None:
     nonce, public, shares = _shard(vdaf, 42)
     helper: HelperShare = shares[1]
     shares[1] = replace(helper, seed=bytes(32))
-    with pytest.raises(VerificationError):
+    with pytest.raises(ReportRejectedError):
         prepare(vdaf, nonce, public, shares)
 
 
@@ -162,14 +162,14 @@ def test_forged_joint_randomness_part_rejected() -> None:
     nonce, public, shares = _shard(vdaf, 3)
     assert public is not None
     forged = [public[0], bytes(32)]
-    with pytest.raises(VerificationError):
+    with pytest.raises(ReportRejectedError):
         prepare(vdaf, nonce, forged, shares)
 
 
 def test_aggregators_with_different_verify_keys_reject() -> None:
     vdaf = prio3_count()
     nonce, public, shares = _shard(vdaf, 1)
-    with pytest.raises(VerificationError):
+    with pytest.raises(ReportRejectedError):
         prepare(vdaf, nonce, public, shares, verify_keys=[VK, bytes(32)])
 
 

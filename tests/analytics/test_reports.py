@@ -8,7 +8,7 @@ import pytest
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
-from phe_trace.analytics.errors import EncodingError, VerificationError
+from phe_trace.analytics.errors import EncodingError, ReportRejectedError
 from phe_trace.analytics.metrics import (
     DAYS_BUCKETS,
     METRICS,
@@ -86,7 +86,7 @@ def test_opening_fails_opaquely() -> None:
         (bytes(LEADER), 0, "nope", 20000, report.leader_share),
     ]
     for key, agg_id, metric, day, box in cases:
-        with pytest.raises(VerificationError) as info:
+        with pytest.raises(ReportRejectedError) as info:
             open_share(key, agg_id, metric, day, box)
         assert str(info.value) == "report rejected"
 
@@ -104,7 +104,7 @@ def test_proof_is_bound_to_metric_and_day() -> None:
         vdaf.prep_init(VK, ctx, i, o.nonce, o.public_share, o.input_share)
         for i, o in enumerate(opened)
     ]
-    with pytest.raises(VerificationError):
+    with pytest.raises(ReportRejectedError):
         vdaf.prep_shares_to_prep(ctx, [p for _, p in inits])
 
 

@@ -34,7 +34,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from phe_trace.analytics import VerificationError
+from phe_trace.analytics import ReportRejectedError
 from phe_trace.analytics.batch import prep_init_batch, prep_shares_to_prep_batch
 from phe_trace.analytics.dp import (
     PrivacyLedger,
@@ -243,7 +243,7 @@ class Aggregator:
                 opened = open_share(
                     self._private_key, self.agg_id, metric, day, base64.b64decode(item["share"])
                 )
-            except (VerificationError, ValueError):
+            except (ReportRejectedError, ValueError):
                 continue
             rows.append(
                 {
@@ -372,7 +372,7 @@ class Aggregator:
             if ok and init is not None:
                 try:
                     out = vdaf.prep_next(init[0], msg)
-                except VerificationError:
+                except ReportRejectedError:
                     ok = False
             ok = ok and out is not None
             results[rid] = (ok, msg if ok else None)
@@ -436,7 +436,7 @@ class Aggregator:
                 try:
                     out_bytes = vdaf.field.encode_vec(vdaf.prep_next(states[rid], msg))
                     status = ACCEPTED
-                except VerificationError:
+                except ReportRejectedError:
                     pass
             updates.append((rid, status, out_bytes))
             del states[rid]

@@ -5,7 +5,7 @@ standard scientific stack. ``protocol_spec/SPEC.md`` §15, ``protocol_spec/PRIVA
 """
 
 from .dp import DEFAULT_EPSILON, DEFAULT_MIN_BATCH_SIZE, dp_key_count
-from .errors import AnalyticsError, EncodingError, PrivacyBudgetError, VerificationError
+from .errors import AnalyticsError, EncodingError, PrivacyBudgetError, ReportRejectedError
 from .field import FIELD64, FIELD128, Field
 from .metrics import METRICS, DailyObservation, encode_daily
 from .prio3 import (
@@ -50,8 +50,8 @@ __all__ = [
     "PrepState",
     "Prio3",
     "PrivacyBudgetError",
+    "ReportRejectedError",
     "SealedReport",
-    "VerificationError",
     "daily_reports",
     "daily_reports_batch",
     "dp_key_count",

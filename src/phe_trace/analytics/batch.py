@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import EncodingError, VerificationError
+from .errors import EncodingError, ReportRejectedError
 from .prio3 import (
     NONCE_SIZE,
     USAGE_JOINT_RAND_PART,
@@ -55,7 +55,7 @@ def _expand_shares(
     if agg_id == 0:
         leaders = [s for s in shares if isinstance(s, LeaderShare)]
         if len(leaders) != n:
-            raise VerificationError
+            raise ReportRejectedError
         return (
             [s.meas_share for s in leaders],
             [s.proofs_share for s in leaders],
@@ -63,7 +63,7 @@ def _expand_shares(
         )
     helpers = [s for s in shares if isinstance(s, HelperShare)]
     if len(helpers) != n:
-        raise VerificationError
+        raise ReportRejectedError
     seeds = _rows([s.seed for s in helpers])
     meas = expand_into_vec_batch(
         vdaf.field,
@@ -95,7 +95,7 @@ def _joint_rands(
     if any(b is None for b in blinds) or any(
         p is None or len(p) != vdaf.shares for p in public_shares
     ):
-        raise VerificationError
+        raise ReportRejectedError
     binders = _rows(
         [
             bytes([agg_id]) + nonce + vdaf.field.encode_vec(m)
@@ -161,7 +161,7 @@ def prep_init_batch(
             verifier = vdaf.flp.query(
                 meas[i], proofs[i], query_rands[i], joint_rands[i], vdaf.shares
             )
-        except VerificationError:
+        except ReportRejectedError:
             out.append(None)
             continue
         out.append(

@@ -5,7 +5,7 @@
     PheTraceError
     └── AnalyticsError                  any failure in phe_trace.analytics
         ├── EncodingError               a value, length or parameter the encoding refuses
-        ├── VerificationError           a report failed preparation (opaque: bad proof,
+        ├── ReportRejectedError         a report failed preparation (opaque: bad proof,
         │                               out-of-range value, wrong length, joint-rand mismatch)
         └── PrivacyBudgetError          a release would exceed its epsilon budget or the
                                         batch is below the minimum size
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from phe_trace.errors import PheTraceError
 
-__all__ = ["AnalyticsError", "EncodingError", "PrivacyBudgetError", "VerificationError"]
+__all__ = ["AnalyticsError", "EncodingError", "PrivacyBudgetError", "ReportRejectedError"]
 
 
 class AnalyticsError(PheTraceError):
@@ -30,7 +30,7 @@ class EncodingError(AnalyticsError):
     code = "analytics_encoding"
 
 
-class VerificationError(AnalyticsError):
+class ReportRejectedError(AnalyticsError):
     """Raised when a report is rejected during preparation.
 
     Deliberately opaque: the message never says which check failed, so a dishonest

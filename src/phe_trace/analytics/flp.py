@@ -22,7 +22,7 @@ from dataclasses import field as dc_field
 from operator import mul
 from typing import Generic, Protocol, TypeVar
 
-from .errors import EncodingError, VerificationError
+from .errors import EncodingError, ReportRejectedError
 from .field import Field, lagrange_at, next_power_of_2, root_powers
 
 __all__ = [
@@ -352,7 +352,7 @@ class FlpGeneric(Generic[M, R]):
         joint_rand: list[int],
         num_shares: int,
     ) -> list[int]:
-        """This share's verifier message; raises VerificationError if t is a root of unity."""
+        """This share's verifier message; raises ReportRejectedError if t is a root of unity."""
         f = self.field
         q = f.modulus
         gadgets = self.valid.gadgets
@@ -383,7 +383,7 @@ class FlpGeneric(Generic[M, R]):
         for i, ((arity, _), p, t) in enumerate(zip(self._layout, self.p, query_rand, strict=True)):
             t_p = pow(t, p, q)
             if t_p == 1:
-                raise VerificationError
+                raise ReportRejectedError
             # Wire j holds the seed at α^0, the j-th input of call k at α^k, then zeros.
             basis = lagrange_at(f, p, t, t_p, count=len(calls[i]) + 1)
             l0, lk = basis[0], basis[1:]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .errors import EncodingError, VerificationError
+from .errors import EncodingError, ReportRejectedError
 from .field import FIELD64, FIELD128
 from .flp import Count, FlpGeneric, Histogram, Sum, Valid
 from .xof import SEED_SIZE, derive_seed, expand_into_vec
@@ -254,7 +254,7 @@ class Prio3(Generic[M, R]):
         part: bytes | None = None
         if self.uses_joint_rand:
             if blind is None or public_share is None or len(public_share) != self.shares:
-                raise VerificationError
+                raise ReportRejectedError
             part = self.joint_rand_part(ctx, agg_id, blind, meas, nonce)
             parts = list(public_share)
             parts[agg_id] = part
@@ -265,27 +265,27 @@ class Prio3(Generic[M, R]):
         return PrepState(out_share, corrected), PrepShare(verifiers, part)
 
     def prep_shares_to_prep(self, ctx: bytes, prep_shares: list[PrepShare]) -> bytes | None:
-        """Combine all prep shares; raises VerificationError if the proof rejects."""
+        """Combine all prep shares; raises ReportRejectedError if the proof rejects."""
         if len(prep_shares) != self.shares:
-            raise VerificationError
+            raise ReportRejectedError
         verifier = [0] * self.flp.verifier_len
         for ps in prep_shares:
             if len(ps.verifiers_share) != self.flp.verifier_len:
-                raise VerificationError
+                raise ReportRejectedError
             verifier = self.field.vec_add(verifier, ps.verifiers_share)
         if not self.flp.decide(verifier):
-            raise VerificationError
+            raise ReportRejectedError
         if not self.uses_joint_rand:
             return None
         parts = [ps.joint_rand_part for ps in prep_shares]
         if any(p is None for p in parts):
-            raise VerificationError
+            raise ReportRejectedError
         return self.joint_rand_seed(ctx, [p for p in parts if p is not None])
 
     def prep_next(self, state: PrepState, prep_msg: bytes | None) -> list[int]:
         """The output share, if the client's joint randomness was honest."""
         if prep_msg != state.corrected_joint_rand_seed:
-            raise VerificationError
+            raise ReportRejectedError
         return state.out_share
 
     def aggregate(self, out_shares: list[list[int]]) -> list[int]:

@@ -24,7 +24,7 @@ from nacl.exceptions import CryptoError as NaclCryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from .batch import shard_batch
-from .errors import EncodingError, VerificationError
+from .errors import EncodingError, ReportRejectedError
 from .metrics import METRICS, DailyObservation, Metric, context_for, encode_daily
 from .prio3 import NONCE_SIZE, InputShare
 
@@ -146,32 +146,32 @@ def _opener(private_key: bytes) -> SealedBox[PrivateKey]:
 def open_share(
     private_key: bytes, agg_id: int, metric: str, day: int, sealed: bytes
 ) -> OpenedShare:
-    """Open this aggregator's box and parse it; VerificationError if anything is off.
+    """Open this aggregator's box and parse it; ReportRejectedError if anything is off.
 
     The error is deliberately opaque (wrong key, tampering, wrong labels, bad lengths).
     """
     spec = METRICS.get(metric)
     if spec is None:
-        raise VerificationError
+        raise ReportRejectedError
     try:
         payload = _opener(private_key).decrypt(sealed)
     except (NaclCryptoError, ValueError, TypeError):
-        raise VerificationError from None
+        raise ReportRejectedError from None
     if len(payload) < _HEADER.size:
-        raise VerificationError
+        raise ReportRejectedError
     version, metric_id, inner_day, nonce, public_len = _HEADER.unpack_from(payload)
     if version != PAYLOAD_VERSION or metric_id != spec.metric_id or inner_day != day:
-        raise VerificationError
+        raise ReportRejectedError
     rest = payload[_HEADER.size :]
     vdaf = spec.vdaf()
     if len(rest) < public_len:
-        raise VerificationError
+        raise ReportRejectedError
     public_bytes, share_bytes = rest[:public_len], rest[public_len:]
     try:
         public = vdaf.decode_public_share(public_bytes)
         share = vdaf.decode_input_share(agg_id, share_bytes)
     except EncodingError:
-        raise VerificationError from None
+        raise ReportRejectedError from None
     return OpenedShare(metric, day, nonce, public, share, public_bytes, share_bytes)
 
 

@@ -17,7 +17,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .errors import BatchRejectedError, NotFoundError
+from .errors import BatchRejectedError, GatewayNotFoundError
 from .settings import GatewaySettings
 from .tables import callback_tasks, callbacks
 
@@ -100,7 +100,7 @@ def delete_callback(engine: Engine, country: str, callback_id: str) -> None:
             )
         )
     if not gone:
-        raise NotFoundError("no such callback")
+        raise GatewayNotFoundError("no such callback")
 
 
 def _deliver_one(client: httpx.Client, url: str, task: Any) -> bool:

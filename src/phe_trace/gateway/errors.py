@@ -10,7 +10,7 @@
         ├── BatchTooLargeError         more keys than the upload limit (413)
         ├── BatchTagReusedError        the batchTag was used before (409)
         ├── UnsupportedMediaError      neither protobuf nor JSON version 1.0 (406)
-        ├── NotFoundError              no batch for that day or tag, no such callback (404)
+        ├── GatewayNotFoundError       no batch for that day or tag, no such callback (404)
         └── GoneError                  the day is older than the download window (410)
 
 Each class carries a stable ``code``; the app answers ``{"error": ..., "code": ...}``.
@@ -26,10 +26,10 @@ __all__ = [
     "BatchTooLargeError",
     "GatewayConfigError",
     "GatewayError",
+    "GatewayNotFoundError",
     "GatewayRequestError",
     "GoneError",
     "NotAuthenticatedError",
-    "NotFoundError",
     "UnsupportedMediaError",
 ]
 
@@ -90,7 +90,7 @@ class UnsupportedMediaError(GatewayRequestError):
     status = 406
 
 
-class NotFoundError(GatewayRequestError):
+class GatewayNotFoundError(GatewayRequestError):
     """No batch for that day or tag, or no such callback."""
 
     code = "not_found"

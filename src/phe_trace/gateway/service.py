@@ -34,9 +34,9 @@ from .errors import (
     BatchRejectedError,
     BatchTagReusedError,
     BatchTooLargeError,
+    GatewayNotFoundError,
     GoneError,
     NotAuthenticatedError,
-    NotFoundError,
 )
 from .settings import GatewaySettings
 from .tables import callback_tasks, callbacks, download_batches, keys, upload_batches
@@ -370,7 +370,7 @@ class Gateway:
             if row is not None and row.day != wanted.isoformat():
                 row = None
         if row is None:
-            raise NotFoundError(f"no batch for {day}" + (f" with tag {tag}" if tag else ""))
+            raise GatewayNotFoundError(f"no batch for {day}" + (f" with tag {tag}" if tag else ""))
         return row
 
     def download(self, requester: Member, day: str, tag: str | None) -> DownloadPage:

@@ -17,8 +17,7 @@
     ├── SigningKeyError                 export signing key missing or unreadable
     ├── ExportStoreError                export object name invalid or object missing
     ├── ExportStoreUnavailableError     the object store failed or could not be reached
-    ├── DatabaseUnavailableError        the database connection failed, also on retry (503)
-    └── ExportError                     the export worker cannot run (e.g. no export format)
+    └── DatabaseUnavailableError        the database connection failed, also on retry (503)
 
 Each class carries a stable ``code``; publish errors also carry the HTTP ``status``.
 """
@@ -32,7 +31,6 @@ __all__ = [
     "BadRequestError",
     "CertificateInvalidError",
     "DatabaseUnavailableError",
-    "ExportError",
     "ExportStoreError",
     "ExportStoreUnavailableError",
     "HealthAuthorityError",
@@ -154,9 +152,3 @@ class ExportStoreUnavailableError(ServerError):
     """Raised when the object store answers an error other than "no such object"."""
 
     code = "export_store_unavailable"
-
-
-class ExportError(ServerError):
-    """Raised when the export worker cannot run (e.g. the export file format is missing)."""
-
-    code = "export_failed"
