@@ -36,10 +36,8 @@ import argparse
 import multiprocessing
 import os
 import shutil
-import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import sqlalchemy as sa
-import uvicorn
 from _common import emit
 from fastapi import FastAPI
 from nacl.public import PrivateKey, PublicKey, SealedBox
@@ -61,6 +58,7 @@ from phe_trace.analytics.metrics import METRICS, context_for
 from phe_trace.analytics.reports import SealedReport, make_report, open_share
 from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
+from phe_trace.serving import serve
 
 try:  # the batched device path; absent in older trees, which this script also measures
     from phe_trace.analytics.reports import make_reports
@@ -80,27 +78,6 @@ PEER_TOKEN = "bench-peer-token-0123456789"
 
 
 # --- servers in processes of their own --------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _serve(app: FastAPI) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _settings(
@@ -132,7 +109,7 @@ def _child(kind: str, tmp: str, key: bytes, ingest_url: str, conn: Any) -> None:
         app = _ingest_app(path)
     else:
         app = create_app(Aggregator(_settings(path, "helper", key, None, ingest_url)))
-    with _serve(app) as url:
+    with serve(app) as url:
         ready = time.process_time()
         conn.send(url)
         conn.recv()  # wait until told to stop

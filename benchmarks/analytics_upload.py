@@ -34,7 +34,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from phe_trace.agent.radio.sim import SimRadio
 from phe_trace.analytics.config import CONFIG_FORMAT
 from phe_trace.analytics.metrics import METRICS, DailyObservation, encode_daily
 from phe_trace.analytics.reports import daily_reports
+from phe_trace.serving import free_port
 
 DAY = 86_400
 
@@ -84,14 +84,8 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> int:
     return sum(len(k) + len(v) + 4 for k, v in raw) + 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_keyserver(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHE_TRACE_")}
     env |= {"PHE_TRACE_DATA_DIR": str(data_dir), "PHE_TRACE_ANALYTICS_UPLOADS_PER_SECOND": "0"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent / "src")

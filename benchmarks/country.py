@@ -94,6 +94,7 @@ from phe_trace.server.storage.tables import (
     export_padding,
     exposures,
 )
+from phe_trace.serving import free_port
 
 BENCH = "country"
 COLUMNS = (
@@ -155,7 +156,7 @@ def _sample_publishes(ctx: ServerContext, database_url: str, tmp: str, n: int) -
     )
     bodies = keyserver_bench._request_bodies(n, authority)
     requests = [keyserver_bench._http_request("POST", "/v1/publish", b) for b in bodies]
-    port = keyserver_bench._free_port()
+    port = free_port()
     child = subprocess.Popen(
         [sys.executable, keyserver_bench.__file__, "--serve", tmp, str(port), database_url, "1"],
         stdout=subprocess.DEVNULL,

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from _common import emit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,6 +35,7 @@ from phe_trace.server.federation import (
 )
 from phe_trace.server.settings import load_settings
 from phe_trace.server.storage import queries
+from phe_trace.serving import LoopbackServer
 from phe_trace.sim.federated import member_certificate, pem_private
 
 DAY = 86_400
@@ -73,27 +71,6 @@ def _publish(ctx: ServerContext, n: int, now: float) -> None:
     with ctx.engine.begin() as conn:
         for i in range(0, n, 5000):
             queries.insert_new_exposures(conn, rows[i : i + 5000])
-
-
-class _Server:
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def _member(root: Path, country: str, url: str, anchor: Path, gw: Any, op: Any, now: float):  # type: ignore[no-untyped-def]
@@ -145,7 +122,7 @@ def main() -> None:
         a, b, c = (_keyserver(root, r, now) for r in ("DE", "FR", "NL"))
         _publish(a, n, now)
         _publish(c, n, now)
-        with _Server(create_app(gateway=gw)) as server:
+        with LoopbackServer(create_app(gateway=gw)) as server:
             fed_a = _member(root, "DE", server.url, anchor, gw, op, now)
             fed_b = _member(root, "FR", server.url, anchor, gw, op, now)
             stages: dict[str, float] = {}

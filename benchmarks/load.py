@@ -30,7 +30,6 @@ import contextlib
 import os
 import queue
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,16 +50,11 @@ from _common import emit
 
 from phe_trace.conformance import ConformanceConfig, KeyServerClient, load_private_key
 from phe_trace.conformance.client import day_keys
+from phe_trace.serving import free_port
 
 ISSUER = "https://load.test/issuer"
 AUDIENCE = "https://load.test/publish"
 KID = "load-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -91,7 +85,7 @@ def local_server() -> Iterator[tuple[str, Path]]:
              AUDIENCE, "--name", "load", "--public-key", str(pub), "--key-version", KID],
             env=env, check=True, capture_output=True,
         )  # fmt: skip
-        port = _free_port()
+        port = free_port()
         log = (root / "server.log").open("wb")
         process = subprocess.Popen(
             [*cli, "run", "--host", "127.0.0.1", "--port", str(port), "--role", "keyserver", *data],

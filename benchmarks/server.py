@@ -60,6 +60,7 @@ from phe_trace.protocol import export_pb2 as pb
 from phe_trace.protocol.tekmac import TekHmacKey, tek_hmac
 from phe_trace.server import ServerContext, load_settings, register_health_authority, run_export
 from phe_trace.server.signing import load_signing_keys
+from phe_trace.serving import free_port
 
 BENCH = "server"
 ISSUER, AUDIENCE, KID = "bench-ha", "bench-keyserver", "v1"
@@ -68,34 +69,24 @@ ISSUER, AUDIENCE, KID = "bench-ha", "bench-keyserver", "v1"
 # ---------------------------------------------------------------- publish ----
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(data_dir: str, port: int, database_url: str, workers: int) -> None:
     """Child process: run the key server with default settings on ``port``."""
-    import uvicorn
-
+    from phe_trace import serving
     from phe_trace.server import create_app
 
-    options: dict[str, Any] = dict(
-        host="127.0.0.1", port=port, access_log=False, log_level="warning"
-    )
     if workers > 1:  # as `phe-trace server run --workers N --role keyserver`
         os.environ.update(PHE_TRACE_DATA_DIR=data_dir, PHE_TRACE_ROLE="keyserver")
         if database_url:
             os.environ["PHE_TRACE_DATABASE_URL"] = database_url
-        uvicorn.run(
+        serving.run(
             "phe_trace.hosting:create_app_from_environment",
-            factory=True,
+            host="127.0.0.1",
+            port=port,
             workers=workers,
-            **options,
         )
         return
     settings = load_settings(data_dir=data_dir, database_url=database_url or None)
-    uvicorn.run(create_app(settings), **options)
+    serving.run(create_app(settings), host="127.0.0.1", port=port)
 
 
 def _request_bodies(n: int, authority: ec.EllipticCurvePrivateKey) -> list[bytes]:
@@ -273,7 +264,7 @@ def bench_publish(
         closed = [_http_request("POST", "/v1/publish", b) for b in bodies[:n]]
         opened = [_http_request("POST", "/v1/publish", b) for b in bodies[n:]]
         health = [_http_request("GET", "/healthz")] * n
-        port = _free_port()
+        port = free_port()
         child = subprocess.Popen(
             [sys.executable, __file__, "--serve", tmp, str(port), database_url, str(workers)],
             stdout=subprocess.DEVNULL,

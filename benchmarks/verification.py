@@ -22,7 +22,6 @@ import argparse
 import base64
 import multiprocessing
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx
 from _common import emit
 
+from phe_trace.serving import free_port
 from phe_trace.verification import VerificationService, VerificationSettings
 
 
@@ -45,25 +45,12 @@ def _settings(data_dir: str) -> VerificationSettings:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(data_dir: str, port: int) -> None:
     """Child process: the verification service on ``port``."""
-    import uvicorn
-
+    from phe_trace import serving
     from phe_trace.verification import create_app
 
-    uvicorn.run(
-        create_app(_settings(data_dir)),
-        host="127.0.0.1",
-        port=port,
-        access_log=False,
-        log_level="warning",
-    )
+    serving.run(create_app(_settings(data_dir)), host="127.0.0.1", port=port)
 
 
 def _wait(url: str) -> None:
@@ -124,7 +111,7 @@ def main() -> None:
         _, api_key = service.accounts.create_api_key(realm.id, "bench", "b")
         codes = [service.issue_code(user, "confirmed", None, None).code for _ in range(n)]
         service.close()
-        port = _free_port()
+        port = free_port()
         child = multiprocessing.get_context("spawn").Process(target=_serve, args=(tmp, port))
         child.start()
         try:

@@ -7,7 +7,6 @@ what the export store relies on. Stopped by its own PID.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,22 +17,18 @@ import boto3
 import httpx
 from botocore.config import Config
 
+from phe_trace.serving import free_port
+
 ACCESS_KEY = "phe-trace-test"
 SECRET_KEY = "phe-trace-test-secret"
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MotoServer:
     """``python -m moto.server`` on 127.0.0.1; :meth:`bucket` makes a fresh bucket."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -19,6 +19,7 @@ SRC = Path(phe_trace.__file__).resolve().parent
 LAYER = {
     "errors": 0,
     "settings": 0,
+    "serving": 0,
     "crypto": 0,
     "protocol": 0,
     "exposure": 1,
@@ -42,6 +43,7 @@ ALLOWED_SAME_LAYER = {
     ("crypto", "errors"),
     ("crypto", "settings"),  # PHE_TRACE_NO_LIBCRYPTO, read through the one settings base
     ("protocol", "errors"),
+    ("serving", "errors"),
 }
 
 

@@ -39,8 +39,8 @@ from phe_trace.server import create_app as create_keyserver_app
 from phe_trace.server.analytics_ingest import IngestStore
 from phe_trace.server.routers.analytics_config import CONFIG_FILE
 from phe_trace.server.signing import load_signing_keys
-from tests.aggregator.conftest import serve
-from tests.server.conftest import LiveServer, make_settings
+from phe_trace.serving import LoopbackServer, serve
+from tests.server.conftest import make_settings
 
 from .conftest import T0
 
@@ -106,7 +106,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     ctx = ServerContext.open(settings, clock=lambda: T0 + 5 * DAY)
     IngestStore(ctx.engine)  # its table, so that an empty ingestion counts 0
     try:
-        with LiveServer(create_keyserver_app(context=ctx)) as ks:
+        with LoopbackServer(create_keyserver_app(context=ctx)) as ks:
             helper = Aggregator(_agg_settings("helper", tmp_path, None, ks.url))
             with serve(create_app(helper)) as helper_url:
                 leader = Aggregator(_agg_settings("leader", tmp_path, helper_url, ks.url))

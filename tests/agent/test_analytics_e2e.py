@@ -34,7 +34,7 @@ from phe_trace.aggregator import service as aggregator_service
 from phe_trace.analytics.config import CONFIG_FORMAT
 from phe_trace.analytics.metrics import METRICS
 from phe_trace.server.routers.analytics_config import CONFIG_FILE
-from tests.aggregator.conftest import serve
+from phe_trace.serving import serve
 
 from .scenario import run_bumble_day
 from .test_e2e_report import Services, _connect

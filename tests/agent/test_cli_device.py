@@ -132,8 +132,7 @@ def test_readme_covers(section: str) -> None:
 def test_sync_against_a_fresh_key_server_says_nothing_published(tmp_path: Path) -> None:
     """A real key server with no batch yet: ``sync`` succeeds and says so (SPEC EXP-14)."""
     from phe_trace.server import ServerContext, create_app, load_settings
-
-    from .http_host import serve
+    from phe_trace.serving import serve
 
     settings = load_settings(
         data_dir=tmp_path / "ks", database_url=f"sqlite:///{tmp_path / 'ks.sqlite3'}", region="ZZ"

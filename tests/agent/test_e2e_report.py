@@ -21,11 +21,11 @@ import pytest
 from phe_trace.agent import Agent, ReportError
 from phe_trace.server import ServerContext, create_app, load_settings, register_health_authority
 from phe_trace.server import run_export as run_key_export
+from phe_trace.serving import serve
 from phe_trace.verification import VerificationService, VerificationSettings
 from phe_trace.verification import create_app as create_verification_app
 from phe_trace.verification.models import User
 
-from .http_host import serve
 from .reference import ref_rpi
 from .scenario import run_bumble_day
 

@@ -21,10 +21,11 @@ from phe_trace.agent.risk import _encode
 from phe_trace.exposure import Sighting, match
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
+from phe_trace.serving import serve
 
 from .conftest import T0
 from .exports import REGION, new_signer, publish, spki
-from .http_host import ExportHost, serve
+from .http_host import ExportHost
 from .reference import ref_rpi
 
 H = 3600

@@ -17,10 +17,11 @@ from phe_trace.agent import Agent, AgentStore
 from phe_trace.agent.config import FollowedRegion
 from phe_trace.agent.regions import add_region, remove_region
 from phe_trace.protocol import export
+from phe_trace.serving import serve
 
 from .conftest import T0
 from .exports import confirmed, new_signer, spki
-from .http_host import ExportHost, serve
+from .http_host import ExportHost
 
 DAY = 86_400
 CONTACT = T0 + 8 * 3600

@@ -17,9 +17,9 @@ import pytest
 
 from phe_trace.agent import Agent
 from phe_trace.protocol.publish import PublishRequest
+from phe_trace.serving import serve
 
 from .conftest import T0
-from .http_host import serve
 
 DAY = 86_400
 

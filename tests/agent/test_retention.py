@@ -41,11 +41,12 @@ from phe_trace.server import create_app as create_keyserver_app
 from phe_trace.server.analytics_ingest import IngestStore
 from phe_trace.server.routers.analytics_config import CONFIG_FILE
 from phe_trace.server.signing import load_signing_keys
-from tests.server.conftest import LiveServer, make_settings
+from phe_trace.serving import LoopbackServer, serve
+from tests.server.conftest import make_settings
 
 from .conftest import T0
 from .exports import REGION, confirmed, export_zip, new_signer, spki
-from .http_host import ExportHost, serve
+from .http_host import ExportHost
 
 DAY = 86_400
 D0 = int(T0 // DAY)
@@ -111,7 +112,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     key = load_signing_keys(settings.signing_key_dir, settings.signing_key_id)[0]
     host = ExportHost()
     try:
-        with LiveServer(create_keyserver_app(context=ctx)) as ks, serve(host) as url:
+        with LoopbackServer(create_keyserver_app(context=ctx)) as ks, serve(host) as url:
             host.url = url
             yield World(
                 host,

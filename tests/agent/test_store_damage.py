@@ -15,10 +15,11 @@ import pytest
 from phe_trace.agent import Agent, AgentConfig
 from phe_trace.agent.radio.sim import SimRadio
 from phe_trace.agent.store import DB_NAME, KEY_NAME
+from phe_trace.serving import serve
 
 from .conftest import T0
 from .exports import confirmed, export_zip, new_signer, publish, spki
-from .http_host import ExportHost, serve
+from .http_host import ExportHost
 from .test_sync import DAY, NOW, _configure, _pair
 
 

@@ -22,10 +22,11 @@ from phe_trace.agent import (
 )
 from phe_trace.agent.download import download
 from phe_trace.protocol import export
+from phe_trace.serving import serve
 
 from .conftest import T0
 from .exports import confirmed, export_zip, new_signer, publish, spki
-from .http_host import ExportHost, serve
+from .http_host import ExportHost
 from .reference import ref_rpi
 
 DAY = 86_400

@@ -17,10 +17,11 @@ import pytest
 
 from phe_trace.agent import Agent, SyncError
 from phe_trace.protocol import export
+from phe_trace.serving import serve
 
 from .conftest import T0
 from .exports import REGION, confirmed, export_zip, new_signer, spki
-from .http_host import Receive, Scope, Send, serve
+from .http_host import Receive, Scope, Send
 from .test_sync import NOW, _pair
 
 DAY = 86_400

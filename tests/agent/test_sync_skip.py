@@ -16,10 +16,11 @@ import pytest
 
 from phe_trace.agent import Agent
 from phe_trace.protocol import export
+from phe_trace.serving import serve
 
 from .conftest import T0
 from .exports import REGION, confirmed, export_zip, new_signer, spki
-from .http_host import ExportHost, serve
+from .http_host import ExportHost
 
 DAY = 86_400
 SIX_HOURS = 6 * 3600

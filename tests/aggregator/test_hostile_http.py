@@ -22,8 +22,7 @@ from phe_trace.aggregator import Aggregator, AggregatorSettings, create_app
 from phe_trace.aggregator.app import BODY_LIMITS
 from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
-
-from .conftest import serve
+from phe_trace.serving import serve
 
 TOKEN = "peer-token-0123456789abcdef"
 PREPARE = "/v1/aggregator/prepare"

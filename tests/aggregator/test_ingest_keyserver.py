@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
 from phe_trace.server import ServerContext, create_app
-from tests.server.conftest import LiveServer, make_settings
+from phe_trace.serving import LoopbackServer
+from tests.server.conftest import make_settings
 
 
 class _Clock:
@@ -27,15 +28,15 @@ class _Clock:
 
 
 @pytest.fixture(scope="module")
-def keyserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def keyserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackServer]:
     tmp: Path = tmp_path_factory.mktemp("ingest")
     ctx = ServerContext.open(make_settings(tmp, None), clock=_Clock())
-    with LiveServer(create_app(context=ctx)) as server:
+    with LoopbackServer(create_app(context=ctx)) as server:
         yield server
     ctx.close()
 
 
-def test_upload_and_fetch_through_the_key_server(keyserver: LiveServer) -> None:
+def test_upload_and_fetch_through_the_key_server(keyserver: LoopbackServer) -> None:
     """AGG-18: reports posted to the key server come back, per role, from the shares feed."""
     today = int(time.time() // 86400)
     box_l, box_h = b"L" * 100, b"H" * 120
@@ -64,7 +65,7 @@ def test_upload_and_fetch_through_the_key_server(keyserver: LiveServer) -> None:
     "mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
 )
 def test_analytics_api_has_no_server_errors(
-    keyserver: LiveServer, mode: schemathesis.GenerationMode
+    keyserver: LoopbackServer, mode: schemathesis.GenerationMode
 ) -> None:
     """AGG-18: valid and invalid bodies and queries: documented answers, never a 5xx."""
     schema = schemathesis.openapi.from_url(f"{keyserver.url}/openapi.json")

@@ -35,8 +35,7 @@ from phe_trace.analytics.metrics import METRICS, DailyObservation, encode_daily
 from phe_trace.analytics.reports import daily_reports, make_report, upload_body
 from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
-
-from .conftest import serve
+from phe_trace.serving import serve
 
 TODAY = int(time.time() // 86400)
 TOKEN = "peer-token-0123456789abcdef"

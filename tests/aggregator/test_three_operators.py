@@ -30,8 +30,7 @@ from phe_trace.agent.radio.sim import SimRadio
 from phe_trace.analytics.config import CONFIG_FORMAT
 from phe_trace.analytics.dp import noise_std
 from phe_trace.analytics.metrics import METRICS
-
-from .conftest import free_port
+from phe_trace.serving import free_port
 
 DAY = 86_400
 TOKEN = "peer-token-0123456789abcdef"

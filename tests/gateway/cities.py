@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from phe_trace.server.federation import (
 )
 from phe_trace.server.storage import queries
 from tests.gateway.support import NOW, Country, pem
-from tests.server.conftest import LiveServer, make_settings
+from tests.server.conftest import make_settings
 
 DAY = 86_400
 
@@ -93,21 +91,6 @@ class City:
                 archive = export.unpack_export_zip(self.ctx.store.read(name))
                 found.extend(k.key_data for k in export.decode_export_bin(archive.export_bin).keys)
         return found
-
-
-class ServerOnPort(LiveServer):
-    """A live server on a given loopback port (the gateway back after an outage)."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        super().__init__(app)
-        self.sock.close()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.port, self.url = port, f"http://127.0.0.1:{port}"
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
 
 
 class _Clock:

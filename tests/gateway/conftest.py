@@ -12,8 +12,8 @@ import pytest
 from phe_trace.gateway import GatewaySettings, create_app
 from phe_trace.gateway.app import open_gateway
 from phe_trace.gateway.service import Gateway
+from phe_trace.serving import LoopbackServer
 from tests.gateway.support import NOW, Country, Operator
-from tests.server.conftest import LiveServer
 
 
 class Clock:
@@ -66,6 +66,6 @@ def gateway(
 
 @pytest.fixture
 def client(gateway: Gateway) -> Iterator[httpx.Client]:
-    with LiveServer(create_app(gateway=gateway)) as server:
+    with LoopbackServer(create_app(gateway=gateway)) as server:
         with httpx.Client(base_url=server.url, timeout=10) as c:
             yield c

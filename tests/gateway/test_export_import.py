@@ -13,9 +13,9 @@ from phe_trace.server import ServerContext, create_app, run_export
 from phe_trace.server.export_import import ExportSource, import_exports
 from phe_trace.server.signing import load_signing_keys
 from phe_trace.server.storage.federation_tables import federated_keys
+from phe_trace.serving import LoopbackServer
 from tests.gateway.cities import City
 from tests.gateway.support import NOW, Country
-from tests.server.conftest import LiveServer
 
 
 def _export_key(ctx: ServerContext) -> Any:
@@ -72,7 +72,7 @@ def test_exports_of_another_server_are_imported_once_and_tampered_files_refused(
     path.chmod(0o644)
     path.write_bytes(bytes(tampered))
     now = b.clock.now
-    with LiveServer(create_app(context=b.ctx)) as server, httpx.Client(timeout=10) as client:
+    with LoopbackServer(create_app(context=b.ctx)) as server, httpx.Client(timeout=10) as client:
         wrong = import_exports(a.ctx, _source(b, server.url, _export_key(a.ctx)), client, now)
         assert wrong.files == 0 and len(wrong.refused) == len(names)
         source = _source(b, server.url, _export_key(b.ctx))

@@ -19,9 +19,9 @@ from phe_trace.server.federation import (
     dsos_to_federation,
 )
 from phe_trace.server.storage.federation_tables import federated_keys
-from tests.gateway.cities import City, ServerOnPort
+from phe_trace.serving import LoopbackServer
+from tests.gateway.cities import City
 from tests.gateway.support import NOW, Country
-from tests.server.conftest import LiveServer
 
 DAY = 86_400
 
@@ -29,8 +29,8 @@ DAY = 86_400
 @pytest.fixture
 def cities(
     tmp_path: Path, gateway: Gateway, countries: dict[str, Country], operator: Any
-) -> Iterator[tuple[City, City, LiveServer]]:
-    with LiveServer(create_app(gateway=gateway)) as server:
+) -> Iterator[tuple[City, City, LoopbackServer]]:
+    with LoopbackServer(create_app(gateway=gateway)) as server:
         a = City(tmp_path / "a", countries["DE"], server.url, operator.anchor_file)
         b = City(tmp_path / "b", countries["FR"], server.url, operator.anchor_file)
         yield a, b, server
@@ -45,7 +45,7 @@ def _count(ctx: ServerContext, table: sa.Table) -> int:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_keys_of_one_city_reach_the_others_exports_once(
-    cities: tuple[City, City, LiveServer], gateway: Gateway
+    cities: tuple[City, City, LoopbackServer], gateway: Gateway
 ) -> None:
     """FED-11, FED-12, FED-13: A's local keys go up in batches the gateway allows (30 here),
     B downloads them, verifies each upload batch through the audit, stores them with their
@@ -81,7 +81,7 @@ def test_keys_of_one_city_reach_the_others_exports_once(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_batch_whose_audit_does_not_verify_is_not_imported(
-    cities: tuple[City, City, LiveServer], gateway: Gateway
+    cities: tuple[City, City, LoopbackServer], gateway: Gateway
 ) -> None:
     """FED-12: when the audited signature does not cover the downloaded keys (a key was
     altered in the gateway's store), none of that upload batch's keys is imported."""
@@ -101,13 +101,13 @@ def test_gateway_outage_leaves_keys_pending_and_a_retry_sends_them_once(
 ) -> None:
     """FED-11: while the gateway is down an upload fails with a federation error and marks
     nothing; the next run after it is back sends every key once."""
-    with LiveServer(create_app(gateway=gateway)) as server:
+    with LoopbackServer(create_app(gateway=gateway)) as server:
         url = server.url
         a = City(tmp_path / "a", countries["DE"], url, operator.anchor_file)
     a.publish(10, NOW)
     with pytest.raises(FederationError):
         a.sync(NOW)
-    with ServerOnPort(create_app(gateway=gateway), int(url.rsplit(":", 1)[1])):
+    with LoopbackServer(create_app(gateway=gateway), port=int(url.rsplit(":", 1)[1])):
         up, _ = a.sync(NOW)
         again, _ = a.sync(NOW)
     assert up.keys == 10 and again.keys == 0

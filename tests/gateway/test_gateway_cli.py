@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives import serialization
 
+from phe_trace.serving import free_port
 from tests.gateway.support import Country, Operator, pem
 
 
@@ -25,12 +25,6 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         env=env,
         check=False,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_onboard_and_serve_a_gateway_process(tmp_path: Path) -> None:
@@ -96,7 +90,7 @@ def test_onboard_and_serve_a_gateway_process(tmp_path: Path) -> None:
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "operator signature" in bad.stderr
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

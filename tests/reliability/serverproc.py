@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,12 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from phe_trace.serving import free_port
+
 PHE_TRACE = [sys.executable, "-m", "phe_trace.cli"]
 ISSUER = "https://conformance.test/issuer"
 AUDIENCE = "https://keys.test/publish"
 KID = "c1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env(**settings: str) -> dict[str, str]:

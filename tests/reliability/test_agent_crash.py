@@ -24,9 +24,10 @@ from typing import Any
 
 from phe_trace.agent import Agent, AgentConfig
 from phe_trace.agent.radio.sim import SimRadio
+from phe_trace.serving import serve
 from tests.agent.conftest import T0
 from tests.agent.exports import confirmed, export_zip, new_signer, publish, spki
-from tests.agent.http_host import ExportHost, serve
+from tests.agent.http_host import ExportHost
 
 DAY = 86_400
 #: The child: open the agent on its data directory and run one check.

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from phe_trace.server import ServerContext, create_app, register_health_authority, run_export
-from tests.server.conftest import LiveServer, make_settings
+from phe_trace.serving import LoopbackServer
+from tests.server.conftest import make_settings
 from tests.server.helpers import NOW, Authority, Clock, day_keys, publish_body
 
 #: Order of the P-256 group (SEC 2, §2.4.2).
@@ -44,7 +45,7 @@ def keyserver(
         ctx.engine, issuer=authority.issuer, audience=authority.audience, name="HA",
         public_keys={authority.kid: authority.public_pem},
     )  # fmt: skip
-    with LiveServer(create_app(context=ctx)) as live, httpx.Client(base_url=live.url) as client:
+    with LoopbackServer(create_app(context=ctx)) as live, httpx.Client(base_url=live.url) as client:
         yield client, ctx, clock, authority
     ctx.close()
 

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from phe_trace.conformance import ConformanceConfig
 from phe_trace.conformance.runner import ALL_CHECKS, run_conformance
-from tests.agent.http_host import Receive, Scope, Send, serve
+from phe_trace.serving import serve
+from tests.agent.http_host import Receive, Scope, Send
 
 #: CONF-1's list: item → (requirement ids of its row, a word of the row's title).
 CONF_1_ROWS: dict[str, tuple[tuple[str, ...], str]] = {

@@ -18,9 +18,10 @@ import pytest
 
 from phe_trace.agent import Agent, AgentConfig
 from phe_trace.agent.radio.sim import SimRadio
+from phe_trace.serving import serve
 from tests.agent.conftest import T0
 from tests.agent.exports import confirmed, export_zip, new_signer, publish, spki
-from tests.agent.http_host import ExportHost, serve
+from tests.agent.http_host import ExportHost
 
 DAY = 86_400
 NOW = T0 + DAY + 6 * 3600

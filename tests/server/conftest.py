@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from phe_trace.server import (
     ServerContext,
@@ -20,6 +16,7 @@ from phe_trace.server import (
     load_settings,
     register_health_authority,
 )
+from phe_trace.serving import LoopbackServer
 
 from .helpers import Authority, Clock
 
@@ -65,43 +62,13 @@ def ctx(settings: ServerSettings, clock: Clock, authority: Authority) -> Iterato
     context.close()
 
 
-class LiveServer:
-    """A real uvicorn server on a loopback port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 @pytest.fixture
-def live(ctx: ServerContext) -> Iterator[LiveServer]:
-    with LiveServer(create_app(context=ctx)) as server:
+def live(ctx: ServerContext) -> Iterator[LoopbackServer]:
+    with LoopbackServer(create_app(context=ctx)) as server:
         yield server
 
 
 @pytest.fixture
-def client(live: LiveServer) -> Iterator[httpx.Client]:
+def client(live: LoopbackServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live.url, timeout=10) as c:
         yield c

@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from phe_trace.server import ServerContext, create_app
+from phe_trace.serving import LoopbackServer
 
-from .conftest import LiveServer, make_settings
+from .conftest import make_settings
 from .helpers import NOW, Clock
 
 TODAY = int(NOW // 86400)
@@ -34,13 +35,15 @@ def _days(ctx: ServerContext) -> list[int]:
 
 
 @pytest.fixture
-def live(tmp_path: Path, database_url: str) -> Iterator[tuple[LiveServer, ServerContext, Clock]]:
+def live(
+    tmp_path: Path, database_url: str
+) -> Iterator[tuple[LoopbackServer, ServerContext, Clock]]:
     clock = Clock()
     ctx = ServerContext.open(
         make_settings(tmp_path, database_url, analytics_uploads_per_second=1), clock=clock
     )
     try:
-        with LiveServer(create_app(context=ctx)) as server:
+        with LoopbackServer(create_app(context=ctx)) as server:
             yield server, ctx, clock
     finally:
         ctx.close()
@@ -48,7 +51,7 @@ def live(tmp_path: Path, database_url: str) -> Iterator[tuple[LiveServer, Server
 
 @pytest.mark.parametrize("day", [TODAY + 1, TODAY - 15, 0, 2**31 - 1])
 def test_days_outside_the_window_are_400(
-    live: tuple[LiveServer, ServerContext, Clock], day: int
+    live: tuple[LoopbackServer, ServerContext, Clock], day: int
 ) -> None:
     """AGG-34: only days from retention_days ago through today are accepted; none stored."""
     server, ctx, _ = live
@@ -61,7 +64,7 @@ def test_days_outside_the_window_are_400(
 
 
 def test_window_edges_are_accepted_and_old_days_are_deleted(
-    live: tuple[LiveServer, ServerContext, Clock],
+    live: tuple[LoopbackServer, ServerContext, Clock],
 ) -> None:
     """AGG-34: the oldest and newest day pass; once past retention their rows go."""
     server, ctx, clock = live
@@ -75,7 +78,7 @@ def test_window_edges_are_accepted_and_old_days_are_deleted(
 
 
 def test_uploads_beyond_the_rate_are_429_and_not_stored(
-    live: tuple[LiveServer, ServerContext, Clock],
+    live: tuple[LoopbackServer, ServerContext, Clock],
 ) -> None:
     """AGG-34: 1 upload/s with a minute's burst: the 61st at one instant is a 429."""
     server, ctx, clock = live

@@ -13,8 +13,8 @@ from jwt.algorithms import ECAlgorithm
 
 from phe_trace.server import ServerContext, list_health_authorities, register_health_authority
 from phe_trace.server.errors import CertificateInvalidError, HealthAuthorityError
+from phe_trace.serving import LoopbackServer
 
-from .conftest import LiveServer
 from .helpers import NOW, Authority, day_keys, publish_body
 
 
@@ -67,7 +67,7 @@ def test_jwks_authority_publishes(ctx: ServerContext) -> None:
     jwks_authority = Authority(issuer="https://jwks-ha.example", kid="jwk-1")
     hits: list[int] = []
     app = _jwks_app({"jwk-1": jwks_authority.private_key.public_key()}, hits)
-    with LiveServer(app) as jwks_server:
+    with LoopbackServer(app) as jwks_server:
         register_health_authority(
             ctx.engine,
             issuer=jwks_authority.issuer,
@@ -78,7 +78,7 @@ def test_jwks_authority_publishes(ctx: ServerContext) -> None:
         ctx.directory.invalidate()
         from phe_trace.server import create_app
 
-        with LiveServer(create_app(context=ctx)) as live, httpx.Client(base_url=live.url) as c:
+        with LoopbackServer(create_app(context=ctx)) as live, httpx.Client(base_url=live.url) as c:
             for _ in range(2):
                 body = publish_body(jwks_authority, day_keys(NOW, 2), NOW)
                 response = c.post("/v1/publish", json=body)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,14 @@ from phe_trace.cli import main
 from phe_trace.hosting import create_app as hosting_create_app
 from phe_trace.server import load_settings
 from phe_trace.server.errors import ServerConfigError
+from phe_trace.serving import free_port
 
 from .helpers import NOW, Authority
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_run_with_no_configuration(tmp_path: Path) -> None:
     """``server run --host --port --data-dir`` starts on SQLite with a 0600 signing key (PUB-9)."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHE_TRACE_")}
     exe = Path(sys.executable).parent / "phe-trace"
     proc = subprocess.Popen(

@@ -15,8 +15,9 @@ from phe_trace.protocol.diagnosis_key import ReportType
 from phe_trace.server import ServerContext, create_app, run_export
 from phe_trace.server.exporter import _lease_next
 from phe_trace.server.storage.tables import export_batches, export_padding, exposures
+from phe_trace.serving import LoopbackServer
 
-from .conftest import LiveServer, make_settings
+from .conftest import make_settings
 from .helpers import NOW, Clock
 
 HOUR = 3600
@@ -44,7 +45,7 @@ def _insert(ctx: ServerContext, count: int, created_at: int, **extra: object) ->
 
 def _public_keys(ctx: ServerContext) -> dict[tuple[str, str], object]:
     """The published signing keys, read over HTTP (SPEC PUB-30)."""
-    with LiveServer(create_app(context=ctx)) as live:
+    with LoopbackServer(create_app(context=ctx)) as live:
         listed = httpx.get(f"{live.url}/v1/exports/signing-keys").json()["keys"]
     return {
         (
@@ -266,7 +267,10 @@ def test_exports_served_with_cache_headers(small_ctx: ServerContext) -> None:
     """
     _insert(small_ctx, 2, T - 3 * HOUR)
     name = run_export(small_ctx, NOW).files_written[0]
-    with LiveServer(create_app(context=small_ctx)) as live, httpx.Client(base_url=live.url) as c:
+    with (
+        LoopbackServer(create_app(context=small_ctx)) as live,
+        httpx.Client(base_url=live.url) as c,
+    ):
         index = c.get("/v1/exports/ZZ/index.txt")
         assert index.status_code == 200
         assert _directives(index.headers["cache-control"]) == {"public", "max-age=60"}
@@ -304,7 +308,10 @@ def test_every_active_signing_key_signs(small_ctx: ServerContext) -> None:
 
 def test_odd_region_names_are_404(small_ctx: ServerContext) -> None:
     """Region names the export naming refuses are not found, never a 500 (SPEC PUB-2)."""
-    with LiveServer(create_app(context=small_ctx)) as live, httpx.Client(base_url=live.url) as c:
+    with (
+        LoopbackServer(create_app(context=small_ctx)) as live,
+        httpx.Client(base_url=live.url) as c,
+    ):
         for region in ("-", "-x", "_"):
             response = c.get(f"/v1/exports/{region}/index.txt")
             assert response.status_code in (400, 404), region
@@ -313,7 +320,10 @@ def test_odd_region_names_are_404(small_ctx: ServerContext) -> None:
 
 def test_index_exists_and_is_empty_before_the_first_batch(small_ctx: ServerContext) -> None:
     """A fresh server serves an empty index.txt with the usual headers (SPEC EXP-14, PUB-31)."""
-    with LiveServer(create_app(context=small_ctx)) as live, httpx.Client(base_url=live.url) as c:
+    with (
+        LoopbackServer(create_app(context=small_ctx)) as live,
+        httpx.Client(base_url=live.url) as c,
+    ):
         index = c.get("/v1/exports/ZZ/index.txt")
         assert index.status_code == 200
         assert index.content == b""

@@ -26,9 +26,10 @@ from phe_trace.server.exporter import run_export
 from phe_trace.server.exportstore import DirectoryExportStore
 from phe_trace.server.exportstore_s3 import S3ExportStore
 from phe_trace.server.signing import load_signing_keys
+from phe_trace.serving import LoopbackServer
 
 from ..s3server import REGION, MotoServer, store_env
-from .conftest import LiveServer, make_settings
+from .conftest import make_settings
 from .helpers import NOW, Authority, Clock, day_keys, publish_body
 
 ZIP_CC = "public, max-age=31536000, immutable"
@@ -208,7 +209,7 @@ def test_export_run_lands_in_the_bucket(
             public_keys={authority.kid: authority.public_pem},
         )
         keys = day_keys(NOW, 5)
-        with LiveServer(create_app(context=ctx)) as live:
+        with LoopbackServer(create_app(context=ctx)) as live:
             body = publish_body(authority, keys, NOW)
             answer = httpx.post(live.url + "/v1/publish", json=body, timeout=10)
             assert answer.status_code == 200, answer.text

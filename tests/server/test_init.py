@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from phe_trace.serving import free_port
 
 PASSWORD = "a long enough password"
 
@@ -112,16 +113,10 @@ def test_export_refuses_a_now_after_the_real_clock(tmp_path: Path) -> None:
     assert not (tmp_path / "hd").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_run_prints_where_it_answers_and_that_no_realm_exists(tmp_path: Path) -> None:
     """The start-up line names the URLs and the portal, and says how to make the first
     account while there is no realm. (SPEC OPS-4)"""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHE_TRACE_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "phe_trace.cli", "server", "run", "--port", str(port),

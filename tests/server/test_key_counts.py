@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from phe_trace.server import ServerContext, create_app, run_export
 from phe_trace.server import key_counts as key_counts_module
 from phe_trace.server.storage.tables import export_padding, key_count_releases
+from phe_trace.serving import LoopbackServer
 
-from .conftest import LiveServer, make_settings
+from .conftest import make_settings
 from .helpers import NOW, Clock
 from .test_exporter import _insert
 
@@ -56,7 +57,7 @@ def test_released_values_carry_noise_and_an_interval(padded_ctx: ServerContext) 
     for k in range(10):
         _insert(padded_ctx, 3, (D - 12 + k) * DAY + 60)
     run_export(padded_ctx, (D - 1) * DAY + 600)
-    with LiveServer(create_app(context=padded_ctx)) as live:
+    with LoopbackServer(create_app(context=padded_ctx)) as live:
         body = httpx.get(f"{live.url}/v1/statistics/key-counts").json()
     releases = body["releases"]
     assert [r["day"] for r in releases] == list(range(D - 12, D - 1))  # up to yesterday

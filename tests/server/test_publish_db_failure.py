@@ -23,8 +23,9 @@ from sqlalchemy import event
 
 from phe_trace.server import ServerContext, create_app, register_health_authority
 from phe_trace.server.storage.tables import exposures, used_certificates
+from phe_trace.serving import LoopbackServer
 
-from .conftest import LiveServer, make_settings
+from .conftest import make_settings
 from .helpers import NOW, Authority, Clock, day_keys, publish_body
 
 
@@ -66,7 +67,7 @@ def dropping(
     event.listen(ctx.engine, "before_cursor_execute", dropper)
     try:
         with (
-            LiveServer(create_app(context=ctx)) as live,
+            LoopbackServer(create_app(context=ctx)) as live,
             httpx.Client(base_url=live.url, timeout=30) as client,
         ):
             yield client, ctx, dropper

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from phe_trace.server import ServerContext
 from phe_trace.server.storage.tables import exposures, used_certificates
+from phe_trace.serving import LoopbackServer
 
 from .helpers import NOW, Authority, Clock, day_keys, publish_body
 
@@ -255,7 +256,7 @@ def test_unknown_health_authority_id(tmp_path, database_url, authority: Authorit
     """With an allow-list, another healthAuthorityID is refused with 401 (SPEC PUB-4)."""
     from phe_trace.server import create_app, register_health_authority
 
-    from .conftest import LiveServer, make_settings
+    from .conftest import make_settings
 
     settings = make_settings(tmp_path, database_url, allowed_health_authority_ids=["org.other"])
     ctx = ServerContext.open(settings, clock=Clock())
@@ -267,7 +268,7 @@ def test_unknown_health_authority_id(tmp_path, database_url, authority: Authorit
         public_keys={authority.kid: authority.public_pem},
     )
     try:
-        with LiveServer(create_app(context=ctx)) as live:
+        with LoopbackServer(create_app(context=ctx)) as live:
             response = httpx.post(
                 f"{live.url}/v1/publish", json=publish_body(authority, day_keys(NOW, 2), NOW)
             )

@@ -17,13 +17,14 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import positive_data_acceptance
 
 from phe_trace.server import ServerContext, create_app, register_health_authority
+from phe_trace.serving import LoopbackServer
 
-from .conftest import LiveServer, make_settings
+from .conftest import make_settings
 from .helpers import Authority, Clock
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackServer]:
     tmp: Path = tmp_path_factory.mktemp("schemathesis")
     ctx = ServerContext.open(make_settings(tmp, None, max_body_bytes=1_048_576), clock=Clock())
     authority = Authority()
@@ -34,13 +35,13 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
         name="HA",
         public_keys={authority.kid: authority.public_pem},
     )
-    with LiveServer(create_app(context=ctx)) as server:
+    with LoopbackServer(create_app(context=ctx)) as server:
         yield server
     ctx.close()
 
 
 @pytest.fixture(scope="module")
-def api_schema(api_server: LiveServer):
+def api_schema(api_server: LoopbackServer):
     return schemathesis.openapi.from_url(f"{api_server.url}/openapi.json")
 
 
@@ -121,7 +122,7 @@ def test_analytics_paging_out_of_range_is_400(
     ctx = ServerContext.open(make_settings(tmp_path, database_url), clock=Clock())
     query = {"role": "leader", "day": "20000", "metric": "notified", **params}
     try:
-        with LiveServer(create_app(context=ctx)) as live:
+        with LoopbackServer(create_app(context=ctx)) as live:
             response = httpx.get(f"{live.url}/v1/analytics/shares", params=query)
             largest = httpx.get(
                 f"{live.url}/v1/analytics/shares",

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from phe_trace.server import ServerContext, create_app
+from phe_trace.serving import LoopbackServer
 
-from .conftest import LiveServer, make_settings
+from .conftest import make_settings
 from .helpers import Clock
 
 
@@ -79,7 +80,7 @@ def test_healthz_reports_a_key_damaged_while_running(tmp_path: Path) -> None:
     ctx = ServerContext.open(make_settings(tmp_path, None), clock=Clock())
     pem = ctx.settings.signing_key_dir / "v1.pem"
     try:
-        with LiveServer(create_app(context=ctx)) as server:
+        with LoopbackServer(create_app(context=ctx)) as server:
             before = httpx.get(f"{server.url}/healthz")
             _garbage(pem)
             after = httpx.get(f"{server.url}/healthz")

@@ -28,7 +28,8 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 from phe_trace.aggregator import Aggregator, AggregatorSettings
 from phe_trace.aggregator import create_app as create_aggregator_app
 from phe_trace.hosting import create_app as create_host_app
-from tests.server.conftest import LiveServer, make_settings
+from phe_trace.serving import LoopbackServer
+from tests.server.conftest import make_settings
 
 EXAMPLES = int(os.environ.get("PHE_TRACE_SCHEMATHESIS_EXAMPLES", "8"))
 TOKEN = "peer-token-0123456789abcdef"
@@ -64,11 +65,11 @@ def _aggregator(role: str, tmp: Path, ingest: str, helper: str | None) -> Aggreg
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     tmp = tmp_path_factory.mktemp("services")
     host_app = create_host_app(make_settings(tmp, None, max_body_bytes=1_048_576), role="all")
-    with LiveServer(host_app) as host:
+    with LoopbackServer(host_app) as host:
         helper = _aggregator("helper", tmp, host.url, None)
-        with LiveServer(create_aggregator_app(helper)) as helper_server:
+        with LoopbackServer(create_aggregator_app(helper)) as helper_server:
             leader = _aggregator("leader", tmp, host.url, helper_server.url)
-            with LiveServer(create_aggregator_app(leader)) as leader_server:
+            with LoopbackServer(create_aggregator_app(leader)) as leader_server:
                 yield Services(host.url, helper_server.url, leader_server.url)
             leader.close()
         helper.close()

@@ -8,8 +8,6 @@ so tests expire codes and tokens without sleeping.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from phe_trace.serving import LoopbackServer
 from phe_trace.verification import (
     ManualClock,
     VerificationService,
@@ -53,29 +51,6 @@ def _reuse_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(accounts, "hash_password", cached)
 
 
-class RunningServer:
-    """uvicorn serving an ASGI app on a free loopback port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @dataclass
 class Live:
     """A running verification service and handles to drive it."""
@@ -101,7 +76,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Verifi
     return VerificationSettings(**values)
 
 
-def start_live(tmp_path: Path, database_url: str, **overrides: Any) -> tuple[RunningServer, Live]:
+def start_live(tmp_path: Path, database_url: str, **overrides: Any) -> tuple[LoopbackServer, Live]:
     # The real time to the minute (not START: a long test run must not age certificates).
     clock = ManualClock(datetime.now(UTC).replace(second=0, microsecond=0))
     service = VerificationService(make_settings(tmp_path, database_url, **overrides), clock=clock)
@@ -113,8 +88,8 @@ def start_live(tmp_path: Path, database_url: str, **overrides: Any) -> tuple[Run
         realm.id, "worker", WORKER_PASSWORD, is_admin=False, actor="test"
     )
     _, api_key = service.accounts.create_api_key(realm.id, "test-app", "test")
-    running = RunningServer(create_app(service=service))
-    url = running.__enter__()
+    running = LoopbackServer(create_app(service=service))
+    url = running.start()
     return running, Live(url, service, clock, realm, admin, worker, api_key)
 
 

@@ -30,9 +30,8 @@ from phe_trace.analytics.reports import daily_reports, upload_body
 from phe_trace.server import ServerContext
 from phe_trace.server import create_app as create_keyserver_app
 from phe_trace.server.storage.tables import key_count_releases
+from phe_trace.serving import LoopbackServer, free_port, serve
 from phe_trace.verification.portal.community import COLUMNS, TITLES, bucket_label
-from tests.aggregator.conftest import free_port, serve
-from tests.server.conftest import LiveServer
 from tests.server.conftest import make_settings as keyserver_settings
 
 from .conftest import WORKER_PASSWORD, Live, portal_client, start_live
@@ -87,7 +86,7 @@ def operators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operators]:
                 )
             )
     try:
-        with LiveServer(create_keyserver_app(context=ctx)) as ks:
+        with LoopbackServer(create_keyserver_app(context=ctx)) as ks:
             helper = _aggregator("helper", tmp, None, ks.url)
             with serve(create_app(helper)) as helper_url:
                 leader = _aggregator("leader", tmp, helper_url, ks.url)

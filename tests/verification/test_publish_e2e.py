@@ -22,9 +22,10 @@ import pytest
 
 from phe_trace.hosting import create_app as create_hosting_app
 from phe_trace.server import load_settings, register_health_authority
+from phe_trace.serving import LoopbackServer, serve
 from phe_trace.verification import VerificationService
 
-from .conftest import WORKER_PASSWORD, RunningServer, issue_code, portal_client
+from .conftest import WORKER_PASSWORD, issue_code, portal_client
 
 
 @dataclass
@@ -49,8 +50,8 @@ def combined(
     realm = service.accounts.create_realm("county")
     service.accounts.create_user(realm.id, "worker", WORKER_PASSWORD, is_admin=False, actor="t")
     _, api_key = service.accounts.create_api_key(realm.id, "app", "t")
-    running = RunningServer(app)
-    url = running.__enter__()
+    running = LoopbackServer(app)
+    url = running.start()
     try:
         yield Combined(url, app, service, api_key)
     finally:
@@ -195,7 +196,7 @@ def test_role_verification_serves_only_the_verification_service(
     """``--role verification``: device API, portal and JWKS without the key server (SPEC VER-8)."""
     monkeypatch.setenv("PHE_TRACE_VERIFICATION_DATABASE_URL", sqlite_url)
     app = create_hosting_app(load_settings(data_dir=tmp_path / "data"), role="verification")
-    with RunningServer(app) as url, httpx.Client(base_url=url) as client:
+    with serve(app) as url, httpx.Client(base_url=url) as client:
         jwks = client.get("/.well-known/jwks.json").json()
         assert [k["kty"] for k in jwks["keys"]] == ["EC"]
         assert client.get("/portal/login").status_code == 200

@@ -28,20 +28,14 @@ def run(
     ] = None,
 ) -> None:
     """Serve this aggregator (settings from PHE_TRACE_AGGREGATOR_* variables)."""
-    import uvicorn
-
+    from phe_trace import serving
     from phe_trace.aggregator import Aggregator, AggregatorConfigError, create_app
 
     if role not in ("leader", "helper"):
         raise AggregatorConfigError("--role must be leader or helper")
     agg = _aggregator(role)
     assert isinstance(agg, Aggregator)
-    uvicorn.run(
-        create_app(agg),
-        host=host or agg.settings.host,
-        port=port or agg.settings.port,
-        log_level="warning",
-    )
+    serving.run(create_app(agg), host=host or agg.settings.host, port=port or agg.settings.port)
 
 
 @app.command()

@@ -56,8 +56,7 @@ def run(
     ] = False,
 ) -> None:
     """Serve the gateway behind a TLS proxy that forwards the client-certificate headers."""
-    import uvicorn
-
+    from phe_trace import serving
     from phe_trace.gateway import create_app
 
     settings = _settings(
@@ -67,14 +66,7 @@ def run(
         max_upload_keys=max_upload_keys,
         callback_allow_private=callback_allow_private,
     )
-    uvicorn.run(
-        create_app(settings, scheduled=True),
-        host=host,
-        port=port,
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-    )
+    serving.run(create_app(settings, scheduled=True), host=host, port=port)
 
 
 @app.command("batch")

@@ -81,8 +81,7 @@ def run(
     """Serve the key server (and the verification service when installed)."""
     import os
 
-    import uvicorn
-
+    from phe_trace import serving
     from phe_trace.hosting import ROLE_ENV, ROLES, create_app
 
     if role not in ROLES:
@@ -96,20 +95,11 @@ def run(
             "SQLite serves one worker"
         )
     check_listen(host, port)
-    # access_log=False: client addresses are never written anywhere.
-    options: dict[str, Any] = dict(
-        host=host,
-        port=port,
-        access_log=False,
-        log_level="warning",
-        proxy_headers=False,
-        server_header=False,
-    )
     # The start-up line follows the checks at open (a damaged signing key is one line alone).
     if workers == 1:
         application = create_app(settings, role=role, background_export=True)
         typer.echo(startup_line(settings, host, port, role), err=True)
-        uvicorn.run(application, **options)
+        serving.run(application, host=host, port=port)  # no access log: SERVER_OPTIONS
         return
     from phe_trace.server import ServerContext
 
@@ -118,8 +108,8 @@ def run(
     if data_dir is not None:
         os.environ["PHE_TRACE_DATA_DIR"] = str(data_dir)
     os.environ[ROLE_ENV] = role
-    uvicorn.run(
-        "phe_trace.hosting:create_app_from_environment", factory=True, workers=workers, **options
+    serving.run(
+        "phe_trace.hosting:create_app_from_environment", host=host, port=port, workers=workers
     )
 
 
@@ -225,7 +215,7 @@ def init(
         "   # the app's key for /api/verify"
     )
     typer.echo("  devices need the export signing public key: GET /v1/exports/signing-key.pem")
-    typer.echo("  back up the data directory (server/README.md, \"Backups\")")
+    typer.echo('  back up the data directory (server/README.md, "Backups")')
 
 
 def _has_any_state(settings: Any) -> bool:

@@ -51,6 +51,7 @@ from phe_trace.aggregator import (
 from phe_trace.analytics import METRICS, DailyObservation, encode_daily
 from phe_trace.analytics.config import CONFIG_FORMAT
 from phe_trace.analytics.dp import noise_std
+from phe_trace.serving import LoopbackServer
 
 from .errors import SimBackendError
 
@@ -105,11 +106,11 @@ def _children_born_ignoring_ctrl_c() -> Iterator[None]:
 
 def _serve_helper(settings: AggregatorSettings, conn: Connection) -> None:
     """The helper's process: serve it on a loopback port, send the URL, stop when told."""
-    from .live import _Uvicorn
-
     _ignore_ctrl_c()
     helper = Aggregator(settings)
-    server = _Uvicorn(create_app(helper))
+    server = LoopbackServer(
+        create_app(helper), lifespan="off", log_level="error", name="demo-helper"
+    )
     try:
         with suppress(OSError):  # the demo stopped before the helper served: just end
             conn.send(server.start())

@@ -29,7 +29,9 @@ import httpx
 import numpy as np
 import sqlalchemy as sa
 
-from .live import LiveBackend, _Uvicorn
+from phe_trace.serving import LoopbackServer
+
+from .live import LiveBackend, serve_for_demo
 from .standin import SyncOutcome
 
 __all__ = ["CITY_REGIONS", "FederatedBackend", "member_certificate", "pem_private"]
@@ -96,7 +98,7 @@ class FederatedBackend:
         self.epoch = epoch
         self.home = home
         self.cities: list[LiveBackend] = []
-        self._servers: list[_Uvicorn] = []
+        self._servers: list[LoopbackServer] = []
         self._clients: list[httpx.Client] = []
         self.tmp = Path(tempfile.mkdtemp(prefix="phe-trace-federation-"))
         self.gateway: Any = None
@@ -137,9 +139,7 @@ class FederatedBackend:
             database_url=f"sqlite:///{self.tmp / 'gateway.sqlite3'}", trust_anchor=anchor
         )
         self.gateway = open_gateway(settings, clock)
-        server = _Uvicorn(create_app(gateway=self.gateway))
-        self._servers.append(server)
-        self.gateway_url = server.start()
+        self.gateway_url = serve_for_demo(create_app(gateway=self.gateway), self._servers)
         self.federation: list[FederationSettings] = []
         for region in CITY_REGIONS:
             folder = self.tmp / region

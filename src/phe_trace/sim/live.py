@@ -27,14 +27,14 @@ import base64
 import secrets
 import shutil
 import tempfile
-import threading
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
+
+from phe_trace.serving import LoopbackServer, ServingError
 
 from .aggregates import AggregateView
 from .errors import SimBackendError
@@ -135,44 +135,16 @@ class EdgeCache(httpx.BaseTransport):
         self.inner.close()
 
 
-class _Uvicorn:
-    """uvicorn serving an ASGI app on a free loopback port, in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="error", lifespan="off", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True, name="demo-server")
-
-    def start(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise SimBackendError("the demo's server did not start on a loopback port")
-            time.sleep(0.01)  # waiting for a real socket, not for simulated time
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        """Ask the server to exit and wait for its thread (at most 10 s).
-
-        Safe whatever ``start`` reached: never called, or interrupted (Ctrl-C) while the new
-        thread was being launched and had not yet said it runs.
-        """
-        self.server.should_exit = True
-        if self.thread.ident is None and not self.thread.is_alive():
-            return  # never launched: nothing to wait for
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                self.thread.join(timeout=max(0.0, deadline - time.monotonic()))
-                return
-            except RuntimeError:  # launched, but its start not yet acknowledged
-                time.sleep(0.01)
+def serve_for_demo(app: Any, servers: list[LoopbackServer]) -> str:
+    """Serve ``app`` on a free loopback port, add its server to ``servers``; its URL."""
+    server = LoopbackServer(app, lifespan="off", log_level="error", name="demo-server")
+    servers.append(server)
+    try:
+        return server.start()
+    except ServingError as exc:
+        raise SimBackendError(
+            f"the demo's server did not start on a loopback port: {exc}"
+        ) from None
 
 
 def _day_date(day: int, epoch: int) -> date:
@@ -202,7 +174,7 @@ class LiveBackend:
         self._analytics_params = (analytics_min_batch, analytics_epsilon)
         self.clock = SimClock(float(epoch))
         self.tmp = Path(tempfile.mkdtemp(prefix="phe-trace-demo-"))
-        self._servers: list[_Uvicorn] = []
+        self._servers: list[LoopbackServer] = []
         self._client: httpx.Client | None = None
         self.keyserver: Any = None
         self.vservice: Any = None
@@ -270,9 +242,7 @@ class LiveBackend:
         )
 
     def _serve(self, app: Any) -> str:
-        server = _Uvicorn(app)
-        self._servers.append(server)
-        return server.start()
+        return serve_for_demo(app, self._servers)
 
     def _setup_authority(self) -> None:
         from phe_trace.server import register_health_authority
