@@ -24,6 +24,7 @@ LAYER = {
     "protocol": 0,
     "exposure": 1,
     "analytics": 1,
+    "web": 1,
     "agent": 2,
     "server": 2,
     "verification": 2,

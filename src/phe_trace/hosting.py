@@ -14,14 +14,13 @@ from __future__ import annotations
 import importlib.util
 from typing import Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from phe_trace.server import create_app as create_keyserver_app
 from phe_trace.server.context import Clock
 from phe_trace.server.errors import ServerConfigError
 from phe_trace.server.settings import ServerSettings, load_settings
+from phe_trace.web.errors import install_error_handlers
 
 __all__ = [
     "ROLES",
@@ -67,45 +66,32 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
         from phe_trace.server import register_health_authority
         from phe_trace.verification.database import init_lock
 
-        with init_lock(vapp.state.service.engine):  # workers start at once
+        with init_lock(vapp.state.verification.engine):  # workers start at once
             register_health_authority(
                 keyserver.engine,
                 issuer=vsettings.issuer,
                 audience=vsettings.audience,
                 name="verification service (this server)",
-                public_keys=vapp.state.service.signing.public_pems(),
+                public_keys=vapp.state.verification.signing.public_pems(),
                 jwks_url=vsettings.jwks_url,
                 now=keyserver.now(),
             )
         keyserver.directory.invalidate()
         from phe_trace.verification.metrics import render_metrics
 
-        service = vapp.state.service  # the key server's /metrics answers for both
+        service = vapp.state.verification  # the key server's /metrics answers for both
         keyserver.metrics.registry.include(lambda: render_metrics(service.codes))
         from phe_trace.server.key_counts import released_key_counts
 
         # The portal's community statistics read this process's key counts (unless a key
         # server URL is configured for them).
         service.local_key_counts = lambda: [r.to_json() for r in released_key_counts(keyserver)]
-    app.state.verification = vapp.state.service
+    app.state.verification = vapp.state.verification
     # Its routes join the host's router (not a mount at "/", which would answer every
     # path the host does not serve, with its own bare 404 and never a 405): unknown paths
     # and wrong methods get the host's errors, 405 with ``Allow``.
     app.router.routes.extend(vapp.router.routes)
     return True
-
-
-def _install_http_errors(app: FastAPI) -> None:
-    """Routing errors (404, 405 with ``Allow``) in the project's shape ``{error, code}``."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-        return JSONResponse(
-            {"error": str(exc.detail), "code": code},
-            status_code=exc.status_code,
-            headers=dict(exc.headers or {}),
-        )
 
 
 def create_app(
@@ -120,7 +106,7 @@ def create_app(
         raise ServerConfigError(f"role must be one of {', '.join(ROLES)}")
     if role == "verification":
         app = FastAPI(title="phe-trace verification service")
-        _install_http_errors(app)
+        install_error_handlers(app)  # routing errors (404, 405 with Allow) as {error, code}
         if not _mount_verification(app, settings, clock):
             raise ServerConfigError("the verification service is not available in this build")
         return app

@@ -167,9 +167,7 @@ def _signed_message(data: bytes, signer: Any, digest: _Digest) -> bytes:
     return b"\x31" + der[1:]  # [0] IMPLICIT → the universal SET OF tag it is signed as
 
 
-def _check_signature(
-    cert: x509.Certificate, signer: Any, message: bytes, digest: _Digest
-) -> None:
+def _check_signature(cert: x509.Certificate, signer: Any, message: bytes, digest: _Digest) -> None:
     public = cert.public_key()
     sig = signer["signature"].native
     try:

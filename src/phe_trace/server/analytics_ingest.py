@@ -38,7 +38,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy.engine import Engine
 
 from phe_trace.crypto.compare import bearer_matches
-from phe_trace.protocol.query import DIGITS
+from phe_trace.web.query import DIGITS
 
 from .storage import statistics_queries as queries
 from .storage.analytics_tables import create_analytics_tables

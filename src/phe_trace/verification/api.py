@@ -18,34 +18,40 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from phe_trace.errors import PheTraceError
+from phe_trace.web.errors import METHOD_NOT_ALLOWED, NOT_FOUND, install_error_handlers
 
 from .database import is_transient
 from .errors import (
     RETRY_AFTER_SECONDS,
     DatabaseUnavailableError,
     RateLimitedError,
+    UnparsableRequestError,
     VerificationError,
 )
 from .service import VerificationService
 from .signing import make_certificate
 
 __all__ = [
+    "DeviceApi",
     "VerificationCertificateRequest",
     "VerificationCertificateResponse",
     "VerifyCodeRequest",
     "VerifyCodeResponse",
     "create_device_api",
+    "router",
 ]
 
 
@@ -99,7 +105,9 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "unparsable_request"}
+#: The codes of framework statuses: those of the GAEN verification server, where a body
+#: too large is unparsable; every other status answers ``unparsable_request`` too.
+_HTTP_CODES = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: UnparsableRequestError.code}
 
 
 #: Padded answers are this many bytes plus a uniform 0 … ``_PADDED_RANGE`` (VER-2).
@@ -120,28 +128,30 @@ def _iso(day: date | None) -> str | None:
     return None if day is None else day.isoformat()
 
 
-def create_device_api(service: VerificationService) -> FastAPI:
-    """The device API as an ASGI app, to be mounted at ``/api``."""
-    app = FastAPI(
-        title="phe-trace verification device API",
-        version="1",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/openapi.json",
+@dataclass(frozen=True)
+class DeviceApi:
+    """What the device API's routes share (``app.state.device_api``)."""
+
+    service: VerificationService
+    #: Whether answers are padded (``response_padding``).
+    pad: bool
+    #: Signs chaff certificates; trusted nowhere.
+    chaff_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
-    pad = service.settings.response_padding
-    chaff_key = ec.generate_private_key(ec.SECP256R1())  # signs chaff; trusted nowhere
 
     def reply(
-        status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
     ) -> JSONResponse:
+        """``body`` without its empty fields, padded unless padding is off."""
         body = {k: v for k, v in body.items() if v is not None}
-        if pad:
+        if self.pad:
             body = _padded(body)
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def chaff_verify() -> dict[str, Any]:
-        today = service.clock.now().date()
+    def chaff_verify(self) -> dict[str, Any]:
+        """A chaff ``/verify`` answer: the fields of a real one, random token."""
+        today = self.service.clock.now().date()
         return {
             "testtype": "confirmed",
             "symptomDate": _iso(today),
@@ -149,13 +159,15 @@ def create_device_api(service: VerificationService) -> FastAPI:
             "token": secrets.token_urlsafe(32),  # the form of a real token
         }
 
-    def chaff_certificate(ekeyhmac: str) -> str:
+    def chaff_certificate(self, ekeyhmac: str) -> str:
+        """A certificate-shaped JWS signed by :attr:`chaff_key`."""
+        service = self.service
         now = service.clock.now()
         kid, _ = service.signing.active()
         if not 40 <= len(ekeyhmac) <= 48:  # not a 32-byte HMAC: a random one
             ekeyhmac = base64.b64encode(secrets.token_bytes(32)).decode()
         return make_certificate(
-            private_key=chaff_key,
+            private_key=self.chaff_key,
             kid=kid,
             issuer=service.settings.issuer,
             audience=service.settings.audience,
@@ -168,78 +180,125 @@ def create_device_api(service: VerificationService) -> FastAPI:
             test_date=now.date(),
         )
 
-    @app.exception_handler(VerificationError)
-    async def _verification_error(_: Request, exc: VerificationError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, RateLimitedError):
-            headers = {"Retry-After": str(max(exc.retry_after, 1))}
-        elif isinstance(exc, DatabaseUnavailableError):
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        return reply(exc.status, {"error": str(exc), "errorCode": exc.code}, headers)
 
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        # A dropped connection outside the retried steps: nothing was claimed (every
-        # claim is retried inside the service), so the app may simply retry.
-        if is_transient(exc):
-            unavailable = DatabaseUnavailableError("the database is unavailable; retry later")
-            return await _verification_error(request, unavailable)
-        raise exc
+async def _device_api(request: Request) -> DeviceApi:
+    """The :class:`DeviceApi` of the app serving ``request`` (``async``: no worker thread)."""
+    api: DeviceApi = request.app.state.device_api
+    return api
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "unparsable_request")
-        body = {"error": str(exc.detail), "errorCode": code}
-        return reply(exc.status_code, body, dict(exc.headers or {}))
 
-    @app.exception_handler(RequestValidationError)
-    async def _unparsable(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return reply(400, {"error": "unparsable request", "errorCode": "unparsable_request"})
+DeviceApiDep = Annotated[DeviceApi, Depends(_device_api)]
+ApiKey = Annotated[str | None, Header(alias="X-API-Key")]
+Chaff = Annotated[str | None, Header(alias="X-Chaff")]
 
-    @app.post(
-        "/verify",
-        response_model=VerifyCodeResponse,
-        response_model_exclude_none=True,
-        responses=_ERROR_RESPONSES,
+router = APIRouter()
+
+
+@router.post(
+    "/verify",
+    response_model=VerifyCodeResponse,
+    response_model_exclude_none=True,
+    responses=_ERROR_RESPONSES,
+)
+async def verify(
+    body: VerifyCodeRequest,
+    api: DeviceApiDep,
+    x_api_key: ApiKey = None,
+    x_chaff: Chaff = None,
+) -> JSONResponse:
+    """Exchange a verification code for a single-use verification token."""
+    service = api.service
+    if x_chaff is not None:
+        key_id, _ = await run_in_threadpool(service.admit, x_api_key)  # as a real one
+        service.verify_limiter.check(key_id, service.clock.now())  # not counted
+        return api.reply(200, api.chaff_verify())
+    result = await run_in_threadpool(service.verify, x_api_key, body.code, body.accept)
+    return api.reply(
+        200,
+        {
+            "testtype": result.test_type,
+            "symptomDate": _iso(result.symptom_date),
+            "testDate": _iso(result.test_date),
+            "token": result.token,
+        },
     )
-    async def verify(
-        body: VerifyCodeRequest,
-        x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
-        x_chaff: Annotated[str | None, Header(alias="X-Chaff")] = None,
-    ) -> JSONResponse:
-        """Exchange a verification code for a single-use verification token."""
-        if x_chaff is not None:
-            key_id, _ = await run_in_threadpool(service.admit, x_api_key)  # as a real one
-            service.verify_limiter.check(key_id, service.clock.now())  # not counted
-            return reply(200, chaff_verify())
-        result = await run_in_threadpool(service.verify, x_api_key, body.code, body.accept)
-        return reply(
-            200,
-            {
-                "testtype": result.test_type,
-                "symptomDate": _iso(result.symptom_date),
-                "testDate": _iso(result.test_date),
-                "token": result.token,
-            },
+
+
+@router.post(
+    "/certificate",
+    response_model=VerificationCertificateResponse,
+    response_model_exclude_none=True,
+    responses=_ERROR_RESPONSES,
+)
+async def certificate(
+    body: VerificationCertificateRequest,
+    api: DeviceApiDep,
+    x_api_key: ApiKey = None,
+    x_chaff: Chaff = None,
+) -> JSONResponse:
+    """Exchange a verification token and a TEK HMAC for a verification certificate."""
+    service = api.service
+    if x_chaff is not None:
+        await run_in_threadpool(service.admit, x_api_key)  # answers as a real one would
+        chaff = await run_in_threadpool(api.chaff_certificate, body.ekeyhmac)
+        return api.reply(200, {"certificate": chaff})
+    cert = await run_in_threadpool(service.certificate, x_api_key, body.token, body.ekeyhmac)
+    return api.reply(200, {"certificate": cert})
+
+
+def _respond(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    api: DeviceApi = request.app.state.device_api
+    return api.reply(status, {"error": message, "errorCode": code}, headers)
+
+
+def _retry_after(exc: PheTraceError) -> dict[str, str] | None:
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(max(exc.retry_after, 1))}
+    if isinstance(exc, DatabaseUnavailableError):
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return None
+
+
+async def _database(request: Request, exc: Exception) -> Response:
+    # A dropped connection outside the retried steps: nothing was claimed (every
+    # claim is retried inside the service), so the app may simply retry.
+    if isinstance(exc, DBAPIError) and is_transient(exc):
+        unavailable = DatabaseUnavailableError("the database is unavailable; retry later")
+        return _respond(
+            request,
+            unavailable.status,
+            unavailable.code,
+            str(unavailable),
+            _retry_after(unavailable),
         )
+    raise exc
 
-    @app.post(
-        "/certificate",
-        response_model=VerificationCertificateResponse,
-        response_model_exclude_none=True,
-        responses=_ERROR_RESPONSES,
+
+def create_device_api(service: VerificationService) -> FastAPI:
+    """The device API as an ASGI app, to be mounted at ``/api``."""
+    app = FastAPI(
+        title="phe-trace verification device API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
     )
-    async def certificate(
-        body: VerificationCertificateRequest,
-        x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
-        x_chaff: Annotated[str | None, Header(alias="X-Chaff")] = None,
-    ) -> JSONResponse:
-        """Exchange a verification token and a TEK HMAC for a verification certificate."""
-        if x_chaff is not None:
-            await run_in_threadpool(service.admit, x_api_key)  # answers as a real one would
-            chaff = await run_in_threadpool(chaff_certificate, body.ekeyhmac)
-            return reply(200, {"certificate": chaff})
-        cert = await run_in_threadpool(service.certificate, x_api_key, body.token, body.ekeyhmac)
-        return reply(200, {"certificate": cert})
-
+    app.state.device_api = DeviceApi(service, pad=service.settings.response_padding)
+    install_error_handlers(
+        app,
+        refused=(VerificationError,),
+        respond=_respond,
+        fallback_code=UnparsableRequestError.code,
+        http_codes=_HTTP_CODES,
+        malformed=lambda _exc: "unparsable request",
+        headers_for=_retry_after,
+    )
+    app.add_exception_handler(DBAPIError, _database)
+    app.include_router(router)
     return app

@@ -32,9 +32,7 @@ about which codes exist.
 from __future__ import annotations
 
 from phe_trace.errors import PheTraceError
-
-#: Seconds a client should wait after a 503 ``unavailable`` (the database reconnects).
-RETRY_AFTER_SECONDS = 2
+from phe_trace.web.errors import RETRY_AFTER_SECONDS
 
 __all__ = [
     "RETRY_AFTER_SECONDS",

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from phe_trace.analytics.config import parse_config, sign_config
 from phe_trace.analytics.errors import EncodingError
+from phe_trace.web.errors import ERROR_SCHEMA, error_response
 
 from ..deps import ContextDep
 from ..signing import load_signing_keys
@@ -26,25 +27,16 @@ __all__ = ["CONFIG_FILE", "router"]
 CONFIG_FILE = "analytics-config.json"
 
 router = APIRouter(tags=["aggregate statistics"])
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
-    "required": ["error", "code"],
-}
 _RESPONSES: dict[int | str, dict[str, object]] = {
     404: {
         "description": "No analytics configuration (analytics_not_configured).",
-        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        "content": {"application/json": {"schema": ERROR_SCHEMA}},
     },
     503: {
         "description": "The configuration file is malformed (analytics_config_invalid).",
-        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        "content": {"application/json": {"schema": ERROR_SCHEMA}},
     },
 }
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "code": code}, status_code=status)
 
 
 @router.get("/v1/analytics/config", summary="Signed analytics configuration", responses=_RESPONSES)
@@ -54,11 +46,11 @@ def analytics_config(ctx: ContextDep) -> JSONResponse:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return _error(404, "analytics_not_configured", "this server publishes no analytics")
+        return error_response(404, "analytics_not_configured", "this server publishes no analytics")
     try:
         parse_config(raw)
     except EncodingError as exc:  # never sign what a device would refuse anyway
-        return _error(503, "analytics_config_invalid", f"analytics configuration: {exc}")
+        return error_response(503, "analytics_config_invalid", f"analytics configuration: {exc}")
     keys = load_signing_keys(ctx.settings.signing_key_dir, ctx.settings.signing_key_id)
     signatures = [
         {

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from phe_trace.protocol import export
+from phe_trace.web.errors import ERROR_SCHEMA
 
 from ..deps import ContextDep
 from ..errors import ExportStoreError
@@ -22,19 +23,14 @@ __all__ = ["INDEX_CACHE_CONTROL", "ZIP_CACHE_CONTROL", "router"]
 
 
 router = APIRouter(tags=["exports"])
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
-    "required": ["error", "code"],
-}
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
     400: {
         "description": "Malformed region or file name.",
-        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        "content": {"application/json": {"schema": ERROR_SCHEMA}},
     },
     404: {
         "description": "No such export object.",
-        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        "content": {"application/json": {"schema": ERROR_SCHEMA}},
     },
 }
 Region = Annotated[str, Path(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")]

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from pydantic import BeforeValidator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from phe_trace.protocol.bodylimit import send_json
+from phe_trace.web.bodylimit import send_json
 
 __all__ = ["DIGITS", "SingleQueryValues"]
 
