@@ -18,7 +18,7 @@ from phe_trace.crypto import INTERVAL_SECONDS
 from phe_trace.protocol import export
 from phe_trace.protocol.errors import ExportError
 
-from .model import Battery, Check, CheckFailed, Skipped, expect
+from .model import Battery, Check, CheckFailedError, CheckSkippedError, expect
 
 __all__ = ["EXPORT_CHECKS"]
 
@@ -41,7 +41,7 @@ def _index(b: Battery) -> tuple[str, ...]:
         try:
             b.index = export.parse_index(response.content)
         except ExportError as exc:
-            raise CheckFailed(f"index.txt refused: {exc.code}: {exc}") from None
+            raise CheckFailedError(f"index.txt refused: {exc.code}: {exc}") from None
     return b.index
 
 
@@ -49,7 +49,7 @@ def _selected(b: Battery) -> list[str]:
     """The newest ``max_files`` entries, widened to whole batches (same start)."""
     paths = list(_index(b))
     if "index_error" in b.contents:
-        raise Skipped(b.contents["index_error"] + " (see the index row)")
+        raise CheckSkippedError(b.contents["index_error"] + " (see the index row)")
     newest = paths[-b.client.config.max_files :]
     starts = {export.parse_export_file_name(p).start_timestamp for p in newest}
     return [p for p in paths if export.parse_export_file_name(p).start_timestamp in starts]
@@ -63,7 +63,7 @@ def _files(b: Battery) -> dict[str, bytes]:
             b.exports[path] = response.content
             b.contents.setdefault("zip_headers", {})[path] = response.headers
     if not b.exports:
-        raise Skipped("index.txt lists no export file yet")
+        raise CheckSkippedError("index.txt lists no export file yet")
     return b.exports
 
 
@@ -73,7 +73,7 @@ def _decoded(b: Battery) -> dict[str, export.TemporaryExposureKeyExport]:
         try:
             decoded[path] = export.decode_export_bin(export.unpack_export_zip(data).export_bin)
         except ExportError as exc:
-            raise CheckFailed(f"{path}: {exc.code}: {exc}") from None
+            raise CheckFailedError(f"{path}: {exc.code}: {exc}") from None
     return decoded
 
 
@@ -90,7 +90,9 @@ def index_format(b: Battery) -> str:
         try:
             name = export.parse_export_file_name(path)
         except ExportError:
-            raise CheckFailed(f"index entry {path!r} is not ROOT/START-END-NNNNN.zip") from None
+            raise CheckFailedError(
+                f"index entry {path!r} is not ROOT/START-END-NNNNN.zip"
+            ) from None
         expect(name.start_timestamp <= name.end_timestamp, f"{path}: start after end")
     expect(list(paths) == sorted(paths, key=_order), "index.txt is not oldest to newest")
     return f"{len(paths)} files listed"
@@ -112,7 +114,7 @@ def cache_headers(b: Battery) -> str:
     )
     try:
         _files(b)
-    except Skipped:  # an empty index: its headers and the unknown-file 404 still count
+    except CheckSkippedError:  # an empty index: its headers and the unknown-file 404 still count
         zips = "no zip listed yet"
     else:
         zips = "zips cacheable"
@@ -130,7 +132,7 @@ def zip_layout(b: Battery) -> str:
         try:
             members = zipfile.ZipFile(io.BytesIO(data)).infolist()
         except zipfile.BadZipFile:
-            raise CheckFailed(f"{path} is not a zip") from None
+            raise CheckFailedError(f"{path} is not a zip") from None
         names = [m.filename for m in members]
         expect(names == ["export.bin", "export.sig"], f"{path}: members {names}")
         expect(all(m.date_time[:3] == (1980, 0, 0) for m in members), f"{path}: dated members")
@@ -140,7 +142,7 @@ def zip_layout(b: Battery) -> str:
 def signatures(b: Battery) -> str:
     keys = b.client.config.export_keys
     if not keys:
-        raise Skipped("give --export-key (the server's export verification key, PEM)")
+        raise CheckSkippedError("give --export-key (the server's export verification key, PEM)")
     for path, data in _files(b).items():
         errors = []
         for key in keys:
@@ -150,7 +152,7 @@ def signatures(b: Battery) -> str:
             except ExportError as exc:
                 errors.append(exc.code)
         else:
-            raise CheckFailed(f"{path}: {', '.join(errors)}")
+            raise CheckFailedError(f"{path}: {', '.join(errors)}")
     return f"{len(b.exports)} files verify"
 
 
@@ -180,7 +182,7 @@ def batches_complete(b: Battery) -> None:
     try:
         export.check_batches_complete(_decoded(b).values())
     except ExportError as exc:
-        raise CheckFailed(str(exc)) from None
+        raise CheckFailedError(str(exc)) from None
 
 
 def embargo(b: Battery) -> str:
@@ -194,7 +196,7 @@ def embargo(b: Battery) -> str:
 def padding(b: Battery) -> str:
     minimum = b.client.config.min_export_records
     if minimum is None:
-        raise Skipped("give --min-export-records (the server's padding minimum)")
+        raise CheckSkippedError("give --min-export-records (the server's padding minimum)")
     per_batch: dict[int, int] = {}
     for content in _decoded(b).values():
         per_batch[content.start_timestamp] = per_batch.get(content.start_timestamp, 0) + len(
@@ -215,7 +217,7 @@ def immutable(b: Battery) -> str:
 def published_exported(b: Battery) -> str:
     wanted = b.client.config.expect_published
     if not wanted:
-        raise Skipped("give --expect-published (keys recorded by an earlier run)")
+        raise CheckSkippedError("give --expect-published (keys recorded by an earlier run)")
     seen: set[str] = set()
     for path in _index(b):  # published keys may sit in any file, not only the newest
         if path not in b.exports:

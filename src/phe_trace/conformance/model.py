@@ -9,21 +9,23 @@ from typing import Any, Final, Literal
 import httpx
 
 from .client import KeyServerClient, TestKey
+from .errors import CheckFailedError, CheckSkippedError
 
-__all__ = ["FAIL", "PASS", "SKIP", "Battery", "Check", "CheckFailed", "CheckResult", "Skipped"]
+__all__ = [
+    "FAIL",
+    "PASS",
+    "SKIP",
+    "Battery",
+    "Check",
+    "CheckFailedError",
+    "CheckResult",
+    "CheckSkippedError",
+]
 
 Status = Literal["pass", "fail", "skip"]
 PASS: Final = "pass"  # noqa: S105 - a status, not a password
 FAIL: Final = "fail"
 SKIP: Final = "skip"
-
-
-class CheckFailed(Exception):
-    """Raised inside a check when the server's behaviour contradicts the requirement."""
-
-
-class Skipped(Exception):
-    """Raised inside a check that cannot run with the options given (e.g. no export key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,8 @@ class Battery:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """A check of requirement ids; ``run`` raises CheckFailed/Skipped or returns a note."""
+    """A check of requirement ids; ``run`` returns a note or raises CheckFailedError or
+    CheckSkippedError."""
 
     requirements: tuple[str, ...]
     title: str
@@ -60,7 +63,7 @@ class Check:
 def expect(condition: bool, message: str) -> None:
     """Fail the current check with ``message`` unless ``condition`` holds."""
     if not condition:
-        raise CheckFailed(message)
+        raise CheckFailedError(message)
 
 
 def json_of(response: httpx.Response) -> dict[str, Any]:
@@ -68,9 +71,9 @@ def json_of(response: httpx.Response) -> dict[str, Any]:
     try:
         value = response.json()
     except ValueError:
-        raise CheckFailed(f"HTTP {response.status_code}: body is not JSON") from None
+        raise CheckFailedError(f"HTTP {response.status_code}: body is not JSON") from None
     if not isinstance(value, dict):
-        raise CheckFailed(f"HTTP {response.status_code}: body is not a JSON object")
+        raise CheckFailedError(f"HTTP {response.status_code}: body is not a JSON object")
     return value
 
 

@@ -6,7 +6,16 @@ import httpx
 
 from .client import ConformanceConfig, KeyServerClient
 from .export_checks import EXPORT_CHECKS
-from .model import FAIL, PASS, SKIP, Battery, Check, CheckFailed, CheckResult, Skipped
+from .model import (
+    FAIL,
+    PASS,
+    SKIP,
+    Battery,
+    Check,
+    CheckFailedError,
+    CheckResult,
+    CheckSkippedError,
+)
 from .publish_checks import PUBLISH_CHECKS
 
 __all__ = ["ALL_CHECKS", "run_conformance"]
@@ -19,9 +28,9 @@ def run_check(check: Check, battery: Battery) -> CheckResult:
     """One check; a transport error or an unexpected answer is a failure, never a crash."""
     try:
         note = check.run(battery)
-    except CheckFailed as exc:
+    except CheckFailedError as exc:
         return CheckResult(check.requirements, check.title, FAIL, str(exc))
-    except Skipped as exc:
+    except CheckSkippedError as exc:
         return CheckResult(check.requirements, check.title, SKIP, str(exc))
     except httpx.HTTPError as exc:
         return CheckResult(check.requirements, check.title, FAIL, f"HTTP: {type(exc).__name__}")

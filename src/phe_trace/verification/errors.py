@@ -22,11 +22,16 @@ status it is answered with::
     ├── SignInError                           signin_failed             401
     ├── NotFoundError                         not_found                 404
     ├── ConflictError                         conflict                  409
+    ├── CsrfError                             csrf_invalid              403
+    ├── NotSignedInError                      not_signed_in             401
+    ├── ForbiddenError                        forbidden                 403
     ├── DatabaseUnavailableError              unavailable               503
     └── ConfigurationError                    configuration_error       500
 
 A wrong code and a used code answer the same ``code_invalid``: the device learns nothing
-about which codes exist.
+about which codes exist. The portal answers its three session errors with pages, not JSON:
+a refused form and a case worker on an admin page with a 403 page, a missing session with
+a redirect to the sign-in page.
 """
 
 from __future__ import annotations
@@ -40,13 +45,16 @@ __all__ = [
     "CodeInvalidError",
     "ConfigurationError",
     "ConflictError",
+    "CsrfError",
     "DatabaseUnavailableError",
+    "ForbiddenError",
     "HmacInvalidError",
     "InvalidDateError",
     "InvalidTestTypeError",
     "MaintenanceModeError",
     "MissingDateError",
     "NotFoundError",
+    "NotSignedInError",
     "QuotaExceededError",
     "RateLimitedError",
     "SignInError",
@@ -191,6 +199,37 @@ class ConflictError(VerificationError):
 
     code = "conflict"
     status = 409
+
+
+#: What a refused portal form says by default.
+REFUSED_FORM = "The form was missing its security token."
+
+
+class CsrfError(VerificationError):
+    """Raised when a portal form comes back without a valid CSRF token (answered with a 403
+    page before anything else happens); ``message`` is what the page says."""
+
+    code = "csrf_invalid"
+    status = 403
+
+    def __init__(self, message: str = REFUSED_FORM) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotSignedInError(VerificationError):
+    """Raised when a portal page that needs a session is requested without one (answered
+    with a redirect to the sign-in page)."""
+
+    code = "not_signed_in"
+    status = 401
+
+
+class ForbiddenError(VerificationError):
+    """Raised when a case worker requests a realm admin's portal page (answered 403)."""
+
+    code = "forbidden"
+    status = 403
 
 
 class DatabaseUnavailableError(VerificationError):

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from phe_trace.crypto.compare import same_text
 
+from ..errors import REFUSED_FORM, CsrfError, ForbiddenError, NotSignedInError
 from ..models import User
 from ..service import VerificationService
 
@@ -40,26 +41,8 @@ SESSION_COOKIE = "phe_trace_session"
 PRESIGNIN_COOKIE = "phe_trace_presignin"
 
 
-#: What a refused form says by default.
-REFUSED_FORM = "The form was missing its security token."
 #: The setting that marks portal cookies ``Secure`` (development over plain HTTP only).
 COOKIE_SECURE_SETTING = "PHE_TRACE_VERIFICATION_COOKIE_SECURE"
-
-
-class CsrfError(Exception):
-    """A state-changing request without a valid CSRF token (answered 403)."""
-
-    def __init__(self, message: str = REFUSED_FORM) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class NotSignedInError(Exception):
-    """A page that needs a session was requested without one (answered with a redirect)."""
-
-
-class ForbiddenError(Exception):
-    """A realm-admin page requested by a case worker (answered 403)."""
 
 
 @dataclass(frozen=True, slots=True)
