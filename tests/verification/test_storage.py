@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -179,6 +180,30 @@ def test_issuance_accepts_dates_from_today_back_to_the_age_limit_only(
         service.issue_code(worker, "confirmed", None, None)
     assert missing.value.code == "missing_date"
     assert service.codes.issued_today(realm.id, START) == 4
+    service.close()
+
+
+def test_issuance_that_draws_only_stored_codes_fails_inside_the_error_tree(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every draw collides with a stored code, issuance raises the service's own
+    ``code_space_exhausted`` error, and the refused attempts count nothing against the
+    realm's quota."""
+    from phe_trace.verification.codes import CodeStore
+    from phe_trace.verification.errors import CodeSpaceExhaustedError, VerificationError
+
+    service = VerificationService(make_settings(tmp_path, sqlite_url), clock=ManualClock(START))
+    realm = service.accounts.create_realm("tiny")
+    worker = service.accounts.create_user(
+        realm.id, "worker", WORKER_PASSWORD, is_admin=False, actor="test"
+    )
+    monkeypatch.setattr(CodeStore, "_new_codes", lambda self: ("12345678", "a" * 16))
+    service.issue_code(worker, "confirmed", None, None)
+    with pytest.raises(CodeSpaceExhaustedError) as info:
+        service.issue_code(worker, "confirmed", None, None)
+    assert isinstance(info.value, VerificationError)
+    assert (info.value.code, info.value.status) == ("code_space_exhausted", 500)
+    assert service.codes.issued_today(realm.id, START) == 1
     service.close()
 
 

@@ -1,6 +1,7 @@
 """Realms, portal users, sessions, API keys, the audit log and service flags (storage side).
 
-SQL lives here and in :mod:`.codes`, never in route handlers. Secrets are stored only as
+The statements are in :mod:`.storage.accounts`; the rules (names, the password policy,
+lock-outs, the audit entry of each change) are here. Secrets are stored only as
 keyed hashes (:class:`~.keyring.Keyring`); passwords only as Argon2id hashes.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from .clock import Clock
@@ -18,7 +19,7 @@ from .keyring import Keyring
 from .models import ApiKey, AuditEvent, Realm, User
 from .passwords import check_password_policy, hash_password, verify_password
 from .settings import VerificationSettings
-from .tables import api_keys, audit_events, realms, service_flags, sessions, users
+from .storage import accounts as queries
 
 __all__ = ["API_KEY_PREFIX", "Accounts", "InvalidInputError"]
 
@@ -43,12 +44,6 @@ def check_name(kind: str, name: str) -> str:
             f"{kind} must be 1–100 characters of letters, digits, . _ - @ (no spaces)"
         )
     return name
-
-
-def _pk(result: Any) -> int:
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
 
 
 def _user(row: Any) -> User:
@@ -88,10 +83,7 @@ class Accounts:
             raise InvalidInputError("daily quota must be >= 0")
         try:
             with self._engine.begin() as conn:
-                res = conn.execute(
-                    insert(realms).values(name=name, daily_quota=quota, created_at=self._now())
-                )
-                realm_id = _pk(res)
+                realm_id = queries.insert_realm(conn, name, quota, self._now())
         except IntegrityError:
             raise ConflictError(f"realm {name!r} already exists") from None
         return Realm(id=realm_id, name=name, daily_quota=quota)
@@ -99,13 +91,13 @@ class Accounts:
     def realm_by_name(self, name: str) -> Realm | None:
         """The realm called ``name``, if any."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(realms).where(realms.c.name == name)).first()
+            row = queries.realm_by_name(conn, name)
         return None if row is None else Realm(row.id, row.name, row.daily_quota)
 
     def realm(self, realm_id: int) -> Realm:
         """The realm with id ``realm_id``."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(realms).where(realms.c.id == realm_id)).first()
+            row = queries.realm_by_id(conn, realm_id)
         if row is None:
             raise NotFoundError(f"realm {realm_id} does not exist")
         return Realm(row.id, row.name, row.daily_quota)
@@ -113,7 +105,7 @@ class Accounts:
     def list_realms(self) -> list[Realm]:
         """Every realm, by name."""
         with self._engine.connect() as conn:
-            rows = conn.execute(select(realms).order_by(realms.c.name)).all()
+            rows = queries.realms_by_name(conn)
         return [Realm(r.id, r.name, r.daily_quota) for r in rows]
 
     def set_daily_quota(self, realm_id: int, quota: int, actor: str) -> None:
@@ -121,7 +113,7 @@ class Accounts:
         if quota < 0:
             raise InvalidInputError("daily quota must be >= 0")
         with self._engine.begin() as conn:
-            conn.execute(update(realms).where(realms.c.id == realm_id).values(daily_quota=quota))
+            queries.set_daily_quota(conn, realm_id, quota)
             self._audit(conn, realm_id, actor, "realm.quota", f"daily quota set to {quota}")
 
     # --- users ----------------------------------------------------------------------
@@ -137,19 +129,17 @@ class Accounts:
         password_hash = hash_password(password, self._settings.password_strength)
         try:
             with self._engine.begin() as conn:
-                res = conn.execute(
-                    insert(users).values(
-                        realm_id=realm_id,
-                        username=username,
-                        password_hash=password_hash,
-                        is_admin=is_admin,
-                        disabled=False,
-                        failed_signins=0,
-                        locked_until=None,
-                        created_at=self._now(),
-                    )
+                user_id = queries.insert_user(
+                    conn,
+                    realm_id=realm_id,
+                    username=username,
+                    password_hash=password_hash,
+                    is_admin=is_admin,
+                    disabled=False,
+                    failed_signins=0,
+                    locked_until=None,
+                    created_at=self._now(),
                 )
-                user_id = _pk(res)
                 role = "admin" if is_admin else "case worker"
                 self._audit(conn, realm_id, actor, "user.create", f"{username} ({role})")
         except IntegrityError:
@@ -159,15 +149,13 @@ class Accounts:
     def list_users(self, realm_id: int) -> list[User]:
         """The realm's accounts, by username."""
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(users).where(users.c.realm_id == realm_id).order_by(users.c.username)
-            ).all()
+            rows = queries.users_of(conn, realm_id)
         return [_user(r) for r in rows]
 
     def user(self, user_id: int) -> User:
         """The account with id ``user_id``."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(users).where(users.c.id == user_id)).first()
+            row = queries.user_by_id(conn, user_id)
         if row is None:
             raise NotFoundError(f"user {user_id} does not exist")
         return _user(row)
@@ -175,37 +163,29 @@ class Accounts:
     def set_user_disabled(self, realm_id: int, user_id: int, disabled: bool, actor: str) -> None:
         """Disable (and sign out) or re-enable an account of the realm."""
         with self._engine.begin() as conn:
-            row = conn.execute(
-                select(users.c.username).where(users.c.id == user_id, users.c.realm_id == realm_id)
-            ).first()
-            if row is None:
+            username = queries.username_in_realm(conn, realm_id, user_id)
+            if username is None:
                 raise NotFoundError(f"user {user_id} does not exist in this realm")
-            conn.execute(update(users).where(users.c.id == user_id).values(disabled=disabled))
+            queries.set_user_disabled(conn, user_id, disabled)
             if disabled:
-                conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+                queries.delete_sessions_of(conn, user_id)
             action = "user.disable" if disabled else "user.enable"
-            self._audit(conn, realm_id, actor, action, row.username)
+            self._audit(conn, realm_id, actor, action, username)
 
     def unlock_user(self, realm_id: int, user_id: int, actor: str) -> None:
         """Clear a lock-out and the failed sign-in counter."""
         with self._engine.begin() as conn:
-            row = conn.execute(
-                select(users.c.username).where(users.c.id == user_id, users.c.realm_id == realm_id)
-            ).first()
-            if row is None:
+            username = queries.username_in_realm(conn, realm_id, user_id)
+            if username is None:
                 raise NotFoundError(f"user {user_id} does not exist in this realm")
-            conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(failed_signins=0, locked_until=None)
-            )
-            self._audit(conn, realm_id, actor, "user.unlock", row.username)
+            queries.clear_failed_signins(conn, user_id)
+            self._audit(conn, realm_id, actor, "user.unlock", username)
 
     def authenticate(self, username: str, password: str) -> User:
         """Check a sign-in; count failures and lock the account after too many (VER-12)."""
         now = self._now()
         with self._engine.connect() as conn:
-            row = conn.execute(select(users).where(users.c.username == username)).first()
+            row = queries.user_by_name(conn, username)
         if row is None:
             verify_password(self._dummy_hash, password)
             raise SignInError("sign-in failed")
@@ -219,11 +199,7 @@ class Accounts:
             self._record_signin(row.realm_id, username, "user.signin_disabled")
             raise SignInError("sign-in failed")
         with self._engine.begin() as conn:
-            conn.execute(
-                update(users)
-                .where(users.c.id == row.id)
-                .values(failed_signins=0, locked_until=None)
-            )
+            queries.clear_failed_signins(conn, row.id)
             self._audit(conn, row.realm_id, username, "user.signin", "signed in")
         return _user(row)
 
@@ -234,18 +210,11 @@ class Accounts:
         account and starts the count again. Both SET expressions read the row as it was
         before this update, so the decision and the write cannot be separated.
         """
-        reached = users.c.failed_signins + 1 >= self._settings.signin_max_failures
         locked_until = now + self._settings.signin_lockout_minutes * 60
         with self._engine.begin() as conn:
-            failures = conn.execute(
-                update(users)
-                .where(users.c.id == row.id)
-                .values(
-                    failed_signins=case((reached, 0), else_=users.c.failed_signins + 1),
-                    locked_until=case((reached, locked_until), else_=users.c.locked_until),
-                )
-                .returning(users.c.failed_signins)
-            ).scalar_one()
+            failures = queries.add_failed_signin(
+                conn, row.id, self._settings.signin_max_failures, locked_until
+            )
             action = "user.locked" if failures == 0 else "user.signin_failed"
             self._audit(conn, row.realm_id, row.username, action, "failed sign-in")
 
@@ -260,14 +229,13 @@ class Accounts:
         session_id = secrets.token_urlsafe(32)
         now = self._now()
         with self._engine.begin() as conn:
-            conn.execute(delete(sessions).where(sessions.c.expires_at <= now))
-            conn.execute(
-                insert(sessions).values(
-                    session_hash=self._keyring.hash_session(session_id),
-                    user_id=user.id,
-                    created_at=now,
-                    expires_at=now + self._settings.session_hours * 3600,
-                )
+            queries.delete_expired_sessions(conn, now)
+            queries.insert_session(
+                conn,
+                session_hash=self._keyring.hash_session(session_id),
+                user_id=user.id,
+                created_at=now,
+                expires_at=now + self._settings.session_hours * 3600,
             )
         return session_id
 
@@ -275,14 +243,7 @@ class Accounts:
         """The signed-in user of a live session, or ``None``."""
         now = self._now()
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(users)
-                .join(sessions, sessions.c.user_id == users.c.id)
-                .where(
-                    sessions.c.session_hash == self._keyring.hash_session(session_id),
-                    sessions.c.expires_at > now,
-                )
-            ).first()
+            row = queries.session_user(conn, self._keyring.hash_session(session_id), now)
         if row is None or row.disabled:
             return None
         return _user(row)
@@ -290,11 +251,7 @@ class Accounts:
     def end_session(self, session_id: str, user: User) -> None:
         """Sign out: delete the session."""
         with self._engine.begin() as conn:
-            conn.execute(
-                delete(sessions).where(
-                    sessions.c.session_hash == self._keyring.hash_session(session_id)
-                )
-            )
+            queries.delete_session(conn, self._keyring.hash_session(session_id))
             self._audit(conn, user.realm_id, user.username, "user.signout", "signed out")
 
     # --- API keys -------------------------------------------------------------------
@@ -306,26 +263,22 @@ class Accounts:
         prefix = clear[: len(API_KEY_PREFIX) + 6]
         now = self._now()
         with self._engine.begin() as conn:
-            res = conn.execute(
-                insert(api_keys).values(
-                    realm_id=realm_id,
-                    name=name,
-                    key_hash=self._keyring.hash_api_key(clear),
-                    key_prefix=prefix,
-                    created_at=now,
-                    revoked_at=None,
-                )
+            key_id = queries.insert_api_key(
+                conn,
+                realm_id=realm_id,
+                name=name,
+                key_hash=self._keyring.hash_api_key(clear),
+                key_prefix=prefix,
+                created_at=now,
+                revoked_at=None,
             )
-            key_id = _pk(res)
             self._audit(conn, realm_id, actor, "apikey.create", f"{name} ({prefix}…)")
         return ApiKey(key_id, realm_id, name, prefix, now, None), clear
 
     def list_api_keys(self, realm_id: int) -> list[ApiKey]:
         """The realm's API keys (prefixes only)."""
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(api_keys).where(api_keys.c.realm_id == realm_id).order_by(api_keys.c.id)
-            ).all()
+            rows = queries.api_keys_of(conn, realm_id)
         return [
             ApiKey(r.id, r.realm_id, r.name, r.key_prefix, r.created_at, r.revoked_at) for r in rows
         ]
@@ -333,16 +286,7 @@ class Accounts:
     def revoke_api_key(self, realm_id: int, key_id: int, actor: str) -> None:
         """Revoke an API key of the realm; it stops working at once."""
         with self._engine.begin() as conn:
-            res = conn.execute(
-                update(api_keys)
-                .where(
-                    api_keys.c.id == key_id,
-                    api_keys.c.realm_id == realm_id,
-                    api_keys.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=self._now())
-            )
-            if res.rowcount != 1:
+            if not queries.revoke_api_key(conn, realm_id, key_id, self._now()):
                 raise NotFoundError(f"active API key {key_id} does not exist in this realm")
             self._audit(conn, realm_id, actor, "apikey.revoke", f"key {key_id}")
 
@@ -351,12 +295,7 @@ class Accounts:
         if not clear or len(clear) > 200:
             return None
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(api_keys.c.id, api_keys.c.realm_id).where(
-                    api_keys.c.key_hash == self._keyring.hash_api_key(clear),
-                    api_keys.c.revoked_at.is_(None),
-                )
-            ).first()
+            row = queries.api_key_by_hash(conn, self._keyring.hash_api_key(clear))
         return None if row is None else (int(row.id), int(row.realm_id))
 
     # --- audit log and flags --------------------------------------------------------
@@ -364,10 +303,13 @@ class Accounts:
     def _audit(
         self, conn: Connection, realm_id: int | None, actor: str, action: str, detail: str
     ) -> None:
-        conn.execute(
-            insert(audit_events).values(
-                realm_id=realm_id, actor=actor, action=action, detail=detail, created_at=self._now()
-            )
+        queries.insert_audit_event(
+            conn,
+            realm_id=realm_id,
+            actor=actor,
+            action=action,
+            detail=detail,
+            created_at=self._now(),
         )
 
     def record(
@@ -384,12 +326,7 @@ class Accounts:
     def audit_log(self, realm_id: int, limit: int = 200) -> list[AuditEvent]:
         """The realm's newest audit events first."""
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(audit_events)
-                .where(audit_events.c.realm_id == realm_id)
-                .order_by(audit_events.c.id.desc())
-                .limit(limit)
-            ).all()
+            rows = queries.audit_events_of(conn, realm_id, limit)
         return [AuditEvent(r.actor, r.action, r.detail, r.created_at) for r in rows]
 
     def maintenance_mode(self) -> bool:
@@ -397,26 +334,12 @@ class Accounts:
         if self._settings.maintenance_mode:
             return True
         with self._engine.connect() as conn:
-            value = conn.execute(
-                select(service_flags.c.value).where(service_flags.c.name == _MAINTENANCE_FLAG)
-            ).scalar()
+            value = queries.flag(conn, _MAINTENANCE_FLAG)
         return value == "on"
 
     def set_maintenance_mode(self, on: bool, actor: str) -> None:
         """Switch the run-time maintenance flag."""
         value = "on" if on else "off"
         with self._engine.begin() as conn:
-            exists = conn.execute(
-                select(func.count())
-                .select_from(service_flags)
-                .where(service_flags.c.name == _MAINTENANCE_FLAG)
-            ).scalar_one()
-            if exists:
-                conn.execute(
-                    update(service_flags)
-                    .where(service_flags.c.name == _MAINTENANCE_FLAG)
-                    .values(value=value)
-                )
-            else:
-                conn.execute(insert(service_flags).values(name=_MAINTENANCE_FLAG, value=value))
+            queries.set_flag(conn, _MAINTENANCE_FLAG, value)
             self._audit(conn, None, actor, "service.maintenance", value)

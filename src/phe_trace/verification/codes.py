@@ -21,14 +21,14 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from .database import retry_once
 from .errors import (
     CodeExpiredError,
     CodeInvalidError,
+    CodeSpaceExhaustedError,
     InvalidDateError,
     InvalidTestTypeError,
     MissingDateError,
@@ -48,7 +48,7 @@ from .models import (
     VerifiedCode,
 )
 from .settings import VerificationSettings
-from .tables import codes, daily_stats, realms, tokens
+from .storage import codes as queries
 
 __all__ = ["LONG_CODE_ALPHABET", "CodeStore", "accepted_test_types", "normalize_code"]
 
@@ -101,7 +101,7 @@ def _insert_token(conn: Connection, **values: Any) -> None:
     for attempt in range(8):
         try:
             with conn.begin_nested():
-                conn.execute(insert(tokens).values(id=_ROW_IDS.randrange(1, 2**31), **values))
+                queries.insert_token(conn, id=_ROW_IDS.randrange(1, 2**31), **values)
             return
         except IntegrityError:
             if attempt == 7:
@@ -191,12 +191,11 @@ class CodeStore:
 
             def attempt(retry: bool, row: dict[str, Any] = row) -> None:
                 with self._engine.begin() as conn:
-                    stored = select(codes.c.id).where(codes.c.uuid == row["uuid"])
-                    if retry and conn.execute(stored).first() is not None:
+                    if retry and queries.code_stored(conn, row["uuid"]):
                         return  # the first attempt's commit went through
-                    if not self._count_issued(conn, realm_id, _utc_day(unix)):
+                    if not queries.count_issued(conn, realm_id, _utc_day(unix)):
                         raise QuotaExceededError("the realm's daily quota of codes is used up")
-                    conn.execute(insert(codes).values(**row))
+                    queries.insert_code(conn, row)
                     if record is not None:
                         record(conn, row["uuid"])
 
@@ -205,18 +204,13 @@ class CodeStore:
             except IntegrityError:
                 continue  # a code collided with a stored one: draw again
             return IssuedCode(code_uuid, short, long, test_type, expires_at, long_expires_at)
-        raise RuntimeError("could not draw an unused code")
+        raise CodeSpaceExhaustedError("could not draw an unused code")
 
     def list_recent(self, realm_id: int, now: datetime, limit: int = 50) -> list[CodeSummary]:
         """The realm's newest codes with their status; never the code itself."""
         unix = int(now.timestamp())
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(codes)
-                .where(codes.c.realm_id == realm_id)
-                .order_by(codes.c.issued_at.desc(), codes.c.id.desc())
-                .limit(limit)
-            ).all()
+            rows = queries.recent_codes(conn, realm_id, limit)
         out = []
         for r in rows:
             if r.claimed_at is not None:
@@ -243,17 +237,9 @@ class CodeStore:
 
         def attempt(retry: bool) -> Any:
             with self._engine.begin() as conn:
-                row = conn.execute(
-                    select(codes).where(
-                        codes.c.realm_id == realm_id,
-                        or_(codes.c.code_hash == code_hash, codes.c.long_code_hash == code_hash),
-                    )
-                ).first()
+                row = queries.code_by_hash(conn, realm_id, code_hash)
                 if retry and row is not None and row.claimed_at is not None:
-                    mine = conn.execute(
-                        select(tokens.c.id).where(tokens.c.token_hash == token_hash)
-                    ).first()
-                    if mine is not None:
+                    if queries.token_stored(conn, token_hash):
                         return row  # the first attempt's commit went through
                 if row is None or row.claimed_at is not None:
                     raise CodeInvalidError("verification code invalid")
@@ -262,12 +248,7 @@ class CodeStore:
                     raise CodeExpiredError("verification code expired")
                 if row.test_type not in accept:
                     raise UnsupportedTestTypeError("verification code has unsupported test type")
-                claimed = conn.execute(
-                    update(codes)
-                    .where(codes.c.id == row.id, codes.c.claimed_at.is_(None))
-                    .values(claimed_at=coarse(unix))
-                )
-                if claimed.rowcount != 1:
+                if not queries.claim_code(conn, row.id, coarse(unix)):
                     raise CodeInvalidError("verification code invalid")
                 _insert_token(
                     conn,
@@ -280,7 +261,7 @@ class CodeStore:
                     expires_at=coarse_expiry(unix, self._settings.token_minutes * 60),
                     used_at=None,
                 )
-                self._count(conn, realm_id, unix, "codes_claimed")
+                queries.count(conn, realm_id, _utc_day(unix), "codes_claimed")
                 return row
 
         try:
@@ -301,68 +282,21 @@ class CodeStore:
 
         def attempt(retry: bool) -> Any:
             with self._engine.begin() as conn:
-                row = conn.execute(
-                    select(tokens).where(
-                        tokens.c.token_hash == token_hash, tokens.c.realm_id == realm_id
-                    )
-                ).first()
+                row = queries.token_by_hash(conn, realm_id, token_hash)
                 if retry and row is not None and row.used_by == reference:
                     return row  # the first attempt's commit went through
                 if row is None or row.used_at is not None:
                     raise TokenInvalidError("verification token invalid")
                 if row.expires_at <= unix:
                     raise TokenExpiredError("verification token expired")
-                used = conn.execute(
-                    update(tokens)
-                    .where(tokens.c.id == row.id, tokens.c.used_at.is_(None))
-                    .values(used_at=coarse(unix), used_by=reference)
-                )
-                if used.rowcount != 1:
+                if not queries.use_token(conn, row.id, coarse(unix), reference):
                     raise TokenInvalidError("verification token invalid")
-                self._count(conn, realm_id, unix, "tokens_claimed")
+                queries.count(conn, realm_id, _utc_day(unix), "tokens_claimed")
                 return row
 
         return retry_once(attempt)
 
     # --- statistics -----------------------------------------------------------------
-
-    def _ensure_stats_row(self, conn: Connection, realm_id: int, day: date) -> None:
-        values = {
-            "realm_id": realm_id,
-            "day": day,
-            "codes_issued": 0,
-            "codes_claimed": 0,
-            "codes_invalid": 0,
-            "tokens_claimed": 0,
-        }
-        if conn.dialect.name == "postgresql":
-            conn.execute(postgresql.insert(daily_stats).values(**values).on_conflict_do_nothing())
-        else:
-            conn.execute(sqlite.insert(daily_stats).values(**values).on_conflict_do_nothing())
-
-    def _count_issued(self, conn: Connection, realm_id: int, day: date) -> bool:
-        quota = conn.execute(select(realms.c.daily_quota).where(realms.c.id == realm_id)).scalar()
-        self._ensure_stats_row(conn, realm_id, day)
-        res = conn.execute(
-            update(daily_stats)
-            .where(
-                daily_stats.c.realm_id == realm_id,
-                daily_stats.c.day == day,
-                daily_stats.c.codes_issued < (quota or 0),
-            )
-            .values(codes_issued=daily_stats.c.codes_issued + 1)
-        )
-        return res.rowcount == 1
-
-    def _count(self, conn: Connection, realm_id: int, unix: int, column: str) -> None:
-        day = _utc_day(unix)
-        self._ensure_stats_row(conn, realm_id, day)
-        col = daily_stats.c[column]
-        conn.execute(
-            update(daily_stats)
-            .where(daily_stats.c.realm_id == realm_id, daily_stats.c.day == day)
-            .values({column: col + 1})
-        )
 
     def count_invalid(self, realm_id: int, now: datetime) -> None:
         """Count one refused verification attempt (VER-14), in a transaction of its own.
@@ -375,7 +309,7 @@ class CodeStore:
 
         def attempt(_retry: bool) -> None:
             with self._engine.begin() as conn:
-                self._count(conn, realm_id, unix, "codes_invalid")
+                queries.count(conn, realm_id, _utc_day(unix), "codes_invalid")
 
         retry_once(attempt)
 
@@ -384,11 +318,7 @@ class CodeStore:
         today = now.date()
         first = today - timedelta(days=days - 1)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(daily_stats).where(
-                    daily_stats.c.realm_id == realm_id, daily_stats.c.day >= first
-                )
-            ).all()
+            rows = queries.stats_since(conn, realm_id, first)
         by_day = {r.day: r for r in rows}
         out = []
         for i in range(days):
@@ -405,25 +335,15 @@ class CodeStore:
 
     def totals(self) -> dict[str, dict[str, int]]:
         """Per realm name, each daily count summed over every day (VER-14, ``/metrics``)."""
-        columns = ("codes_issued", "codes_claimed", "codes_invalid", "tokens_claimed")
-        query = (
-            select(realms.c.name, *(func.sum(daily_stats.c[c]).label(c) for c in columns))
-            .join(daily_stats, daily_stats.c.realm_id == realms.c.id)
-            .group_by(realms.c.name)
-        )
+        columns = queries.STAT_COLUMNS
         with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = queries.totals(conn)
         return {r.name: {c: int(getattr(r, c) or 0) for c in columns} for r in rows}
 
     def issued_today(self, realm_id: int, now: datetime) -> int:
         """Codes the realm issued so far this UTC day."""
         with self._engine.connect() as conn:
-            value = conn.execute(
-                select(daily_stats.c.codes_issued).where(
-                    daily_stats.c.realm_id == realm_id, daily_stats.c.day == now.date()
-                )
-            ).scalar()
-        return int(value or 0)
+            return queries.issued_on(conn, realm_id, now.date())
 
     # --- retention ------------------------------------------------------------------
 
@@ -432,6 +352,4 @@ class CodeStore:
         unix = int(now.timestamp())
         keep_after = unix - self._settings.code_retention_days * 86400
         with self._engine.begin() as conn:
-            n_codes = conn.execute(delete(codes).where(codes.c.long_expires_at < keep_after))
-            n_tokens = conn.execute(delete(tokens).where(tokens.c.expires_at < unix))
-        return int(n_codes.rowcount), int(n_tokens.rowcount)
+            return queries.purge(conn, keep_after, unix)

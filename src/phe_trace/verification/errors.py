@@ -10,6 +10,7 @@ status it is answered with::
     ├── MaintenanceModeError                  maintenance_mode          429
     ├── RateLimitedError                      too_many_requests         429
     ├── QuotaExceededError                    quota_exceeded            429
+    ├── CodeSpaceExhaustedError               code_space_exhausted      500
     ├── CodeInvalidError                      code_invalid              400
     ├── CodeExpiredError                      code_expired              400
     ├── InvalidTestTypeError                  invalid_test_type         400
@@ -43,6 +44,7 @@ __all__ = [
     "RETRY_AFTER_SECONDS",
     "CodeExpiredError",
     "CodeInvalidError",
+    "CodeSpaceExhaustedError",
     "ConfigurationError",
     "ConflictError",
     "CsrfError",
@@ -112,6 +114,17 @@ class QuotaExceededError(VerificationError):
 
     code = "quota_exceeded"
     status = 429
+
+
+class CodeSpaceExhaustedError(VerificationError):
+    """Raised at issuance when every one of several drawn codes collided with a stored one.
+
+    The codes are too short for the number of codes kept (``short_code_length``, code
+    retention): an operator's matter, not the case worker's.
+    """
+
+    code = "code_space_exhausted"
+    status = 500
 
 
 class CodeInvalidError(VerificationError):

@@ -19,11 +19,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
 from phe_trace.crypto import SealingKey, en_interval_number
 
-from .tables import signing_keys
+from .storage import signing_keys as queries
 
 __all__ = ["CERTIFICATE_ALGORITHM", "SigningKeys", "date_interval", "make_certificate"]
 
@@ -91,10 +91,8 @@ class SigningKeys:
     def ensure_active(self, now: datetime) -> str:
         """Create the first signing key if none is active; return the active ``kid``."""
         with self._engine.connect() as conn:
-            kid = conn.execute(
-                select(signing_keys.c.kid).where(signing_keys.c.active.is_(True))
-            ).scalar()
-        return str(kid) if kid is not None else self.rotate(now)
+            kid = queries.active_kid(conn)
+        return kid if kid is not None else self.rotate(now)
 
     def rotate(self, now: datetime) -> str:
         """Make a new active key; older keys stay in the JWKS (inactive) until retired."""
@@ -105,21 +103,18 @@ class SigningKeys:
             serialization.NoEncryption(),
         )
         with self._engine.begin() as conn:
-            count = len(conn.execute(select(signing_keys.c.id)).all())
+            count = queries.key_count(conn)
             # Sequence number plus randomness: a rebuilt database never reuses a kid that a
             # key server may still associate with an older public key.
             kid = f"v{count + 1}-{secrets.token_hex(4)}"
-            conn.execute(
-                update(signing_keys).where(signing_keys.c.active.is_(True)).values(active=False)
-            )
-            conn.execute(
-                insert(signing_keys).values(
-                    kid=kid,
-                    sealed_private_key=self._sealing_key.seal(_SEAL_KIND, der),
-                    active=True,
-                    created_at=int(now.timestamp()),
-                    retired_at=None,
-                )
+            queries.deactivate_all(conn)
+            queries.insert_key(
+                conn,
+                kid=kid,
+                sealed_private_key=self._sealing_key.seal(_SEAL_KIND, der),
+                active=True,
+                created_at=int(now.timestamp()),
+                retired_at=None,
             )
         with self._lock:
             self._active = None
@@ -128,18 +123,7 @@ class SigningKeys:
     def retire_inactive(self, now: datetime) -> list[str]:
         """Remove inactive keys from the JWKS; returns their ``kid``s."""
         with self._engine.begin() as conn:
-            kids = conn.execute(
-                select(signing_keys.c.kid).where(
-                    signing_keys.c.active.is_(False), signing_keys.c.retired_at.is_(None)
-                )
-            ).scalars()
-            retired = [str(k) for k in kids]
-            conn.execute(
-                update(signing_keys)
-                .where(signing_keys.c.active.is_(False), signing_keys.c.retired_at.is_(None))
-                .values(retired_at=int(now.timestamp()))
-            )
-        return retired
+            return queries.retire_inactive(conn, int(now.timestamp()))
 
     def active(self) -> tuple[str, ec.EllipticCurvePrivateKey]:
         """``(kid, private key)`` of the active key (cached after the first load)."""
@@ -147,11 +131,7 @@ class SigningKeys:
             if self._active is not None:
                 return self._active
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(signing_keys.c.kid, signing_keys.c.sealed_private_key).where(
-                    signing_keys.c.active.is_(True)
-                )
-            ).first()
+            row = queries.active_key(conn)
         if row is None:
             raise LookupError("no active signing key")
         loaded = (str(row.kid), self._unseal(bytes(row.sealed_private_key)))
@@ -162,11 +142,7 @@ class SigningKeys:
     def jwks(self) -> dict[str, Any]:
         """The public keys of every unretired key as a JWK Set (RFC 7517)."""
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(signing_keys.c.kid, signing_keys.c.sealed_private_key)
-                .where(signing_keys.c.retired_at.is_(None))
-                .order_by(signing_keys.c.id)
-            ).all()
+            rows = queries.unretired_keys(conn)
         keys = []
         for row in rows:
             public = self._unseal(bytes(row.sealed_private_key)).public_key()
