@@ -265,3 +265,99 @@ def test_no_import_circle_between_packages(depth: int) -> None:
     }
     circles = [c for c in _circles(_collapsed(graph, depth)) if c & packages]
     assert not circles, f"import circles between packages: {[sorted(c) for c in circles]}"
+
+
+#: Where each role's SQL lives: its storage modules (statements), its tables and its
+#: database module (engine, migrations). Every other module of the role is a domain module.
+STORAGE_MODULES = {
+    "server": ("server/storage/", "server/migrations/"),
+    "verification": (
+        "verification/storage/",
+        "verification/migrations/",
+        "verification/tables.py",
+        "verification/database.py",
+    ),
+}
+#: What a domain module may take from SQLAlchemy: the connection and engine types it
+#: passes to storage functions, and the errors it turns into domain errors.
+SQLALCHEMY_NAMES_OF_DOMAIN = {"Connection", "Engine", "Row", "exc"}
+#: Calls that run a statement (SQLAlchemy, DBAPI and the driver's COPY).
+STATEMENT_CALLS = {"execute", "executemany", "executescript", "exec_driver_sql", "cursor"}
+
+
+def _domain_modules() -> list[Path]:
+    out = []
+    for role, storage in STORAGE_MODULES.items():
+        for path in sorted((SRC / role).rglob("*.py")):
+            relative = path.relative_to(SRC).as_posix()
+            if not relative.startswith(storage):
+                out.append(path)
+    return out
+
+
+def _sql_in(source: str, package: str) -> list[str]:
+    """What in ``source`` (a module of ``package``) builds or runs SQL: a SQLAlchemy name
+    beyond the types and errors (statement constructors such as select, insert, update,
+    delete, text, func, or the dialects' inserts), an import of a tables module (a Table
+    builds its own statements: ``table.insert()``), or a call that runs a statement on a
+    connection or cursor."""
+    tree = ast.parse(source)
+    found: list[str] = []
+    aliases: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "sqlalchemy":
+                    aliases.add(alias.asname or alias.name)
+                elif alias.name.startswith("sqlalchemy.") and alias.name != "sqlalchemy.exc":
+                    found.append(f"line {node.lineno}: import {alias.name}")
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, module]).rstrip(".")
+            names = [a.name for a in node.names]
+            if module == "sqlalchemy" or module.startswith("sqlalchemy."):
+                allowed = module in ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.exc")
+                bad = [n for n in names if module != "sqlalchemy.exc"]
+                bad = [n for n in bad if not allowed or n not in SQLALCHEMY_NAMES_OF_DOMAIN]
+                found.extend(f"line {node.lineno}: from {module} import {n}" for n in bad)
+            tables = [n for n in [*module.split("."), *names] if n.endswith("tables")]
+            if module.startswith("phe_trace.") and tables:
+                found.append(f"line {node.lineno}: imports tables from {module}")
+        elif isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id in aliases:
+                if node.attr not in SQLALCHEMY_NAMES_OF_DOMAIN:
+                    found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in STATEMENT_CALLS:
+                found.append(f"line {node.lineno}: .{node.func.attr}(…)")
+    return found
+
+
+@pytest.mark.parametrize("path", _domain_modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_domain_modules_build_and_run_no_sql(path: Path) -> None:
+    """The key server's and the verification service's SQL lives in their storage modules
+    (``server/storage/``, ``verification/storage/``, beside tables, database and
+    migrations): a domain module calls named storage functions on a connection it opened,
+    and neither builds a statement nor runs one."""
+    package = ".".join(("phe_trace", *path.relative_to(SRC).parts[:-1]))
+    found = _sql_in(path.read_text(), package)
+    assert not found, f"{path.relative_to(SRC)} builds or runs SQL: {found}"
+
+
+def test_the_sql_rule_sees_a_statement_put_back() -> None:
+    """The rule above catches each way a statement could come back into a domain module."""
+    samples = {
+        "import sqlalchemy as sa\nq = sa.select(1)\n": "sa.select",
+        "from sqlalchemy import select\n": "import select",
+        "from sqlalchemy.dialects import postgresql\n": "import postgresql",
+        "from .storage.tables import exposures\n": "imports tables",
+        "from . import tables\n": "imports tables",
+        "def f(conn):\n    conn.exec_driver_sql('DELETE FROM ks_exposures')\n": "exec_driver_sql",
+        "def f(conn, q):\n    return conn.execute(q)\n": ".execute",
+        "from sqlalchemy import Engine\nfrom sqlalchemy.exc import IntegrityError\n": "",
+    }
+    for source, expected in samples.items():
+        found = " ".join(_sql_in(source, "phe_trace.server"))
+        assert (expected in found) if expected else not found, (source, found)

@@ -41,7 +41,6 @@ from phe_trace.crypto.compare import bearer_matches
 from phe_trace.web.query import DIGITS
 
 from .storage import statistics_queries as queries
-from .storage.analytics_tables import create_analytics_tables
 
 __all__ = ["MAX_BOX_BYTES", "MAX_REPORTS_PER_UPLOAD", "IngestStore", "router"]
 
@@ -118,7 +117,7 @@ class IngestStore:
         self.retention_days = retention_days
         self.rate = UploadRate(uploads_per_second)
         self._purged_before = -1
-        create_analytics_tables(engine)
+        queries.create_reports_table(engine)
 
     def accepted_days(self) -> range:
         """The day numbers an upload may carry now."""
