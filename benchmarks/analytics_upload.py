@@ -158,7 +158,7 @@ def main() -> None:
             agent = Agent.open(config, now=yesterday, radio=SimRadio(), rng=random.Random(i))
             try:
                 with httpx.Client(timeout=30) as setup:
-                    steps.enable(agent, steps.fetch_config(agent, setup), yesterday)
+                    steps.enable(agent.store, steps.fetch_config(agent.config, setup), yesterday)
                 if i % 3 == 0:  # some devices reported positive: the same bytes, by design
                     agent.store.put_meta("report", {"published_at": yesterday + 3600})
                 meter = _Meter()

@@ -149,7 +149,7 @@ def devices(tmp_path: Path, world: World) -> Iterator[Callable[..., Agent]]:
 
 def _opt_in(agent: Agent, now: float = T0) -> None:
     with httpx.Client() as client:
-        steps.enable(agent, steps.fetch_config(agent, client), now)
+        steps.enable(agent.store, steps.fetch_config(agent.config, client), now)
 
 
 def _check(agent: Agent, at: float, level: str, exposure_day: int | None) -> None:
@@ -343,7 +343,7 @@ def test_a_configuration_signed_by_another_key_is_refused(
     """AGG-25: the signature must verify with the pinned export keys."""
     agent = devices("s", export_public_keys=_other_spki())
     with httpx.Client() as client, pytest.raises(AnalyticsConfigError, match="signature"):
-        steps.fetch_config(agent, client)
+        steps.fetch_config(agent.config, client)
     assert not agent.status(T0)["analytics"]["participating"]
 
 
@@ -365,7 +365,7 @@ def test_opting_out_drops_what_was_not_sent_and_retention_forgets(
     agent = devices("o")
     _opt_in(agent)
     steps.run_step([agent], T0 + DAY)
-    assert steps.disable(agent) == 4
+    assert steps.disable(agent.store) == 4
     _run_days([agent], 2, T0 + DAY)
     assert world.stored_reports() == 0
     _opt_in(agent, T0 + DAY)

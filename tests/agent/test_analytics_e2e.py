@@ -121,9 +121,9 @@ def test_released_totals_equal_what_happened_on_the_sim_radio(
     recorder = _Recorder()
     client = httpx.Client(transport=recorder, timeout=30)
     try:
-        config = steps.fetch_config(agents["a"], client)
+        config = steps.fetch_config(agents["a"].config, client)
         for name in "abcde":
-            steps.enable(agents[name], config, start)
+            steps.enable(agents[name].store, config, start)
         opted = [agents[n] for n in "abcde"]
         heard = {"b": NEAR, "d": NEAR, "f": NEAR, "e": FAINT}
         t = start
@@ -213,7 +213,7 @@ def test_released_totals_equal_what_happened_on_the_bumble_link(
         with httpx.Client(timeout=30) as client:
             for agent in agents.values():
                 _connect(agent, services)
-                steps.enable(agent, steps.fetch_config(agent, client), start)
+                steps.enable(agent.store, steps.fetch_config(agent.config, client), start)
 
     agents = asyncio.run(
         run_bumble_day(

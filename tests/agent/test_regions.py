@@ -186,17 +186,17 @@ def test_regions_added_and_removed_in_the_store(make_agent: Callable[..., Agent]
         name="BE", region="BE", export_url="https://keys.example.be/v1/exports/",
         public_keys=(spki(signer),),
     )  # fmt: skip
-    add_region(d, region)
+    add_region(d.config, d.store, region)
     with pytest.raises(Exception, match="already followed"):
-        add_region(d, region)
+        add_region(d.config, d.store, region)
     with pytest.raises(Exception, match="already followed"):
-        add_region(d, region.model_copy(update={"name": "ZZ"}))
+        add_region(d.config, d.store, region.model_copy(update={"name": "ZZ"}))
     d.store.put_meta("sync", {"processed": [], "regions": {"BE": ["BE/1.zip"]}})
     assert [r["name"] for r in d.status(T0)["regions"]] == ["BE"]
-    assert remove_region(d, "BE").name == "BE"
+    assert remove_region(d.config, d.store, "BE").name == "BE"
     assert d.store.get_meta("sync")["regions"] == {}
     with pytest.raises(Exception, match="no region named"):
-        remove_region(d, "BE")
+        remove_region(d.config, d.store, "BE")
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -182,7 +182,7 @@ def _live(
             world.clock[0] = start + 7 * 3600
             if analytics and day == check_days[0]:
                 with httpx.Client() as client:
-                    steps.enable(b, steps.fetch_config(b, client), start + 7 * 3600)
+                    steps.enable(b.store, steps.fetch_config(b.config, client), start + 7 * 3600)
             if analytics:
                 b.analytics_step(start + 7 * 3600)
         else:

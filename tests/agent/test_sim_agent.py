@@ -215,7 +215,7 @@ def test_keys_to_publish_are_the_last_14_days_with_today(make_agent) -> None:
     for day in range(20):
         agent.tick(T0 + day * 86400 + 600)
     now = T0 + 19 * 86400 + 3600
-    keys = keys_to_publish(agent, now)
+    keys = keys_to_publish(agent.store, now)
     starts = [k.rolling_start_interval_number for k in keys]
     today = int(T0 // 600) + 19 * 144
     assert starts == [today - 144 * j for j in range(13, -1, -1)]

@@ -161,9 +161,9 @@ def test_neither_aggregator_alone_holds_a_device_s_value(operators: dict[str, ob
         agents.append(Agent.open(config, now=yesterday, radio=SimRadio(), rng=random.Random(i)))
     try:
         with httpx.Client(timeout=30) as client:
-            config = steps.fetch_config(agents[0], client)
+            config = steps.fetch_config(agents[0].config, client)
             for i, agent in enumerate(agents):
-                steps.enable(agent, config, yesterday)
+                steps.enable(agent.store, config, yesterday)
                 if i < 2:
                     agent.store.put_meta("report", {"published_at": yesterday + 3600})
             result = steps.run_step(agents, float(today * DAY + DAY - 1), client)

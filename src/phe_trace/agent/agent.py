@@ -45,12 +45,12 @@ from phe_trace.errors import PheTraceError
 from phe_trace.protocol.advertisement import SERVICE_DATA_LENGTH
 
 from .config import ENV_PREFIX, AgentConfig
-from .errors import AgentConfigError, RadioError, StoreCorruptError
+from .errors import RadioError, StoreCorruptError
 from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
-from .retention import Cutoff, warning_items
+from .retention import Cutoff, utc_day, warning_items
 from .schedule import ActiveKey, RotationPlan, ScanPlan, tek_day
-from .store import AgentStore, utc_day
+from .store import AgentStore
 
 if TYPE_CHECKING:
     import httpx
@@ -114,14 +114,13 @@ class Agent:
     def exposure_config(self) -> ExposureConfig:
         """The scoring configuration (loaded once from ``config.exposure_config``)."""
         if self._exposure_config is None:
-            from phe_trace.exposure import ExposureError, default_config, load_config
+            from .risk import load_exposure_config
 
-            path = self.config.exposure_config
-            try:
-                self._exposure_config = load_config(path) if path else default_config()
-            except (OSError, ExposureError) as exc:
-                raise AgentConfigError(f"exposure_config {path}: {exc}") from None
+            self._exposure_config = load_exposure_config(self.config)
         return self._exposure_config
+
+    def _scoring(self) -> ExposureConfig:
+        return self.exposure_config
 
     # -- construction ----------------------------------------------------------------------
 
@@ -215,21 +214,21 @@ class Agent:
         self.store.get_meta("matches")  # an unreadable record is found before the check
         self.store.get_meta("sync")
         self._recover(now)
-        return run_sync(self, now, client)
+        return run_sync(self.config, self.store, now, client, exposure=self._scoring)
 
     def report(self, code: str, now: float, client: httpx.Client | None = None) -> ReportResult:
         """Verify ``code``, obtain a certificate and publish 14 days of keys (AGENT-17, 18)."""
         from .report import run_report
 
         self.tick(now)
-        return run_report(self, code, now, client)
+        return run_report(self.config, self.store, code, now, client)
 
     def revise(self, code: str, now: float, client: httpx.Client | None = None) -> ReportResult:
         """Publish again under a new ``code`` with the kept revision token (AGENT-19)."""
         from .report import run_revise
 
         self.tick(now)
-        return run_revise(self, code, now, client)
+        return run_revise(self.config, self.store, code, now, client)
 
     def analytics_step(self, now: float, client: httpx.Client | None = None) -> Any:
         """Prepare and upload what is due of the aggregate statistics (SPEC AGG-28)."""
@@ -241,7 +240,7 @@ class Agent:
         """Risk level, most recent exposure day, last check, what is stored (AGENT-16)."""
         from .sync import status_summary
 
-        return status_summary(self, now)
+        return status_summary(self.config, self.store, now, exposure=self._scoring)
 
     # -- the asynchronous radio loop -------------------------------------------------------
 

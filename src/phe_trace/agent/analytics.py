@@ -27,9 +27,11 @@ its day, metric, value, ε, due time and when it was sent — what ``export-data
 of no use to the person, left out of ``export-data``). Both follow the store's retention
 (:mod:`.retention`: reports by their day).
 
-:func:`run_step` takes many agents at once (the simulator's devices): the configuration is
+:func:`run_step` takes many devices at once (the simulator's): the configuration is
 fetched once and the sharding is batched per (day, metric); every device still has its own
-randomness, nonces, pin, budget and uploads.
+randomness, nonces, pin, budget and uploads. A device is anything with its settings, its
+store and its randomness (:class:`Participant`: an :class:`~phe_trace.agent.Agent` is one);
+the other functions take the settings or the store they read.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -48,15 +51,16 @@ from phe_trace.analytics.errors import EncodingError
 from phe_trace.analytics.metrics import DailyObservation, encode_daily
 from phe_trace.analytics.reports import SealedReport, make_reports, upload_body
 
+from .config import AgentConfig
 from .errors import AnalyticsConfigError
-from .store import SECONDS_PER_DAY, utc_day
-
-if TYPE_CHECKING:
-    from .agent import Agent
+from .retention import SECONDS_PER_DAY, utc_day
+from .store import AgentStore
+from .trust import load_trusted_keys
 
 __all__ = [
     "OUTBOX",
     "STATE",
+    "Participant",
     "Prepared",
     "StepResult",
     "disable",
@@ -80,6 +84,19 @@ RETRY_MAX_S = 6 * 3600.0
 _PER_REQUEST = 8
 
 
+class Participant(Protocol):
+    """One device taking part: its settings, its store, its randomness (report times)."""
+
+    @property
+    def config(self) -> AgentConfig: ...
+
+    @property
+    def store(self) -> AgentStore: ...
+
+    @property
+    def rng(self) -> random.Random: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """One device's measurements for one day, as sealed and queued (the simulator's truth)."""
@@ -100,12 +117,12 @@ class StepResult:
     error: str | None = None
 
 
-def _state(agent: Agent) -> dict[str, Any]:
-    return agent.store.get_meta(STATE) or {}
+def _state(store: AgentStore) -> dict[str, Any]:
+    return store.get_meta(STATE) or {}
 
 
-def _outbox(agent: Agent) -> dict[str, Any]:
-    boxes: dict[str, Any] = (agent.store.get_meta(OUTBOX) or {}).get("boxes", {})
+def _outbox(store: AgentStore) -> dict[str, Any]:
+    boxes: dict[str, Any] = (store.get_meta(OUTBOX) or {}).get("boxes", {})
     return boxes
 
 
@@ -116,14 +133,12 @@ def _key(day: int, metric: str) -> str:
 # -- configuration ------------------------------------------------------------------------
 
 
-def fetch_config(agent: Agent, client: httpx.Client) -> AnalyticsConfig:
+def fetch_config(config: AgentConfig, client: httpx.Client) -> AnalyticsConfig:
     """Download and verify the published configuration (AnalyticsConfigError if not)."""
-    from .sync import load_trusted_keys
-
-    base = (agent.config.key_server_url or "").rstrip("/")
+    base = (config.key_server_url or "").rstrip("/")
     if not base:
         raise AnalyticsConfigError("no key server configured (PHE_TRACE_AGENT_KEY_SERVER_URL)")
-    trusted = load_trusted_keys(agent.config.public_keys())
+    trusted = load_trusted_keys(config.public_keys())
     try:
         resp = client.get(f"{base}/v1/analytics/config")
     except httpx.HTTPError as exc:
@@ -135,15 +150,15 @@ def fetch_config(agent: Agent, client: httpx.Client) -> AnalyticsConfig:
             f"the key server has no usable analytics configuration (HTTP {resp.status_code})"
         )
     try:
-        config = verify_signed_config(resp.json(), trusted)
+        published = verify_signed_config(resp.json(), trusted)
     except (EncodingError, ValueError) as exc:
         raise AnalyticsConfigError(f"{exc}: nothing is sent") from None
-    if config.budget_period_days > agent.config.retention_days:
+    if published.budget_period_days > config.retention_days:
         raise AnalyticsConfigError(
-            f"the budget period ({config.budget_period_days} days) is longer than what this "
-            f"device keeps ({agent.config.retention_days} days): it cannot account for it"
+            f"the budget period ({published.budget_period_days} days) is longer than what "
+            f"this device keeps ({config.retention_days} days): it cannot account for it"
         )
-    return config
+    return published
 
 
 def _params(config: AnalyticsConfig) -> dict[str, Any]:
@@ -154,9 +169,9 @@ def _params(config: AnalyticsConfig) -> dict[str, Any]:
     }
 
 
-def enable(agent: Agent, config: AnalyticsConfig, now: float) -> dict[str, Any]:
+def enable(store: AgentStore, config: AnalyticsConfig, now: float) -> dict[str, Any]:
     """Opt in under ``config`` (verified), pinning its aggregators; reports start today."""
-    state = _state(agent)
+    state = _state(store)
     today = utc_day(now)
     state.update(
         enabled=True,
@@ -166,18 +181,18 @@ def enable(agent: Agent, config: AnalyticsConfig, now: float) -> dict[str, Any]:
         error=None,
     )
     state.setdefault("reports", [])
-    agent.store.put_meta(STATE, state)
+    store.put_meta(STATE, state)
     log.info("analytics on: leader %s, helper %s", config.leader.url, config.helper.url)
     return state
 
 
-def disable(agent: Agent) -> int:
+def disable(store: AgentStore) -> int:
     """Opt out: forget the pin and every report not sent yet (returns how many)."""
-    state = _state(agent)
-    dropped = len(_outbox(agent))
+    state = _state(store)
+    dropped = len(_outbox(store))
     sent = [r for r in state.get("reports", []) if r.get("sent_at") is not None]
-    agent.store.put_meta(STATE, {"enabled": False, "reports": sent})
-    agent.store.put_meta(OUTBOX, {"boxes": {}})
+    store.put_meta(STATE, {"enabled": False, "reports": sent})
+    store.put_meta(OUTBOX, {"boxes": {}})
     return dropped
 
 
@@ -188,7 +203,9 @@ def _day_of(iso: str | None) -> int | None:
     return None if iso is None else dt.date.fromisoformat(iso).toordinal() - 719_163
 
 
-def observe(agent: Agent, day: int, checks: list[dict[str, Any]] | None = None) -> DailyObservation:
+def observe(
+    store: AgentStore, day: int, checks: list[dict[str, Any]] | None = None
+) -> DailyObservation:
     """The day's metrics from the device's own records (SPEC AGG-10).
 
     ``risk_level``: the highest of the day's checks (0 no exposure, 1 low, 2 high);
@@ -196,20 +213,20 @@ def observe(agent: Agent, day: int, checks: list[dict[str, Any]] | None = None) 
     exposure the day's last check found; ``reported_positive``: keys published that day.
     """
     if checks is None:
-        checks = agent.store.check_results()
+        checks = store.check_results()
     todays = [c for c in checks if utc_day(float(c.get("at", -1))) == day and not c.get("error")]
     level = 0
     for c in todays:
         level = max(
             level, 2 if c.get("risk_level") == "high" else int(bool(c.get("last_exposure_day")))
         )
-    notified_at = (agent.store.get_meta("notified") or {}).get("at")
+    notified_at = (store.get_meta("notified") or {}).get("at")
     notified = notified_at is not None and utc_day(float(notified_at)) == day
     since = None
     if notified:
         last = next((_day_of(c.get("last_exposure_day")) for c in reversed(todays)), None)
         since = min(13, max(0, day - (day if last is None else last)))
-    published = (agent.store.get_meta("report") or {}).get("published_at")
+    published = (store.get_meta("report") or {}).get("published_at")
     return DailyObservation(
         notified=notified,
         max_risk_level=level,
@@ -221,21 +238,21 @@ def observe(agent: Agent, day: int, checks: list[dict[str, Any]] | None = None) 
 # -- the step -----------------------------------------------------------------------------
 
 
-def _due_days(agent: Agent, now: float) -> list[int]:
-    state = _state(agent)
+def _due_days(device: Participant, now: float) -> list[int]:
+    state = _state(device.store)
     if not state.get("enabled"):
         return []
-    first = utc_day(now) - agent.config.retention_days + 1
+    first = utc_day(now) - device.config.retention_days + 1
     # No cursor: nothing kept has been prepared (the retention purge drops a cursor
     # older than what is kept, agent.retention).
     through = int(state.get("prepared_through", first - 1))
     return list(range(max(through + 1, first), utc_day(now)))
 
 
-def _sendable(agent: Agent, now: float) -> list[str]:
-    if not _state(agent).get("enabled"):
+def _sendable(store: AgentStore, now: float) -> list[str]:
+    if not _state(store).get("enabled"):
         return []
-    return [k for k, box in _outbox(agent).items() if box["due"] <= now and box["next_try"] <= now]
+    return [k for k, box in _outbox(store).items() if box["due"] <= now and box["next_try"] <= now]
 
 
 def _spent(state: dict[str, Any], metric: str, day: int, period: int) -> float:
@@ -247,7 +264,7 @@ def _spent(state: dict[str, Any], metric: str, day: int, period: int) -> float:
 
 
 def _prepare(
-    agents: Sequence[Agent],
+    agents: Sequence[Participant],
     indexes: list[int],
     config: AnalyticsConfig,
     now: float,
@@ -259,8 +276,8 @@ def _prepare(
         for day in _due_days(agents[i], now):
             wanted.setdefault(day, []).append(i)
     for day, members in sorted(wanted.items()):
-        states = {i: _state(agents[i]) for i in members}
-        values = {i: encode_daily(observe(agents[i], day)) for i in members}
+        states = {i: _state(agents[i].store) for i in members}
+        values = {i: encode_daily(observe(agents[i].store, day)) for i in members}
         sealed: dict[int, dict[str, SealedReport]] = {i: {} for i in members}
         for metric, params in config.metrics.items():
             ok = [
@@ -288,7 +305,7 @@ def _prepare(
 
 
 def _queue(
-    agent: Agent,
+    agent: Participant,
     state: dict[str, Any],
     day: int,
     values: dict[str, int],
@@ -296,7 +313,7 @@ def _queue(
     config: AnalyticsConfig,
 ) -> None:
     """Keep ``day``'s sealed reports, each due at its own random time of the next day."""
-    boxes = _outbox(agent)
+    boxes = _outbox(agent.store)
     next_day = float((day + 1) * SECONDS_PER_DAY)
     for metric, report in sealed.items():
         due = next_day + agent.rng.random() * SECONDS_PER_DAY
@@ -331,11 +348,16 @@ def _post(client: httpx.Client, url: str, reports: list[SealedReport]) -> int | 
 
 
 def _send(
-    agent: Agent, keys: list[str], now: float, client: httpx.Client, result: StepResult
+    config: AgentConfig,
+    store: AgentStore,
+    keys: list[str],
+    now: float,
+    client: httpx.Client,
+    result: StepResult,
 ) -> None:
     """Upload ``keys``' reports (due now), in requests of at most eight."""
-    state, boxes = _state(agent), _outbox(agent)
-    url = f"{(agent.config.key_server_url or '').rstrip('/')}/v1/analytics/reports"
+    state, boxes = _state(store), _outbox(store)
+    url = f"{(config.key_server_url or '').rstrip('/')}/v1/analytics/reports"
     outcome: dict[str, str] = {}
     for start in range(0, len(keys), _PER_REQUEST):
         chunk = keys[start : start + _PER_REQUEST]
@@ -376,34 +398,38 @@ def _send(
             log.error("analytics report %s %s", k, verdict)
     failed = sum(v == "retry" for v in outcome.values())
     state["error"] = f"{failed} upload(s) failed; tried again later" if failed else None
-    agent.store.put_meta(OUTBOX, {"boxes": boxes})
-    agent.store.put_meta(STATE, state)
+    store.put_meta(OUTBOX, {"boxes": boxes})
+    store.put_meta(STATE, state)
 
 
-def _stop(agents: Sequence[Agent], indexes: list[int], message: str, result: StepResult) -> None:
+def _stop(
+    agents: Sequence[Participant], indexes: list[int], message: str, result: StepResult
+) -> None:
     log.error("analytics: %s", message)
     result.error = message
     for i in indexes:
-        state = _state(agents[i])
+        state = _state(agents[i].store)
         state["error"] = message
         agents[i].store.put_meta(STATE, state)
 
 
-def run_step(agents: Sequence[Agent], now: float, client: httpx.Client | None = None) -> StepResult:
+def run_step(
+    agents: Sequence[Participant], now: float, client: httpx.Client | None = None
+) -> StepResult:
     """Prepare what is due and upload what is due, for each of ``agents`` (see above)."""
     result = StepResult()
-    busy = [i for i, a in enumerate(agents) if _due_days(a, now) or _sendable(a, now)]
+    busy = [i for i, a in enumerate(agents) if _due_days(a, now) or _sendable(a.store, now)]
     if not busy:
         return result
     own = client is None
     http = client or httpx.Client(timeout=agents[busy[0]].config.http_timeout_s)
     try:
         try:
-            config = fetch_config(agents[busy[0]], http)
+            config = fetch_config(agents[busy[0]].config, http)
         except AnalyticsConfigError as exc:
             _stop(agents, busy, str(exc), result)
             return result
-        pinned = [i for i in busy if _state(agents[i]).get("pin") == config.pin()]
+        pinned = [i for i in busy if _state(agents[i].store).get("pin") == config.pin()]
         if len(pinned) < len(busy):
             _stop(
                 agents,
@@ -414,9 +440,9 @@ def run_step(agents: Sequence[Agent], now: float, client: httpx.Client | None = 
             )
         _prepare(agents, pinned, config, now, result)
         for i in pinned:
-            keys = _sendable(agents[i], now)
+            keys = _sendable(agents[i].store, now)
             if keys:
-                _send(agents[i], keys, now, http, result)
+                _send(agents[i].config, agents[i].store, keys, now, http, result)
     finally:
         if own:
             http.close()
@@ -426,11 +452,11 @@ def run_step(agents: Sequence[Agent], now: float, client: httpx.Client | None = 
 # -- status, export ------------------------------------------------------------
 
 
-def status(agent: Agent, now: float) -> dict[str, Any]:
+def status(config: AgentConfig, store: AgentStore, now: float) -> dict[str, Any]:
     """Participation, the pinned aggregators and the ε spent per metric (``status``)."""
-    state = _state(agent)
+    state = _state(store)
     params = state.get("params") or {}
-    period = int(params.get("period_days", agent.config.retention_days))
+    period = int(params.get("period_days", config.retention_days))
     reports = state.get("reports", [])
     today = utc_day(now)
     return {
@@ -443,6 +469,6 @@ def status(agent: Agent, now: float) -> dict[str, Any]:
         "epsilon_budget": {m: v[1] for m, v in params.get("metrics", {}).items()},
         "budget_period_days": period if params else None,
         "reports_sent": sum(r.get("sent_at") is not None for r in reports),
-        "reports_waiting": len(_outbox(agent)) if state.get("enabled") else 0,
+        "reports_waiting": len(_outbox(store)) if state.get("enabled") else 0,
         "error": state.get("error"),
     }

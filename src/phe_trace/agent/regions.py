@@ -11,32 +11,30 @@ device records. Each region has its own processed-file state in the sync state.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from phe_trace.protocol import export
 from phe_trace.protocol.errors import ExportError
 
-from .config import FollowedRegion
+from .config import AgentConfig, FollowedRegion
 from .errors import AgentConfigError
-
-if TYPE_CHECKING:
-    from .agent import Agent
+from .store import AgentStore
 
 __all__ = ["add_region", "followed_regions", "region_from_options", "remove_region"]
 
 _META = "regions"
 
 
-def _stored(agent: Agent) -> list[FollowedRegion]:
-    items = (agent.store.get_meta(_META) or {}).get("items", [])
+def _stored(store: AgentStore) -> list[FollowedRegion]:
+    items = (store.get_meta(_META) or {}).get("items", [])
     return [FollowedRegion(**item) for item in items]
 
 
-def followed_regions(agent: Agent) -> list[FollowedRegion]:
+def followed_regions(config: AgentConfig, store: AgentStore) -> list[FollowedRegion]:
     """The regions followed besides home: the settings' first, then the added ones."""
-    return [*agent.config.regions, *_stored(agent)]
+    return [*config.regions, *_stored(store)]
 
 
 def region_from_options(
@@ -65,29 +63,29 @@ def region_from_options(
         raise AgentConfigError(f"invalid region: {problems}") from None
 
 
-def add_region(agent: Agent, region: FollowedRegion) -> None:
+def add_region(config: AgentConfig, store: AgentStore, region: FollowedRegion) -> None:
     """Follow ``region`` (its name must be new on this device)."""
-    taken = {agent.config.region, *(r.name for r in followed_regions(agent))}
+    taken = {config.region, *(r.name for r in followed_regions(config, store))}
     if region.name in taken:
         raise AgentConfigError(f"a region named {region.name!r} is already followed")
-    items = [r.model_dump(mode="json") for r in _stored(agent)]
-    agent.store.put_meta(_META, {"items": [*items, region.model_dump(mode="json")]})
+    items = [r.model_dump(mode="json") for r in _stored(store)]
+    store.put_meta(_META, {"items": [*items, region.model_dump(mode="json")]})
 
 
-def remove_region(agent: Agent, name: str) -> FollowedRegion:
+def remove_region(config: AgentConfig, store: AgentStore, name: str) -> FollowedRegion:
     """Stop following the added region ``name``; its processed-file state goes too."""
-    stored = _stored(agent)
+    stored = _stored(store)
     kept = [r for r in stored if r.name != name]
     if len(kept) == len(stored):
-        if any(r.name == name for r in agent.config.regions):
+        if any(r.name == name for r in config.regions):
             raise AgentConfigError(
                 f"region {name!r} comes from the settings (PHE_TRACE_AGENT_REGIONS): "
                 "remove it there"
             )
         raise AgentConfigError(f"no region named {name!r} is followed")
-    agent.store.put_meta(_META, {"items": [r.model_dump(mode="json") for r in kept]})
-    state: dict[str, Any] = agent.store.get_meta("sync") or {}
+    store.put_meta(_META, {"items": [r.model_dump(mode="json") for r in kept]})
+    state: dict[str, Any] = store.get_meta("sync") or {}
     if name in state.get("regions", {}):
         del state["regions"][name]
-        agent.store.put_meta("sync", state)
+        store.put_meta("sync", state)
     return next(r for r in stored if r.name == name)

@@ -21,20 +21,19 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from phe_trace.crypto import TEK_ROLLING_PERIOD, en_interval_number
 from phe_trace.protocol.tekmac import TekHmacKey, tek_hmac
 
+from .config import AgentConfig
 from .download import tls_problem
 from .errors import ReportError
+from .records import StoredKey
 from .schedule import tek_day
-
-if TYPE_CHECKING:
-    from .agent import Agent
-    from .records import StoredKey
+from .store import AgentStore
 
 __all__ = [
     "PUBLISH_DAYS",
@@ -70,11 +69,11 @@ class ReportResult:
     warnings: list[str]
 
 
-def keys_to_publish(agent: Agent, now: float) -> list[StoredKey]:
+def keys_to_publish(store: AgentStore, now: float) -> list[StoredKey]:
     """The device's keys of the last 14 days, today's included, oldest first (AGENT-17)."""
     first = (tek_day(now) - PUBLISH_DAYS + 1) * TEK_ROLLING_PERIOD
     last = tek_day(now) * TEK_ROLLING_PERIOD
-    return [k for k in agent.store.teks() if first <= k.rolling_start_interval_number <= last]
+    return [k for k in store.teks() if first <= k.rolling_start_interval_number <= last]
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -146,14 +145,18 @@ def _b64(data: bytes) -> str:
 
 
 def _publish(
-    agent: Agent, code: str, now: float, client: httpx.Client, revision_token: str
+    cfg: AgentConfig,
+    store: AgentStore,
+    code: str,
+    now: float,
+    client: httpx.Client,
+    revision_token: str,
 ) -> ReportResult:
-    cfg = agent.config
     if not cfg.verification_url or not cfg.key_server_url:
         raise ReportError(
             "reporting needs PHE_TRACE_AGENT_VERIFICATION_URL and PHE_TRACE_AGENT_KEY_SERVER_URL"
         )
-    keys = keys_to_publish(agent, now)
+    keys = keys_to_publish(store, now)
     if not keys:
         raise ReportError("there are no keys to publish")
     api = {"X-API-Key": cfg.verification_api_key} if cfg.verification_api_key else {}
@@ -218,7 +221,7 @@ def _publish(
     )
     new_token = str(published.get("revisionToken") or "")
     test_type = verified.get("testtype") if isinstance(verified.get("testtype"), str) else None
-    agent.store.put_meta(
+    store.put_meta(
         "report",
         {
             "published_at": now,
@@ -234,33 +237,47 @@ def _publish(
     )
 
 
-def _with_client(agent: Agent, client: httpx.Client | None) -> tuple[httpx.Client, bool]:
+def _with_client(cfg: AgentConfig, client: httpx.Client | None) -> tuple[httpx.Client, bool]:
     if client is not None:
         return client, False
-    return httpx.Client(timeout=agent.config.http_timeout_s, follow_redirects=True), True
+    return httpx.Client(timeout=cfg.http_timeout_s, follow_redirects=True), True
 
 
-def run_report(agent: Agent, code: str, now: float, client: httpx.Client | None) -> ReportResult:
-    """Verify ``code`` and publish the last 14 days of keys (AGENT-17, AGENT-18)."""
+def run_report(
+    config: AgentConfig,
+    store: AgentStore,
+    code: str,
+    now: float,
+    client: httpx.Client | None = None,
+) -> ReportResult:
+    """Verify ``code`` and publish the last 14 days of keys (AGENT-17, AGENT-18) of the
+    device whose settings are ``config`` and whose keys are in ``store``, at ``now``, over
+    ``client`` (one of its own when None)."""
     if not code.strip():
         raise ReportError("a verification code is required")
-    http, own = _with_client(agent, client)
+    http, own = _with_client(config, client)
     try:
-        return _publish(agent, code.strip(), now, http, revision_token="")
+        return _publish(config, store, code.strip(), now, http, revision_token="")
     finally:
         if own:
             http.close()
 
 
-def run_revise(agent: Agent, code: str, now: float, client: httpx.Client | None) -> ReportResult:
+def run_revise(
+    config: AgentConfig,
+    store: AgentStore,
+    code: str,
+    now: float,
+    client: httpx.Client | None = None,
+) -> ReportResult:
     """Publish again under a new code, with the kept revision token (AGENT-19)."""
-    previous = agent.store.get_meta("report") or {}
+    previous = store.get_meta("report") or {}
     token = previous.get("revision_token")
     if not token:
         raise ReportError("nothing to revise: no earlier report is stored on this device")
-    http, own = _with_client(agent, client)
+    http, own = _with_client(config, client)
     try:
-        return _publish(agent, code.strip(), now, http, revision_token=str(token))
+        return _publish(config, store, code.strip(), now, http, revision_token=str(token))
     finally:
         if own:
             http.close()

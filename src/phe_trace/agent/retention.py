@@ -3,9 +3,9 @@
 The rule: an item is kept while its time falls on the current UTC day or on one of the
 ``retention_days - 1`` UTC days before it (``retention_days`` from the agent's settings,
 default 14), so after a purge nothing in the store is older than ``retention_days × 24 h``.
-:func:`purge` applies it to the whole store at every start of the agent and on every new
-UTC day (the agent's tick, and a check that runs on a new day); the readers of kept
-matches apply the same :class:`Cutoff` between purges.
+:meth:`phe_trace.agent.store.AgentStore.purge` applies it to the whole store at every
+start of the agent and on every new UTC day (the agent's tick, and a check that runs on a
+new day); the readers of kept matches apply the same :class:`Cutoff` between purges.
 
 :data:`RULES` is the one table of what the store holds and the time each item is dated
 by: the row tables by their UTC day column, every state record item by item. The tests
@@ -21,17 +21,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .store import ROW_TABLES, SECONDS_PER_DAY, utc_day
-
-if TYPE_CHECKING:
-    from .store import AgentStore
-
-__all__ = ["RULES", "TABLES", "Cutoff", "Rule", "processed_files", "purge", "warning_items"]
+__all__ = [
+    "RULES",
+    "SECONDS_PER_DAY",
+    "Cutoff",
+    "Rule",
+    "processed_files",
+    "utc_day",
+    "warning_items",
+]
 
 #: Seconds of one EN interval (the unit of a key's rolling start and period).
 _INTERVAL_S = 600
+SECONDS_PER_DAY = 86_400
+
+
+def utc_day(unix_seconds: float) -> int:
+    """The UTC day number (days since 1970-01-01) of a unix time."""
+    return int(unix_seconds // SECONDS_PER_DAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +190,6 @@ def _outbox(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
     return ({**value, "boxes": kept} if len(kept) < len(boxes) else value), len(boxes) - len(kept)
 
 
-#: Row tables of the store; each row is dated by its ``day`` column (a UTC day number).
-TABLES = ROW_TABLES
-
 #: Everything the store holds, and the time each item is dated by.
 RULES: tuple[Rule, ...] = (
     Rule("tek", "the device's own daily keys", "the key's UTC day (row column `day`)"),
@@ -239,22 +245,3 @@ RULES: tuple[Rule, ...] = (
         _outbox,
     ),
 )
-
-
-def purge(store: AgentStore, now: float, retention_days: int) -> dict[str, int]:
-    """Apply the rule to everything in ``store`` at ``now``; the number of items dropped
-    per record (row tables by name, state records as ``meta/<name>``)."""
-    cut = Cutoff.at(now, retention_days)
-    counts = store.delete_days_before(cut.first_day, TABLES)
-    for rule in RULES:
-        if rule.prune is None:
-            continue
-        name = rule.record.removeprefix("meta/")
-        value = store.get_meta(name)
-        if value is None:  # missing or unreadable: nothing to keep
-            continue
-        kept, dropped = rule.prune(value, cut)
-        if kept is not value:
-            store.put_meta(name, kept)
-        counts[rule.record] = dropped
-    return counts

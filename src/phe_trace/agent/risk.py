@@ -13,11 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from phe_trace.crypto import CalibrationConfidence, Metadata
 from phe_trace.exposure import (
     ExposureConfig,
+    ExposureError,
     ExposureWindow,
     Match,
     RiskLevel,
@@ -25,18 +26,38 @@ from phe_trace.exposure import (
     build_exposure_windows,
     cwa_risk,
     default_config,
+    load_config,
 )
 from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 
+from .config import AgentConfig
+from .errors import AgentConfigError
 from .retention import Cutoff
+from .store import AgentStore
 
-if TYPE_CHECKING:
-    from .store import AgentStore
-
-__all__ = ["LEVELS", "Assessment", "add_windows", "assess", "decode_key", "encode_key", "rank"]
+__all__ = [
+    "LEVELS",
+    "Assessment",
+    "add_windows",
+    "assess",
+    "decode_key",
+    "encode_key",
+    "load_exposure_config",
+    "rank",
+]
 
 #: Risk levels, lowest first.
 LEVELS = ("low", "high")
+
+
+def load_exposure_config(config: AgentConfig) -> ExposureConfig:
+    """The health authority's scoring configuration (``config.exposure_config``, else the
+    default one)."""
+    path = config.exposure_config
+    try:
+        return load_config(path) if path else default_config()
+    except (OSError, ExposureError) as exc:
+        raise AgentConfigError(f"exposure_config {path}: {exc}") from None
 
 
 def rank(level: str) -> int:

@@ -45,6 +45,7 @@ from .records import (
     encode_tek,
     sighting_record_size,
 )
+from .retention import RULES, SECONDS_PER_DAY, Cutoff, utc_day
 
 __all__ = [
     "DB_NAME",
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 #: File names inside the data directory.
 DB_NAME = "agent.sqlite3"
 KEY_NAME = "store.key"
-SECONDS_PER_DAY = 86_400
 _SCHEMA_VERSION = 1
 _CANARY = b"phe-trace agent store"
 #: The small state records; all exist from the store's creation (AGENT-7).
@@ -115,11 +115,6 @@ def _schema_damage(conn: sqlite3.Connection) -> str | None:
             if found.get(column) != kind:
                 return f"table {table} has no {kind} column {column}"
     return None
-
-
-def utc_day(unix_seconds: float) -> int:
-    """The UTC day number (days since 1970-01-01) of a unix time."""
-    return int(unix_seconds // SECONDS_PER_DAY)
 
 
 def _sealed_digest(sealed: bytes) -> bytes:
@@ -464,10 +459,23 @@ class AgentStore:
     def purge(self, now: float, retention_days: int) -> dict[str, int]:
         """Apply the retention rule to everything stored (AGENT-9, :mod:`.retention`):
         keep only what is dated on the current UTC day or the ``retention_days - 1``
-        before it, so nothing older than ``retention_days × 24 h`` survives."""
-        from .retention import purge
-
-        return purge(self, now, retention_days)
+        before it, so nothing older than ``retention_days × 24 h`` survives. Returns the
+        number of items dropped per record (row tables by name, state records as
+        ``meta/<name>``)."""
+        cut = Cutoff.at(now, retention_days)
+        counts = self.delete_days_before(cut.first_day, ROW_TABLES)
+        for rule in RULES:
+            if rule.prune is None:
+                continue
+            name = rule.record.removeprefix("meta/")
+            value = self.get_meta(name)
+            if value is None:  # missing or unreadable: nothing to keep
+                continue
+            kept, dropped = rule.prune(value, cut)
+            if kept is not value:
+                self.put_meta(name, kept)
+            counts[rule.record] = dropped
+        return counts
 
     def delete_days_before(self, first_kept: int, tables: tuple[str, ...]) -> dict[str, int]:
         """Delete the rows of ``tables`` dated before UTC day ``first_kept``, and forget

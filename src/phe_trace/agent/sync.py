@@ -42,31 +42,31 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from phe_trace.crypto import INTERVAL_SECONDS, TEK_ROLLING_PERIOD
 from phe_trace.errors import PheTraceError
-from phe_trace.exposure import Sighting, match, reception_window
+from phe_trace.exposure import ExposureConfig, Sighting, match, reception_window
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey
 from phe_trace.protocol.errors import ExportError, ExportUnknownKeyError
 
-from . import risk
+from . import analytics, risk
+from .config import AgentConfig
 from .download import MAX_INDEX_BYTES, download
 from .errors import AgentConfigError, ExportNotFoundError, ServerUnavailableError, SyncError
 from .notify import notify
-from .retention import processed_files, warning_items
+from .regions import followed_regions
+from .retention import SECONDS_PER_DAY, processed_files, utc_day, warning_items
 from .screen import candidate_sightings
-from .store import SECONDS_PER_DAY, utc_day
-
-if TYPE_CHECKING:
-    from .agent import Agent
+from .store import AgentStore
+from .trust import load_trusted_keys
 
 __all__ = [
     "SyncResult",
@@ -118,27 +118,6 @@ class SyncResult:
         }
 
 
-def load_trusted_keys(values: list[str]) -> list[ec.EllipticCurvePublicKey]:
-    """The health authority's export keys: base64 SPKI DER values or PEM file paths."""
-    keys = []
-    for value in values:
-        try:
-            if value.startswith(("/", "./", "~")) or value.endswith(".pem"):
-                keys.append(export.load_public_key_pem(Path(value).expanduser().read_bytes()))
-            else:
-                keys.append(export.load_public_key_spki_base64(value))
-        except (OSError, ExportError) as exc:
-            raise AgentConfigError(
-                f"export public key {value[:40]!r} cannot be used: {exc}"
-            ) from None
-    if not keys:
-        raise AgentConfigError(
-            "no export public key configured (PHE_TRACE_AGENT_EXPORT_PUBLIC_KEYS): "
-            "refusing to match keys whose origin cannot be checked"
-        )
-    return keys
-
-
 def _verify(
     data: bytes, keys: list[ec.EllipticCurvePublicKey], key_id: str | None = None
 ) -> export.TemporaryExposureKeyExport:
@@ -175,8 +154,7 @@ class _Source:
         return path if self.home else f"{self.name}:{path}"
 
 
-def _urls(agent: Agent) -> tuple[str, str]:
-    cfg = agent.config
+def _urls(cfg: AgentConfig) -> tuple[str, str]:
     if not cfg.key_server_url and not cfg.export_base_url:
         raise SyncError("no key server configured (PHE_TRACE_AGENT_KEY_SERVER_URL)")
     base = cfg.export_base_url or f"{(cfg.key_server_url or '').rstrip('/')}/v1/exports/"
@@ -184,23 +162,20 @@ def _urls(agent: Agent) -> tuple[str, str]:
     return base, f"{base}{export.index_file_name(cfg.region)}"
 
 
-def _sources(agent: Agent) -> list[_Source]:
+def _sources(cfg: AgentConfig, store: AgentStore) -> list[_Source]:
     """Home (when a key server is configured) and every followed region (FED-16)."""
-    from .regions import followed_regions
-
-    cfg = agent.config
     sources = []
     if cfg.key_server_url or cfg.export_base_url:
-        base, index_url = _urls(agent)
+        base, index_url = _urls(cfg)
         sources.append(_Source(cfg.region, base, index_url, tuple(cfg.public_keys()), home=True))
-    for r in followed_regions(agent):
+    for r in followed_regions(cfg, store):
         sources.append(_Source(r.name, r.export_url, r.index_url, r.public_keys, r.key_id))
     if not sources:
-        _urls(agent)  # raises: nothing to follow
+        _urls(cfg)  # raises: nothing to follow
     return sources
 
 
-def recording_floor(agent: Agent, now: float) -> float:
+def recording_floor(cfg: AgentConfig, store: AgentStore, now: float) -> float:
     """The earliest time a sighting stored on this device, now or later, can have been
     heard (unix seconds, SPEC SCALE-8): the start of the UTC day of the oldest stored key
     or sighting row, and never later than ``now`` less a scan period and the clock-skew
@@ -209,9 +184,8 @@ def recording_floor(agent: Agent, now: float) -> float:
     It depends only on when the device began recording (or on the retention horizon),
     from the day numbers the store keeps in clear — not on what the device heard.
     """
-    cfg = agent.config
     latest = now - cfg.scan_period_s - cfg.clock_skew_tolerance_s
-    first_day = agent.store.first_record_day()
+    first_day = store.first_record_day()
     if first_day is None:
         return latest
     return min(latest, float(first_day * SECONDS_PER_DAY))
@@ -246,14 +220,14 @@ def name_reach(path: str) -> float | None:
 
 
 def _fetch_new(
-    agent: Agent,
+    cfg: AgentConfig,
+    store: AgentStore,
     client: httpx.Client,
     source: _Source,
     processed: Collection[str],
     result: SyncResult,
     now: float,
 ) -> list[tuple[str, export.TemporaryExposureKeyExport]]:
-    cfg = agent.config
     keys = load_trusted_keys(list(source.public_keys))
 
     def get(url: str, max_bytes: int = cfg.download_max_bytes) -> bytes:
@@ -276,7 +250,7 @@ def _fetch_new(
     except ExportError as exc:
         raise SyncError(f"the export index is malformed: {exc}") from None
     result.regions[source.name]["listed"] = len(paths)
-    floor = recording_floor(agent, now)
+    floor = recording_floor(cfg, store, now)
     skipped = result.files_skipped.setdefault(source.name, [])
     verified = []
     for path in paths:
@@ -358,11 +332,11 @@ def _current_keys(
     return list(latest.values())
 
 
-def _sightings(agent: Agent, keys: list[DiagnosisKey]) -> list[Sighting]:
+def _sightings(cfg: AgentConfig, store: AgentStore, keys: list[DiagnosisKey]) -> list[Sighting]:
     """The stored sightings ``keys`` may match (:mod:`.screen`), as the matcher's values
     with RSSI = the window's mean (AGENT-15)."""
-    plain = b"".join(agent.store.sighting_plaintexts())
-    return candidate_sightings(plain, keys, agent.config.rssi_correction_db)
+    plain = b"".join(store.sighting_plaintexts())
+    return candidate_sightings(plain, keys, cfg.rssi_correction_db)
 
 
 def _open_until(key: DiagnosisKey) -> float:
@@ -388,7 +362,8 @@ def _processed_at(path: str, content: export.TemporaryExposureKeyExport, now: fl
 
 
 def _match_and_keep(
-    agent: Agent,
+    cfg: AgentConfig,
+    store: AgentStore,
     now: float,
     new_keys: list[DiagnosisKey],
     open_keys: list[list[Any]],
@@ -402,37 +377,55 @@ def _match_and_keep(
     carried = [k for k in map(risk.decode_key, open_keys) if _ident(k) not in new]
     checking = new_keys + carried
     if checking:
-        found = match(checking, _sightings(agent, checking), workers=agent.config.match_workers)
+        found = match(checking, _sightings(cfg, store, checking), workers=cfg.match_workers)
         first = [m for m in found.matches if _ident(m.diagnosis_key) in new]
-        days = agent.config.retention_days
+        days = cfg.retention_days
         result.new_windows = risk.add_windows(
-            agent.store, first, now, superseded=new, retention_days=days
+            store, first, now, superseded=new, retention_days=days
         )
         result.matched_sightings = len(first)
         if len(first) < len(found.matches):  # open keys: count only what was not kept yet
             later = [m for m in found.matches if _ident(m.diagnosis_key) not in new]
-            added = risk.add_windows(agent.store, later, now, retention_days=days)
+            added = risk.add_windows(store, later, now, retention_days=days)
             result.new_windows += added
             result.matched_sightings += added
-    margin = agent.config.scan_period_s + agent.config.clock_skew_tolerance_s
+    margin = cfg.scan_period_s + cfg.clock_skew_tolerance_s
     return [risk.encode_key(k) for k in checking if _open_until(k) > now - margin]
 
 
-def run_sync(agent: Agent, now: float, client: httpx.Client | None) -> SyncResult:
-    """One check for exposures (see the module docstring); a check that fails is
-    recorded with its error (``status``) before the error is raised (AGENT-16)."""
+def run_sync(
+    config: AgentConfig,
+    store: AgentStore,
+    now: float,
+    client: httpx.Client | None = None,
+    *,
+    exposure: Callable[[], ExposureConfig] | None = None,
+) -> SyncResult:
+    """One check for exposures (see the module docstring) of the device whose settings are
+    ``config`` and whose records are ``store``, at ``now``, over ``client`` (one of its own
+    when None), scored with the configuration ``exposure`` gives when the risk is assessed
+    (:func:`.risk.load_exposure_config` when None). A check that fails is recorded with its
+    error (``status``) before the error is raised (AGENT-16)."""
     result = SyncResult()
+    scoring = exposure or partial(risk.load_exposure_config, config)
     try:
-        _check(agent, now, client, result)
+        _check(config, store, scoring, now, client, result)
     except PheTraceError as exc:
-        _record_check(agent, now, result, error=str(exc))
+        _record_check(store, now, result, error=str(exc))
         raise
     return result
 
 
-def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncResult) -> None:
-    state = agent.store.get_meta("sync") or {}
-    sources = _sources(agent)
+def _check(
+    cfg: AgentConfig,
+    store: AgentStore,
+    exposure: Callable[[], ExposureConfig],
+    now: float,
+    client: httpx.Client | None,
+    result: SyncResult,
+) -> None:
+    state = store.get_meta("sync") or {}
+    sources = _sources(cfg, store)
     regions = state.get("regions", {})
     done: dict[str, dict[str, float]] = {
         s.name: processed_files(
@@ -441,14 +434,14 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
         for s in sources
     }
     own_client = client is None
-    http = client or httpx.Client(timeout=agent.config.http_timeout_s, follow_redirects=True)
+    http = client or httpx.Client(timeout=cfg.http_timeout_s, follow_redirects=True)
     verified: list[tuple[str, export.TemporaryExposureKeyExport]] = []
     checked: dict[str, list[tuple[str, export.TemporaryExposureKeyExport]]] = {}
     try:
         for source in sources:
             result.regions[source.name] = {"listed": 0, "checked": 0, "error": None}
             try:
-                files = _fetch_new(agent, http, source, done[source.name], result, now)
+                files = _fetch_new(cfg, store, http, source, done[source.name], result, now)
             except (SyncError, AgentConfigError) as exc:
                 if source.home:
                     raise
@@ -463,16 +456,18 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
         if own_client:
             http.close()
     result.nothing_published = not any(r["listed"] for r in result.regions.values())
-    diagnosis_keys = _current_keys(verified, own={k.key_data for k in agent.store.teks()})
+    diagnosis_keys = _current_keys(verified, own={k.key_data for k in store.teks()})
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
-    still_open = _match_and_keep(agent, now, diagnosis_keys, state.get("open_keys", []), result)
+    still_open = _match_and_keep(
+        cfg, store, now, diagnosis_keys, state.get("open_keys", []), result
+    )
     for name, files in checked.items():
         done[name].update({path: _processed_at(path, content, now) for path, content in files})
         # every later sighting is later than the floor: a skipped file stays skipped
         done[name].update(dict.fromkeys(result.files_skipped.get(name, ()), float(now)))
     home = next((s.name for s in sources if s.home), None)
-    agent.store.put_meta(
+    store.put_meta(
         "sync",
         {
             "processed": (
@@ -482,26 +477,26 @@ def _check(agent: Agent, now: float, client: httpx.Client | None, result: SyncRe
             "open_keys": still_open,
         },
     )
-    assessment = risk.assess(
-        agent.store, now, agent.exposure_config, retention_days=agent.config.retention_days
-    )
+    assessment = risk.assess(store, now, exposure(), retention_days=cfg.retention_days)
     result.risk_level = assessment.level
     result.last_exposure_day = assessment.last_exposure_day
     result.days = assessment.days
-    _record_check(agent, now, result)
-    previous = (agent.store.get_meta("notified") or {}).get("level", "low")
+    _record_check(store, now, result)
+    previous = (store.get_meta("notified") or {}).get("level", "low")
     if risk.rank(assessment.level) > risk.rank(previous):
-        notify(assessment, enabled=agent.config.desktop_notifications)
-        agent.store.put_meta("notified", {"level": assessment.level, "at": now})
+        notify(assessment, enabled=cfg.desktop_notifications)
+        store.put_meta("notified", {"level": assessment.level, "at": now})
     if result.rejected_files:
         names = ", ".join(sorted(result.rejected_files))
         log.error("refused export files: %s", names)
 
 
-def _record_check(agent: Agent, now: float, result: SyncResult, error: str | None = None) -> None:
+def _record_check(
+    store: AgentStore, now: float, result: SyncResult, error: str | None = None
+) -> None:
     entry = {"at": now, **result.summary(), "error": error}
-    agent.store.add_check_result(utc_day(now), entry)
-    agent.store.put_meta("last_check", entry)
+    store.add_check_result(utc_day(now), entry)
+    store.put_meta("last_check", entry)
 
 
 def _iso(t: float | None) -> str | None:
@@ -510,37 +505,43 @@ def _iso(t: float | None) -> str | None:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="seconds")
 
 
-def status_summary(agent: Agent, now: float) -> dict[str, Any]:
-    """What ``phe-trace agent status`` shows (AGENT-16)."""
-    last = agent.store.get_meta("last_check") or {}
-    assessment = risk.assess(
-        agent.store, now, agent.exposure_config, retention_days=agent.config.retention_days
-    )
-    report = agent.store.get_meta("report") or {}
-    warnings = [w["message"] for w in warning_items(agent.store.get_meta("warnings") or {}, now)]
-    from .analytics import status as analytics_status
-
+def status_summary(
+    config: AgentConfig,
+    store: AgentStore,
+    now: float,
+    *,
+    exposure: Callable[[], ExposureConfig] | None = None,
+) -> dict[str, Any]:
+    """What ``phe-trace agent status`` shows (AGENT-16); ``exposure`` as for
+    :func:`run_sync`."""
+    last = store.get_meta("last_check") or {}
+    scoring = exposure() if exposure is not None else risk.load_exposure_config(config)
+    assessment = risk.assess(store, now, scoring, retention_days=config.retention_days)
+    report = store.get_meta("report") or {}
+    warnings = [w["message"] for w in warning_items(store.get_meta("warnings") or {}, now)]
     return {
-        "analytics": analytics_status(agent, now),
+        "analytics": analytics.status(config, store, now),
         "risk_level": assessment.level,
         "last_exposure_day": assessment.last_exposure_day,
         "last_check": _iso(last.get("at")),
         "last_check_error": last.get("error"),
         "last_check_rejected_files": last.get("rejected_files", {}),
-        "stored_keys": len(agent.store.teks()),
-        "stored_sighting_windows": agent.store.sighting_windows(),
+        "stored_keys": len(store.teks()),
+        "stored_sighting_windows": store.sighting_windows(),
         "reported": _iso(report.get("published_at")),
         "warnings": warnings[-5:],
-        "regions": _regions_status(agent, last.get("regions") or {}),
+        "regions": _regions_status(config, store, last.get("regions") or {}),
     }
 
 
-def _regions_status(agent: Agent, last: dict[str, Any]) -> list[dict[str, Any]]:
+def _regions_status(
+    config: AgentConfig, store: AgentStore, last: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Every followed region (home first): where its exports are, the key id it must
     name, how many of its files are processed and the last check's error for it."""
-    state = agent.store.get_meta("sync") or {}
+    state = store.get_meta("sync") or {}
     try:
-        sources = _sources(agent)
+        sources = _sources(config, store)
     except SyncError:
         return []
     return [

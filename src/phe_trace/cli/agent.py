@@ -24,12 +24,11 @@ from typing import Annotated, Any
 import typer
 
 from phe_trace.agent import Agent, AgentConfig, AgentStore, load_config
-from phe_trace.agent.config import default_data_dir, user_config_file
-from phe_trace.agent.errors import AgentConfigError, ExportRejectedError, StoreMissingError
-from phe_trace.agent.store import DB_NAME, KEY_NAME
+from phe_trace.agent.errors import AgentConfigError, ExportRejectedError
 
 from .agent_analytics import analytics as analytics_command
 from .agent_analytics import echo_status as echo_analytics_status
+from .agent_settings import ConfigOption, DataDirOption, existing, load_settings
 
 app = typer.Typer(
     name="agent",
@@ -43,64 +42,6 @@ region_app = typer.Typer(
 )
 app.add_typer(region_app, name="region")
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Env file with PHE_TRACE_AGENT_* settings.")
-]
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where the encrypted store and its key live.")
-]
-
-
-#: Where the everyday commands look for settings when --config is not given: the
-#: person's own file, then the system service's (device/README.md "Where the data is").
-SYSTEM_CONFIG = Path("/etc/phe-trace/agent.env")
-
-
-def _user_config() -> Path:
-    return user_config_file()
-
-
-def _config_file(config: Path | None) -> Path | None:
-    """--config, else the first of ~/.config/phe-trace/agent.env and /etc/phe-trace/agent.env
-    that exists: so that the service and the everyday commands read one configuration."""
-    if config is not None:
-        return config
-    for candidate in (_user_config(), SYSTEM_CONFIG):
-        if candidate.is_file():
-            if not os.access(candidate, os.R_OK):
-                raise AgentConfigError(
-                    f"{candidate} is not readable by this user: run the command as the "
-                    "service's user (sudo -u phe-trace phe-trace agent …) or pass --config"
-                )
-            return candidate
-    return None
-
-
-def _settings(config: Path | None, data_dir: Path | None, **overrides: Any) -> AgentConfig:
-    """The settings; the data directory is --data-dir, else PHE_TRACE_AGENT_DATA_DIR (in
-    the environment or the config file), else systemd's $STATE_DIRECTORY, else
-    ~/.local/share/phe-trace/agent."""
-    settings = load_config(
-        _config_file(config), **{k: v for k, v in overrides.items() if v is not None}
-    )
-    if data_dir is not None:
-        return settings.model_copy(update={"data_dir": data_dir})
-    if settings.data_dir is None:
-        return settings.model_copy(update={"data_dir": default_data_dir()})
-    return settings
-
-
-def _existing(settings: AgentConfig) -> AgentConfig:
-    """The settings, if their data directory holds a store; reading commands never
-    create one (a new store would hide where the real one is)."""
-    assert settings.data_dir is not None
-    if not any((settings.data_dir / name).exists() for name in (KEY_NAME, DB_NAME)):
-        raise StoreMissingError(
-            f"no agent store in {settings.data_dir}: the agent has not run with this data "
-            "directory, or it was wiped (--data-dir or PHE_TRACE_AGENT_DATA_DIR names another)"
-        )
-    return settings
-
 
 def _echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True))
@@ -113,7 +54,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Risk level, most recent exposure day, when the last check ran, what is stored."""
-    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
+    agent = Agent.open(existing(load_settings(config, data_dir)), now=time.time())
     try:
         summary = agent.status(time.time())
     finally:
@@ -172,9 +113,9 @@ def region_add(
     from phe_trace.agent.regions import add_region, region_from_options
 
     followed = region_from_options(name, url, key, region, key_id)
-    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    agent = Agent.open(load_settings(config, data_dir), now=time.time())
     try:
-        add_region(agent, followed)
+        add_region(agent.config, agent.store, followed)
     finally:
         agent.close()
     typer.echo(f"following {followed.name}: {followed.index_url}")
@@ -189,9 +130,9 @@ def region_remove(
     """Stop following a region added with `region add` (what it matched is kept)."""
     from phe_trace.agent.regions import remove_region
 
-    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
+    agent = Agent.open(existing(load_settings(config, data_dir)), now=time.time())
     try:
-        removed = remove_region(agent, name)
+        removed = remove_region(agent.config, agent.store, name)
     finally:
         agent.close()
     typer.echo(f"no longer following {removed.name}")
@@ -204,7 +145,7 @@ def region_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The regions this device follows, home first."""
-    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
+    agent = Agent.open(existing(load_settings(config, data_dir)), now=time.time())
     try:
         regions = agent.status(time.time())["regions"]
     finally:
@@ -219,7 +160,7 @@ def region_list(
 @app.command()
 def sync(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Check for exposures now: download new exports, verify, match, score."""
-    agent = Agent.open(_settings(config, data_dir), now=time.time())
+    agent = Agent.open(load_settings(config, data_dir), now=time.time())
     try:
         result = agent.sync(time.time())
     finally:
@@ -252,7 +193,7 @@ def report(
 ) -> None:
     """Report a positive test: verify the code and publish the last 14 days of keys."""
     now = time.time()
-    agent = Agent.open(_settings(config, data_dir), now=now)
+    agent = Agent.open(load_settings(config, data_dir), now=now)
     try:
         result = agent.revise(code, now) if revise else agent.report(code, now)
     finally:
@@ -272,7 +213,7 @@ def export_data(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None,
 ) -> None:
     """Everything stored on this device, decrypted, as JSON (times in ISO 8601, UTC)."""
-    agent = Agent.open(_existing(_settings(config, data_dir)), now=time.time())
+    agent = Agent.open(existing(load_settings(config, data_dir)), now=time.time())
     try:
         data = agent.store.export_data()
     finally:
@@ -293,7 +234,7 @@ def wipe(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Erase everything: keys, sightings, results and the store's key."""
-    settings = _settings(config, data_dir)
+    settings = load_settings(config, data_dir)
     assert settings.data_dir is not None
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise AgentConfigError(
@@ -355,7 +296,7 @@ def run(
     sync_every_hours: Annotated[float, typer.Option(help="Hours between checks.")] = 6.0,
 ) -> None:
     """Run the agent: advertise, scan, keep records, check for exposures periodically."""
-    settings = _settings(config, data_dir, radio=radio, hci=hci)
+    settings = load_settings(config, data_dir, radio=radio, hci=hci)
     if settings.hci and settings.radio != "bumble":
         raise AgentConfigError("--hci is a bumble transport: use it with --radio bumble")
     logging.basicConfig(

@@ -38,19 +38,19 @@ def analytics(
     from phe_trace.agent import Agent
     from phe_trace.agent import analytics as steps
 
-    from .agent import _settings
+    from .agent_settings import load_settings
 
-    settings = _settings(config, data_dir)
+    settings = load_settings(config, data_dir)
     now = time.time()
     agent = Agent.open(settings, now=now)
     try:
         if choice is Choice.off:
-            dropped = steps.disable(agent)
+            dropped = steps.disable(agent.store)
             typer.echo(f"analytics off: {dropped} report(s) not sent were dropped")
             return
         with httpx.Client(timeout=settings.http_timeout_s, follow_redirects=True) as client:
-            published = steps.fetch_config(agent, client)
-        steps.enable(agent, published, now)
+            published = steps.fetch_config(agent.config, client)
+        steps.enable(agent.store, published, now)
     finally:
         agent.close()
     typer.echo("analytics on: daily reports go, sealed, to")

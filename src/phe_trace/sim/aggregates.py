@@ -243,9 +243,9 @@ class AggregateView:
         """
         now = float(self.epoch + (day + 1) * 86_400)
         if day == 0:
-            config = device_analytics.fetch_config(agents[0], client)
+            config = device_analytics.fetch_config(agents[0].config, client)
             for agent in agents:
-                device_analytics.enable(agent, config, now - 86_400)
+                device_analytics.enable(agent.store, config, now - 86_400)
         self._agents = agents
         self._step(now, client)
         number = self.day_number(day)
