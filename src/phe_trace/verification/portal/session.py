@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
@@ -32,7 +33,9 @@ __all__ = [
     "ForbiddenError",
     "NotSignedInError",
     "Portal",
+    "PortalDep",
     "SignedIn",
+    "get_portal",
 ]
 
 #: Name of the session cookie.
@@ -144,3 +147,12 @@ class Portal:
         if not 20 <= len(nonce) <= 100:
             nonce = secrets.token_urlsafe(24)
         return nonce, self.service.keyring.csrf_token("presignin:" + nonce)
+
+
+async def get_portal(request: Request) -> Portal:
+    """The :class:`Portal` of the app serving ``request`` (``app.state.portal``)."""
+    portal: Portal = request.app.state.portal
+    return portal
+
+
+PortalDep = Annotated[Portal, Depends(get_portal)]
