@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ast
 import importlib
-import pkgutil
+import re
 from pathlib import Path
 
 import pytest
 
 import phe_trace
 from phe_trace import crypto
+from phe_trace import errors as errors_module
 from phe_trace.errors import PheTraceError
 
 SRC = Path(phe_trace.__file__).resolve().parent
@@ -113,9 +114,7 @@ def test_crypto_public_surface_is_pinned() -> None:
 
 
 def _all_error_classes() -> list[type[PheTraceError]]:
-    for info in pkgutil.walk_packages(phe_trace.__path__, "phe_trace."):
-        if info.name.endswith(("errors", ".errors")):
-            importlib.import_module(info.name)
+    _exception_classes()  # imports every module that defines a class
     seen: list[type[PheTraceError]] = []
     todo: list[type[PheTraceError]] = [PheTraceError]
     while todo:
@@ -360,3 +359,117 @@ def test_the_sql_rule_sees_a_statement_put_back() -> None:
     for source, expected in samples.items():
         found = " ".join(_sql_in(source, "phe_trace.server"))
         assert (expected in found) if expected else not found, (source, found)
+
+
+# The exception tree (phe_trace/errors.py): one tree, unique names, drawn whole.
+
+
+def _class_statements() -> list[tuple[Path, str, ast.ClassDef]]:
+    """``(file, qualified name, statement)`` of every class statement in phe_trace; a class
+    defined inside a function gets the qualified name ``<function>.<name>``."""
+    found: list[tuple[Path, str, ast.ClassDef]] = []
+
+    def visit(path: Path, node: ast.AST, prefix: str, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                name = f"{prefix}{child.name}"
+                found.append((path, f"<function>.{name}" if in_function else name, child))
+                visit(path, child, f"{name}.", in_function)
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(path, child, f"{prefix}{child.name}.", True)
+            else:
+                visit(path, child, prefix, in_function)
+
+    for path in _source_files():
+        visit(path, ast.parse(path.read_text(), str(path)), "", False)
+    return found
+
+
+def _exception_classes() -> list[type[BaseException]]:
+    """Every exception class defined in phe_trace's source (each module with a class
+    statement is imported; a class statement inside a function must not be an exception)."""
+    classes: list[type[BaseException]] = []
+    for path, qualname, node in _class_statements():
+        if qualname.startswith("<function>."):
+            bases = [ast.unparse(b) for b in node.bases]
+            assert not any(b.endswith(("Error", "Exception")) for b in bases), (
+                f"{path.relative_to(SRC)}: exception class {node.name} defined in a function"
+            )
+            continue
+        obj: object = importlib.import_module(_module_name(path))
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            classes.append(obj)
+    return classes
+
+
+def test_no_two_exception_classes_share_a_name() -> None:
+    """One name, one error: ``except ConfigError`` never means three different things."""
+    by_name: dict[str, list[str]] = {}
+    for cls in _exception_classes():
+        by_name.setdefault(cls.__name__, []).append(f"{cls.__module__}.{cls.__qualname__}")
+    shared = {name: where for name, where in by_name.items() if len(where) > 1}
+    assert not shared, f"exception classes sharing a name: {shared}"
+
+
+def test_every_exception_class_is_in_the_tree() -> None:
+    """Every exception class of phe_trace derives from PheTraceError, except private control
+    flow of one module: a ``_``-named class that no other source file mentions."""
+    sources = {p: p.read_text() for p in _source_files()}
+    outside = []
+    for cls in _exception_classes():
+        if issubclass(cls, PheTraceError):
+            continue
+        home = SRC / Path(*cls.__module__.split(".")[1:])
+        home = home / "__init__.py" if home.is_dir() else home.with_suffix(".py")
+        private = cls.__name__.startswith("_") and not any(
+            re.search(rf"\b{cls.__name__}\b", text) for p, text in sources.items() if p != home
+        )
+        if not private:
+            outside.append(f"{cls.__module__}.{cls.__qualname__}")
+    assert not outside, f"exception classes outside the PheTraceError tree: {outside}"
+
+
+_TREE_LINE = re.compile(
+    r"^(?P<prefix>[│├└─ ]*)(?P<name>\w+) +(?P<code>\w+)(?:  \[(?P<module>[\w.]+)\])?$"
+)
+
+
+def _drawn_tree() -> dict[str, tuple[str | None, str, str | None]]:
+    """The tree in phe_trace/errors.py's docstring: name → (parent, code, module named)."""
+    doc = errors_module.__doc__ or ""
+    block = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    drawn: dict[str, tuple[str | None, str, str | None]] = {}
+    parents: list[str] = []
+    for line in block.splitlines():
+        match = _TREE_LINE.match(line.removeprefix("    "))
+        assert match, f"cannot read this line of the drawn tree: {line!r}"
+        depth = len(match["prefix"]) // 4
+        del parents[depth:]
+        name = match["name"]
+        assert name not in drawn, f"{name} is drawn twice"
+        assert len(parents) == depth, f"{name} is drawn deeper than its parent"
+        drawn[name] = (parents[-1] if parents else None, match["code"], match["module"])
+        parents.append(name)
+    return drawn
+
+
+def test_the_docstring_draws_the_whole_tree() -> None:
+    """phe_trace/errors.py draws exactly the classes that exist: each under its parent, with
+    its code, and the module of each class that lives elsewhere than its parent."""
+    actual: dict[str, tuple[str | None, str, str | None]] = {}
+    for cls in _exception_classes():
+        if not issubclass(cls, PheTraceError):
+            continue
+        parent = next((b for b in cls.__bases__ if issubclass(b, PheTraceError)), None)
+        moved = parent is None or parent.__module__ != cls.__module__
+        module = cls.__module__.removeprefix("phe_trace.") if moved else None
+        actual[cls.__name__] = (parent.__name__ if parent else None, cls.code, module)
+    drawn = _drawn_tree()
+    missing = sorted(set(actual) - set(drawn))
+    extra = sorted(set(drawn) - set(actual))
+    assert not missing, f"not drawn in phe_trace/errors.py: {missing}"
+    assert not extra, f"drawn in phe_trace/errors.py but not a class: {extra}"
+    wrong = {n: (drawn[n], actual[n]) for n in actual if drawn[n] != actual[n]}
+    assert not wrong, f"drawn (parent, code, module) differ from the code's: {wrong}"

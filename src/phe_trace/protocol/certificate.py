@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from phe_trace.crypto.compare import same_text
 
 from .diagnosis_key import ReportType
-from .errors import ProtocolError, TekHmacError
+from .errors import CertificateError, TekHmacError
 from .tekmac import TekHmacKey, decode_base64
 
 __all__ = [
@@ -54,12 +54,6 @@ REPORT_TYPES: Final[dict[str, ReportType]] = {
     "negative": ReportType.REVOKED,
     "user-report": ReportType.SELF_REPORT,
 }
-
-
-class CertificateError(ProtocolError):
-    """Raised when a verification certificate is malformed, forged, expired or mismatched."""
-
-    code = "health_authority_verification_certificate_invalid"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,17 +5,18 @@
     ProtocolError
     ├── AdvertisementError     raised when advertising data is not a valid 0xFD6F payload
     ├── TekHmacError           raised when TEK-HMAC input is malformed (bad base64, lengths)
-    └── ExportError            an export file (export.bin / export.sig / zip / index) refused
-        ├── ExportFormatError          not a well-formed export: header, protobuf, zip, index
-        │   ├── ExportTruncatedError   the data ends before a field, member or header does
-        │   └── ExportTooLargeError    a zip member over the size limit (zip bomb guard)
-        ├── ExportKeyError             a signing/verification key that is not ECDSA P-256
-        ├── ExportIncompleteBatchError files of a split batch missing or repeated
-        └── ExportSignatureError       the export is not proven to come from its signer
-            ├── ExportUnsignedError            no export.sig, or no signature in it
-            ├── ExportSignatureMismatchError   signature count or batch numbers disagree
-            ├── ExportUnknownKeyError          no signature by a configured key
-            └── ExportBadSignatureError        a configured key's signature fails (tampered)
+    ├── CertificateError       a verification certificate malformed, forged, expired, mismatched
+    ├── ExportError            an export file (export.bin / export.sig / zip / index) refused
+    │   ├── ExportFormatError          not a well-formed export: header, protobuf, zip, index
+    │   │   ├── ExportTruncatedError   the data ends before a field, member or header does
+    │   │   └── ExportTooLargeError    a zip member over the size limit (zip bomb guard)
+    │   ├── ExportKeyError             a signing/verification key that is not ECDSA P-256
+    │   ├── ExportIncompleteBatchError files of a split batch missing or repeated
+    │   └── ExportSignatureError       the export is not proven to come from its signer
+    │       ├── ExportUnsignedError            no export.sig, or no signature in it
+    │       ├── ExportSignatureMismatchError   signature count or batch numbers disagree
+    │       ├── ExportUnknownKeyError          no signature by a configured key
+    │       └── ExportBadSignatureError        a configured key's signature fails (tampered)
     └── BatchError             a federation batch (SPEC §17) refused
         ├── BatchFormatError           not a well-formed DiagnosisKeyBatch (protobuf or JSON)
         └── BatchSignatureError        the CMS batch signature is malformed or does not verify
@@ -32,6 +33,7 @@ __all__ = [
     "BatchError",
     "BatchFormatError",
     "BatchSignatureError",
+    "CertificateError",
     "ExportBadSignatureError",
     "ExportError",
     "ExportFormatError",
@@ -154,3 +156,9 @@ class BatchSignatureError(BatchError):
     """A batch signature that is not a detached CMS SignedData over the batch's bytes."""
 
     code = "batch_signature_invalid"
+
+
+class CertificateError(ProtocolError):
+    """Raised when a verification certificate is malformed, forged, expired or mismatched."""
+
+    code = "health_authority_verification_certificate_invalid"

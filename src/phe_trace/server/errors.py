@@ -17,7 +17,8 @@
     ├── SigningKeyError                 export signing key missing or unreadable
     ├── ExportStoreError                export object name invalid or object missing
     ├── ExportStoreUnavailableError     the object store failed or could not be reached
-    └── DatabaseUnavailableError        the database connection failed, also on retry (503)
+    ├── DatabaseUnavailableError        the database connection failed, also on retry (503)
+    └── FederationError                 the gateway unreachable or answering unexpectedly
 
 Each class carries a stable ``code``; publish errors also carry the HTTP ``status``.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "ExportStoreError",
     "ExportStoreUnavailableError",
+    "FederationError",
     "HealthAuthorityError",
     "HealthAuthorityUnavailableError",
     "InvalidRevisionTokenError",
@@ -152,3 +154,9 @@ class ExportStoreUnavailableError(ServerError):
     """Raised when the object store answers an error other than "no such object"."""
 
     code = "export_store_unavailable"
+
+
+class FederationError(ServerError):
+    """The gateway cannot be reached or answers unexpectedly; nothing is marked done."""
+
+    code = "federation_failed"

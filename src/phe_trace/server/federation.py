@@ -34,7 +34,7 @@ from phe_trace.protocol.errors import BatchError
 from phe_trace.settings import PheTraceSettings
 
 from .context import ServerContext
-from .errors import ServerError
+from .errors import FederationError
 from .storage import federation_queries, queries
 
 __all__ = [
@@ -51,12 +51,6 @@ __all__ = [
 
 _DAY = 86_400
 _GATEWAY = "gateway"
-
-
-class FederationError(ServerError):
-    """The gateway cannot be reached or answers unexpectedly; nothing is marked done."""
-
-    code = "federation_failed"
 
 
 class FederationSettings(PheTraceSettings):

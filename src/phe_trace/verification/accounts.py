@@ -14,7 +14,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from .clock import Clock
-from .errors import ConflictError, NotFoundError, SignInError, VerificationError
+from .errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    SignInError,
+)
 from .keyring import Keyring
 from .models import ApiKey, AuditEvent, Realm, User
 from .passwords import check_password_policy, hash_password, verify_password
@@ -27,13 +32,6 @@ __all__ = ["API_KEY_PREFIX", "Accounts", "InvalidInputError"]
 API_KEY_PREFIX = "phev1_"
 _MAINTENANCE_FLAG = "maintenance_mode"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
-
-
-class InvalidInputError(VerificationError):
-    """Raised when an admin operation gets a malformed name or a too-weak password."""
-
-    code = "invalid_input"
-    status = 400
 
 
 def check_name(kind: str, name: str) -> str:

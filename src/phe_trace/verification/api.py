@@ -36,9 +36,9 @@ from phe_trace.web.errors import METHOD_NOT_ALLOWED, NOT_FOUND, install_error_ha
 from .database import is_transient
 from .errors import (
     RETRY_AFTER_SECONDS,
-    DatabaseUnavailableError,
     RateLimitedError,
     UnparsableRequestError,
+    VerificationDatabaseUnavailableError,
     VerificationError,
 )
 from .service import VerificationService
@@ -260,7 +260,7 @@ def _respond(
 def _retry_after(exc: PheTraceError) -> dict[str, str] | None:
     if isinstance(exc, RateLimitedError):
         return {"Retry-After": str(max(exc.retry_after, 1))}
-    if isinstance(exc, DatabaseUnavailableError):
+    if isinstance(exc, VerificationDatabaseUnavailableError):
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return None
 
@@ -269,7 +269,9 @@ async def _database(request: Request, exc: Exception) -> Response:
     # A dropped connection outside the retried steps: nothing was claimed (every
     # claim is retried inside the service), so the app may simply retry.
     if isinstance(exc, DBAPIError) and is_transient(exc):
-        unavailable = DatabaseUnavailableError("the database is unavailable; retry later")
+        unavailable = VerificationDatabaseUnavailableError(
+            "the database is unavailable; retry later"
+        )
         return _respond(
             request,
             unavailable.status,

@@ -2,7 +2,7 @@
 
 A transient database failure (a dropped connection, a restarting server, SQLite busy) is
 retried once by :func:`retry_once`, in a fresh transaction; a second one becomes
-:class:`~.errors.DatabaseUnavailableError` (503 ``unavailable``, SPEC VER-15).
+:class:`~.errors.VerificationDatabaseUnavailableError` (503 ``unavailable``, SPEC VER-15).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from .errors import DatabaseUnavailableError
+from .errors import VerificationDatabaseUnavailableError
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -85,7 +85,8 @@ def retry_once(attempt: Callable[[bool], T]) -> T:
     one was rolled back — unless the failure hit its commit, which may have gone through:
     ``attempt(True)`` is told it is the retry so it can recognise its own first attempt's
     work (a marker written in that transaction) instead of doing it twice. A second
-    transient failure raises :class:`DatabaseUnavailableError`; other errors pass through.
+    transient failure raises :class:`VerificationDatabaseUnavailableError`; other errors
+    pass through.
     """
     try:
         return attempt(False)
@@ -97,7 +98,9 @@ def retry_once(attempt: Callable[[bool], T]) -> T:
     except DBAPIError as exc:
         if not is_transient(exc):
             raise
-        raise DatabaseUnavailableError("the database is unavailable; retry later") from None
+        raise VerificationDatabaseUnavailableError(
+            "the database is unavailable; retry later"
+        ) from None
 
 
 def alembic_config() -> Config:

@@ -23,10 +23,11 @@ status it is answered with::
     ├── SignInError                           signin_failed             401
     ├── NotFoundError                         not_found                 404
     ├── ConflictError                         conflict                  409
+    ├── InvalidInputError                     invalid_input             400
     ├── CsrfError                             csrf_invalid              403
     ├── NotSignedInError                      not_signed_in             401
     ├── ForbiddenError                        forbidden                 403
-    ├── DatabaseUnavailableError              unavailable               503
+    ├── VerificationDatabaseUnavailableError  unavailable               503
     └── ConfigurationError                    configuration_error       500
 
 A wrong code and a used code answer the same ``code_invalid``: the device learns nothing
@@ -48,10 +49,10 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CsrfError",
-    "DatabaseUnavailableError",
     "ForbiddenError",
     "HmacInvalidError",
     "InvalidDateError",
+    "InvalidInputError",
     "InvalidTestTypeError",
     "MaintenanceModeError",
     "MissingDateError",
@@ -65,6 +66,7 @@ __all__ = [
     "UnauthorizedError",
     "UnparsableRequestError",
     "UnsupportedTestTypeError",
+    "VerificationDatabaseUnavailableError",
     "VerificationError",
 ]
 
@@ -245,7 +247,7 @@ class ForbiddenError(VerificationError):
     status = 403
 
 
-class DatabaseUnavailableError(VerificationError):
+class VerificationDatabaseUnavailableError(VerificationError):
     """Raised when the database fails (a dropped connection, a restart) also on the one retry.
 
     Nothing was stored: the device or case worker may simply try again after
@@ -261,3 +263,10 @@ class ConfigurationError(VerificationError):
 
     code = "configuration_error"
     status = 500
+
+
+class InvalidInputError(VerificationError):
+    """Raised when an admin operation gets a malformed name or a too-weak password."""
+
+    code = "invalid_input"
+    status = 400

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
-from ..errors import DatabaseUnavailableError, InvalidDateError, VerificationError
+from ..errors import InvalidDateError, VerificationDatabaseUnavailableError, VerificationError
 from ..models import PORTAL_TEST_TYPES, CodeStatus
 from .chart import stats_svg
 from .render import FormStr, render
@@ -70,7 +70,7 @@ def issue(
             _parse_date("test date", test_date),
             _parse_date("symptom date", symptom_date),
         )
-    except DatabaseUnavailableError:
+    except VerificationDatabaseUnavailableError:
         raise  # the unavailable page: the form would need the database too
     except VerificationError as exc:
         ctx = _issue_form(portal, current, error=str(exc), error_code=exc.code)

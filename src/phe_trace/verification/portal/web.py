@@ -22,7 +22,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from phe_trace.web.errors import install_error_handlers
 
 from ..database import is_transient
-from ..errors import DatabaseUnavailableError, VerificationError
+from ..errors import VerificationDatabaseUnavailableError, VerificationError
 from ..service import VerificationService
 from . import admin, codes, signin, statistics
 from .render import error_page, render, templates, unavailable_page
@@ -91,7 +91,7 @@ def create_portal(service: VerificationService) -> FastAPI:
     app.add_exception_handler(CsrfError, _csrf)
     app.add_exception_handler(NotSignedInError, _not_signed_in)
     app.add_exception_handler(ForbiddenError, _forbidden)
-    app.add_exception_handler(DatabaseUnavailableError, _unavailable)
+    app.add_exception_handler(VerificationDatabaseUnavailableError, _unavailable)
     app.add_exception_handler(DBAPIError, _database)
     for router in (signin.router, codes.router, statistics.router, admin.router):
         app.include_router(router)
