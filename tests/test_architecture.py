@@ -275,6 +275,7 @@ STORAGE_MODULES = {
         "verification/tables.py",
         "verification/database.py",
     ),
+    "aggregator": ("aggregator/storage.py", "aggregator/queries.py"),
 }
 #: What a domain module may take from SQLAlchemy: the connection and engine types it
 #: passes to storage functions, and the errors it turns into domain errors.
@@ -335,10 +336,11 @@ def _sql_in(source: str, package: str) -> list[str]:
 
 @pytest.mark.parametrize("path", _domain_modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_domain_modules_build_and_run_no_sql(path: Path) -> None:
-    """The key server's and the verification service's SQL lives in their storage modules
-    (``server/storage/``, ``verification/storage/``, beside tables, database and
-    migrations): a domain module calls named storage functions on a connection it opened,
-    and neither builds a statement nor runs one."""
+    """The SQL of the key server, the verification service and the aggregator lives in their
+    storage modules (``server/storage/``, ``verification/storage/``, beside tables,
+    database and migrations; ``aggregator/storage.py`` and ``queries.py``): a domain
+    module calls named storage functions on a connection it opened, and neither builds a
+    statement nor runs one."""
     package = ".".join(("phe_trace", *path.relative_to(SRC).parts[:-1]))
     found = _sql_in(path.read_text(), package)
     assert not found, f"{path.relative_to(SRC)} builds or runs SQL: {found}"

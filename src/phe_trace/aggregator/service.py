@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from phe_trace.analytics import ReportRejectedError
@@ -48,18 +47,10 @@ from phe_trace.analytics.metrics import METRICS, context_for
 from phe_trace.analytics.prio3 import PrepShare, Prio3
 from phe_trace.analytics.reports import open_share
 
+from . import queries
 from .errors import BatchTooSmall, PeerError, ProtocolViolation
 from .settings import AggregatorSettings
-from .storage import (
-    ACCEPTED,
-    PENDING,
-    REJECTED,
-    create_engine_for,
-    cursors,
-    releases,
-    shares,
-    withheld,
-)
+from .storage import ACCEPTED, PENDING, REJECTED, create_engine_for
 
 __all__ = ["Aggregator", "Release", "Withheld"]
 
@@ -74,9 +65,9 @@ _PULL_TIMEOUT = httpx.Timeout(60.0, read=900.0)
 _FETCH_RETRY_PAUSES = (1.0, 3.0, 9.0)
 _TRANSIENT_STATUS = frozenset({502, 503, 504})
 #: What aggregation reads of an accepted report.
-_AGGREGATE_COLUMNS = (shares.c.report_id, shares.c.out_share)
+_AGGREGATE_COLUMNS = queries.AGGREGATE_COLUMNS
 #: What preparation reads of a pending report.
-_PREPARE_COLUMNS = (shares.c.report_id, shares.c.nonce, shares.c.public_share, shares.c.input_share)
+_PREPARE_COLUMNS = queries.PREPARE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -180,14 +171,7 @@ class Aggregator:
         if self.settings.ingest_token is not None:
             headers["Authorization"] = f"Bearer {self.settings.ingest_token.get_secret_value()}"
         with self.engine.connect() as conn:
-            after = (
-                conn.execute(
-                    sa.select(cursors.c.after).where(
-                        cursors.c.day == day, cursors.c.metric == metric
-                    )
-                ).scalar()
-                or 0
-            )
+            after = queries.fetch_cursor(conn, day, metric) or 0
         kept = 0
         seen = self._seen(day, metric)  # read once: a page checks only against memory
         while True:
@@ -268,28 +252,18 @@ class Aggregator:
                 nonces.add(nonce)
                 fresh.append(row)
             if fresh:
-                conn.execute(shares.insert(), fresh)
+                queries.insert_shares(conn, fresh)
         return len(fresh)
 
     def _seen(self, day: int, metric: str) -> tuple[set[str], set[bytes]]:
         """The report ids and nonces already stored for (day, metric)."""
         with self.engine.connect() as conn:
-            stored = conn.execute(
-                sa.select(shares.c.report_id, shares.c.nonce).where(
-                    shares.c.day == day, shares.c.metric == metric
-                )
-            ).all()
+            stored = queries.stored_ids_and_nonces(conn, day, metric)
         return {str(r) for r, _ in stored}, {bytes(n) for _, n in stored}
 
     def _save_cursor(self, day: int, metric: str, after: int) -> None:
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                cursors.update()
-                .where(cursors.c.day == day, cursors.c.metric == metric)
-                .values(after=after)
-            )
-            if updated.rowcount == 0:
-                conn.execute(cursors.insert().values(day=day, metric=metric, after=after))
+            queries.save_cursor(conn, day, metric, after)
 
     # --- 2. prepare ------------------------------------------------------------------
 
@@ -299,24 +273,10 @@ class Aggregator:
         metric: str,
         report_ids: list[str] | None,
         status: int,
-        columns: tuple[Any, ...] = (shares,),
+        columns: tuple[Any, ...] = queries.ALL_SHARE_COLUMNS,
     ) -> list[Any]:
-        base = sa.select(*columns).where(
-            shares.c.day == day, shares.c.metric == metric, shares.c.status == status
-        )
         with self.engine.connect() as conn:
-            if report_ids is None:
-                return list(conn.execute(base.order_by(shares.c.report_id)))
-            if not report_ids:
-                return []
-            # One range scan over the (day, metric, status, report_id) index, then the
-            # exact set: far cheaper than many IN (…) lists for the thousands of ids a
-            # prepare or aggregate request names.
-            wanted = set(report_ids)
-            ranged = base.where(
-                shares.c.report_id >= min(wanted), shares.c.report_id <= max(wanted)
-            ).order_by(shares.c.report_id)
-            return [r for r in conn.execute(ranged) if r.report_id in wanted]
+            return queries.load_shares(conn, day, metric, report_ids, status, columns)
 
     def _prep_init(
         self, vdaf: Prio3[Any, Any], day: int, metric: str, rows: list[Any]
@@ -334,13 +294,8 @@ class Aggregator:
     def _set_status(self, updates: list[tuple[str, int, bytes | None]]) -> None:
         if not updates:
             return
-        statement = (
-            shares.update()
-            .where(shares.c.report_id == sa.bindparam("rid"))
-            .values(status=sa.bindparam("st"), out_share=sa.bindparam("out"))
-        )
         with self.engine.begin() as conn:
-            conn.execute(statement, [{"rid": r, "st": st, "out": out} for r, st, out in updates])
+            queries.set_status(conn, updates)
 
     def handle_prepare(
         self, day: int, metric: str, items: list[tuple[str, bytes]]
@@ -472,22 +427,19 @@ class Aggregator:
 
     def _record_release(self, day: int, metric: str, count: int, values: list[int] | None) -> None:
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                sa.select(releases.c.metric, releases.c.epsilon).where(releases.c.day == day)
-            ).all()
+            rows = queries.release_epsilons(conn, day)
             ledger = PrivacyLedger(self.settings.daily_budget, {day: {m: e for m, e in rows}})
             try:
                 ledger.charge(day, metric, self.settings.epsilon)
             except PrivacyBudgetError as exc:
                 raise ProtocolViolation(str(exc)) from None
-            conn.execute(
-                releases.insert().values(
-                    day=day,
-                    metric=metric,
-                    report_count=count,
-                    epsilon=self.settings.epsilon,
-                    values_json=None if values is None else json.dumps(values),
-                )
+            queries.insert_release(
+                conn,
+                day=day,
+                metric=metric,
+                report_count=count,
+                epsilon=self.settings.epsilon,
+                values_json=None if values is None else json.dumps(values),
             )
 
     def handle_aggregate_share(self, day: int, metric: str, report_ids: list[str]) -> bytes:
@@ -511,9 +463,7 @@ class Aggregator:
     def release(self, day: int, metric: str) -> Release | None:
         """A stored release of (day, metric), if any."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(releases).where(releases.c.day == day, releases.c.metric == metric)
-            ).first()
+            row = queries.release_row(conn, day, metric)
         if row is None or row.values_json is None:
             return None
         return Release(
@@ -526,46 +476,20 @@ class Aggregator:
         )
 
     def releases(self, day: int | None = None) -> list[Release]:
-        query = sa.select(releases.c.day, releases.c.metric).where(
-            releases.c.values_json.is_not(None)
-        )
-        if day is not None:
-            query = query.where(releases.c.day == day)
         with self.engine.connect() as conn:
-            keys = list(conn.execute(query.order_by(releases.c.day, releases.c.metric)))
+            keys = queries.released_pairs(conn, day)
         out = [self.release(d, m) for d, m in keys]
         return [r for r in out if r is not None]
 
     def withheld(self, day: int | None = None) -> list[Withheld]:
         """The (day, metric) pairs collected below the minimum batch and not released since."""
-        query = (
-            sa.select(withheld.c.day, withheld.c.metric, withheld.c.min_batch_size)
-            .select_from(
-                withheld.outerjoin(
-                    releases,
-                    sa.and_(
-                        releases.c.day == withheld.c.day, releases.c.metric == withheld.c.metric
-                    ),
-                )
-            )
-            .where(releases.c.day.is_(None))
-        )
-        if day is not None:
-            query = query.where(withheld.c.day == day)
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(withheld.c.day, withheld.c.metric)).all()
+            rows = queries.withheld_rows(conn, day)
         return [Withheld(int(d), str(m), int(n)) for d, m, n in rows]
 
     def _note_withheld(self, day: int, metric: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                withheld.delete().where(withheld.c.day == day, withheld.c.metric == metric)
-            )
-            conn.execute(
-                withheld.insert().values(
-                    day=day, metric=metric, min_batch_size=self.settings.min_batch_size
-                )
-            )
+            queries.note_withheld(conn, day, metric, self.settings.min_batch_size)
 
     def collect(self, day: int, metric: str) -> Release:
         """Leader: pull, prepare with the helper, aggregate and release (steps 1-4).
