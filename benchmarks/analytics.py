@@ -56,8 +56,8 @@ from phe_trace.aggregator import Aggregator, AggregatorSettings, create_app
 from phe_trace.analytics.batch import prep_init_batch, prep_shares_to_prep_batch
 from phe_trace.analytics.metrics import METRICS, context_for
 from phe_trace.analytics.reports import SealedReport, make_report, open_share
-from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
+from phe_trace.server.routers import analytics_ingest
 from phe_trace.serving import serve
 
 try:  # the batched device path; absent in older trees, which this script also measures

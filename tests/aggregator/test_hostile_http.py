@@ -20,8 +20,8 @@ from nacl.public import PrivateKey
 
 from phe_trace.aggregator import Aggregator, AggregatorSettings, create_app
 from phe_trace.aggregator.app import BODY_LIMITS
-from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
+from phe_trace.server.routers import analytics_ingest
 from phe_trace.serving import serve
 
 TOKEN = "peer-token-0123456789abcdef"

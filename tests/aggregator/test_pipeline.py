@@ -33,8 +33,8 @@ from phe_trace.aggregator import (
 from phe_trace.analytics.dp import noise_std
 from phe_trace.analytics.metrics import METRICS, DailyObservation, encode_daily
 from phe_trace.analytics.reports import daily_reports, make_report, upload_body
-from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
+from phe_trace.server.routers import analytics_ingest
 from phe_trace.serving import serve
 
 TODAY = int(time.time() // 86400)

@@ -14,13 +14,13 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
 from phe_trace.analytics.metrics import METRICS
 from phe_trace.analytics.prio3 import DRAFT_VERSION
 from phe_trace.crypto.compare import bearer_matches
 from phe_trace.web.errors import ErrorOut
-from phe_trace.web.query import DIGITS
+from phe_trace.web.query import DAY_NUMBER, DIGITS
 
 from .errors import BatchTooSmall
 from .service import Aggregator
@@ -39,20 +39,13 @@ __all__ = [
 MetricName = Literal["notified", "risk_level", "days_to_notification", "reported_positive"]
 
 
-def _no_bool(value: object) -> object:
-    """``true`` or ``"5"`` is not a day number (JSON Schema admits ``0.0``, not those)."""
-    if isinstance(value, bool | str):
-        raise ValueError("a day number must be an integer")
-    return value
-
-
 #: Days accepted: those that are calendar dates (through 9999-12-31, so every release can
 #: name its day in ISO form), within the key server's analytics feed's range (so no day
 #: the helper accepts is one the feed refuses, which would surface as the helper's 502).
 DAY_LIMIT = (dt.date.max - dt.date(1970, 1, 1)).days + 1
 
 #: A UTC day number (``unix_seconds // 86400``).
-Day = Annotated[int, Field(ge=0, lt=DAY_LIMIT), BeforeValidator(_no_bool)]
+Day = Annotated[int, Field(ge=0, lt=DAY_LIMIT), DAY_NUMBER]
 
 
 #: Items in one prepare request (the leader sends chunks of 2,000).

@@ -18,13 +18,12 @@ from phe_trace import __version__
 from phe_trace.web.errors import repeated_query
 from phe_trace.web.query import SingleQueryValues
 
-from . import analytics_ingest
 from .context import Clock, ServerContext
 from .errors import ServerError
 from .logs import configure_logging, log_event
 from .middleware import KeyServerMiddleware
 from .refusals import install_refusals
-from .routers import analytics_config, exports, ops, publish, statistics
+from .routers import analytics_config, analytics_ingest, exports, ops, publish, statistics
 from .settings import ServerSettings
 
 __all__ = ["create_app"]

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from phe_trace.protocol.publish import ERROR_PAYLOAD_TOO_LARGE
+from phe_trace.web.bodylimit import send_json
 
 from .chaff import CHAFF_HEADER, chaff_response
 from .context import ServerContext
 from .publish import padding_for
 
 __all__ = ["KeyServerMiddleware"]
-
-
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class KeyServerMiddleware:
@@ -63,7 +48,7 @@ class KeyServerMiddleware:
             except ValueError:
                 too_big = True
             if too_big:
-                await _send_json(send, 413, self._too_large())
+                await send_json(send, 413, self._too_large())
                 return
         is_chaff = bool(headers.get(CHAFF_HEADER.encode(), b"").strip())
         if is_chaff and scope["method"] == "POST" and scope["path"].endswith("/v1/publish"):
@@ -88,11 +73,11 @@ class KeyServerMiddleware:
             message = await receive()
             body += message.get("body", b"")
             if len(body) > limit:
-                await _send_json(send, 413, self._too_large())
+                await send_json(send, 413, self._too_large())
                 return
             if not message.get("more_body"):
                 break
         self.ctx.metrics.chaff.inc()
         answer = chaff_response(body, self.ctx.revision, padding_for(self.ctx))
         await asyncio.sleep(self.ctx.latency.delay(self.ctx.settings.chaff_max_delay_ms / 1000))
-        await _send_json(send, 200, answer.to_json_dict())
+        await send_json(send, 200, answer.to_json_dict())

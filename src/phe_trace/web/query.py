@@ -7,6 +7,9 @@ Two rules the web framework does not enforce by itself (SPEC PUB-2, AGG-35):
   the app runs;
 - an integer parameter is written in decimal digits only: pydantic's lax mode would also
   take ``0.0``, `` 5`` or ``+5``; :data:`DIGITS` (a ``BeforeValidator``) refuses them.
+
+The same holds in JSON bodies: a day number is a JSON integer, never ``true`` or ``"5"``
+(:data:`DAY_NUMBER`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from phe_trace.web.bodylimit import send_json
 
-__all__ = ["DIGITS", "SingleQueryValues"]
+__all__ = ["DAY_NUMBER", "DIGITS", "SingleQueryValues"]
 
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
@@ -34,6 +37,18 @@ def _decimal_digits(value: Any) -> Any:
 
 #: Put in ``Annotated[int, Query(...), DIGITS]`` to accept ``12`` and refuse ``12.0``.
 DIGITS = BeforeValidator(_decimal_digits)
+
+
+def _no_bool(value: object) -> object:
+    """``true`` or ``"5"`` is not a day number (JSON Schema admits ``0.0``, not those)."""
+    if isinstance(value, bool | str):
+        raise ValueError("a day number must be an integer")
+    return value
+
+
+#: Put in ``Annotated[int, Field(...), DAY_NUMBER]`` of a JSON body: refuses ``true`` and
+#: ``"5"``, which pydantic's lax mode would take as 1 and 5.
+DAY_NUMBER = BeforeValidator(_no_bool)
 
 
 class SingleQueryValues:
