@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib
 import re
 from pathlib import Path
@@ -475,3 +476,87 @@ def test_the_docstring_draws_the_whole_tree() -> None:
     assert not extra, f"drawn in phe_trace/errors.py but not a class: {extra}"
     wrong = {n: (drawn[n], actual[n]) for n in actual if drawn[n] != actual[n]}
     assert not wrong, f"drawn (parent, code, module) differ from the code's: {wrong}"
+
+
+#: Built-in exceptions raised on purpose outside the rules below, each a programming error
+#: on internal misuse that no user, operator or peer input reaches: (function, exception)
+#: → why. A user's, an operator's or a peer's mistake is a PheTraceError with a code.
+BUILTIN_RAISES = {
+    ("Cutoff.at", "ValueError"): "retention_days is validated to 1..14 by the agent's settings",
+    ("TurboShake128.__init__", "ValueError"): "the domain byte is a constant of the caller",
+    ("LibCrypto.new_aes_context", "OSError"): "libcrypto failing; its loader's self-test "
+    "catches it and the portable path is used",
+    ("LibCrypto._aes", "OSError"): "as above: libcrypto failing after loading",
+    ("create_app", "ValueError"): "a caller passing neither settings nor a gateway",
+    ("Registry.add", "ValueError"): "a metric registered twice by the code",
+    ("plan_batches", "ValueError"): "export_period_seconds is validated to divide 86400",
+    ("RevisionKeyRing.__init__", "ValueError"): "the keys are validated by the settings",
+    ("ManualClock.__init__", "ValueError"): "a naive datetime from a test or the simulator",
+    ("ManualClock.set", "ValueError"): "a naive datetime from a test or the simulator",
+    ("run_migrations_online", "RuntimeError"): "Alembic run without the connection migrate() "
+    "always passes",
+    ("SigningKeys._unseal", "TypeError"): "a sealed key that only this service writes",
+    ("SigningKeys.active", "LookupError"): "the service makes an active key at start-up and "
+    "rotation replaces it in one transaction",
+}
+#: Built-in exceptions that are Python's own protocols, wherever they are raised:
+#: ``AttributeError`` from a module ``__getattr__``, ``IndexError`` from ``__getitem__``.
+_PROTOCOL_RAISES = {("__getattr__", "AttributeError"), ("__getitem__", "IndexError")}
+#: Raised anywhere: an abstract method, a signal handler, an unreachable line.
+_ANYWHERE = {"NotImplementedError", "KeyboardInterrupt", "AssertionError"}
+_VALIDATORS = ("field_validator", "model_validator")
+
+
+def _builtin_raises() -> list[tuple[Path, str, str]]:
+    """``(file, function, exception)`` of each ``raise`` of a built-in exception outside a
+    pydantic validator (a decorated one, or a function given to ``BeforeValidator`` & co)."""
+    found: list[tuple[Path, str, str]] = []
+    for path in _source_files():
+        tree = ast.parse(path.read_text(), str(path))
+        wrapped = {
+            arg.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Validator")
+            for arg in node.args
+            if isinstance(arg, ast.Name)
+        }
+
+        def visit(node: ast.AST, function: str, validator: bool) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    name = f"{function}.{child.name}" if function else child.name
+                    decorators = [ast.unparse(d) for d in child.decorator_list]
+                    is_validator = child.name in wrapped or any(
+                        d.startswith(_VALIDATORS) for d in decorators
+                    )
+                    visit(child, name, is_validator)
+                    continue
+                if isinstance(child, ast.Raise) and child.exc is not None:
+                    exc = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
+                    builtin = isinstance(exc, ast.Name) and isinstance(
+                        getattr(builtins, exc.id, None), type
+                    )
+                    if builtin and not (validator and exc.id == "ValueError"):
+                        found.append((path, function, exc.id))
+                visit(child, function, validator)
+
+        visit(tree, "", False)
+    return found
+
+
+def test_built_in_exceptions_are_raised_only_where_allowed() -> None:
+    """A built-in exception is raised on purpose only in a pydantic validator (pydantic names
+    the field), as a Python protocol, or for internal misuse listed in BUILTIN_RAISES."""
+    seen: set[tuple[str, str]] = set()
+    stray = []
+    for path, function, exc in _builtin_raises():
+        key = (function, exc)
+        if exc in _ANYWHERE or (function.rpartition(".")[2], exc) in _PROTOCOL_RAISES:
+            continue
+        if key in BUILTIN_RAISES:
+            seen.add(key)
+            continue
+        stray.append(f"{path.relative_to(SRC)}: {function or '<module>'} raises {exc}")
+    assert not stray, f"built-in exceptions a caller may meet; raise a PheTraceError: {stray}"
+    stale = sorted(set(BUILTIN_RAISES) - seen)
+    assert not stale, f"BUILTIN_RAISES lists raises that are gone: {stale}"

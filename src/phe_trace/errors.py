@@ -138,18 +138,20 @@ line on stderr and a non-zero exit. ``code`` is that stable identifier: it never
 when a class is renamed or moved (SPEC and clients depend on it). Several classes share a
 code where they answer the same (``bad_request``, ``not_found``, ``config_invalid``, ...).
 
-Outside the tree, on purpose (the same test holds each to its rule):
+Outside the tree, on purpose (``tests/test_architecture.py`` holds the first four to
+their rules; its ``BUILTIN_RAISES`` lists each internal-misuse raise with its reason):
 
 * private control flow inside one module (a class named ``_...``, never mentioned in
   another module, caught where it is raised), e.g. ``agent/download.py``'s retry signals;
 * ``ValueError`` raised in a pydantic validator: pydantic turns it into a
-  ``ValidationError`` naming the field, which each role reports as its configuration
-  error (settings) or as a 400/422 with a stable code (request bodies and queries);
+  ``ValidationError`` naming the field; a setting's is printed as one line naming its
+  environment variable (:mod:`phe_trace.settings`), a request's is answered 400 or 422
+  with a stable code;
 * the protocols of Python itself: ``AttributeError`` from a module ``__getattr__``,
-  ``IndexError`` from a sequence, ``NotImplementedError`` from an abstract method,
-  ``KeyboardInterrupt`` from a signal handler;
-* assertions on internal misuse, which no user, operator or peer input reaches (a
-  programming error, listed with its reason in the test's allow-list);
+  ``IndexError`` from ``__getitem__``, ``NotImplementedError`` from an abstract method,
+  ``KeyboardInterrupt`` from a signal handler, ``AssertionError`` on an unreachable line;
+* a built-in exception on internal misuse that no user, operator or peer input reaches
+  (a programming error, e.g. a naive datetime given to the test clock);
 * ``HTTPException`` raised by a route: each service answers it with the status's stable
   code (``bad_request``, ``unauthorized``, ...), like its own errors.
 """
