@@ -8,6 +8,7 @@ configured server, dropped afterwards), so tests may run side by side.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -16,6 +17,27 @@ from pathlib import Path
 import pytest
 
 POSTGRES_ENV = "PHE_TRACE_TEST_DATABASE_URL"
+
+#: The loggers a role's set-up configures (``phe_trace.logs.configure_logging``).
+_LOGGERS = tuple(
+    f"phe_trace{suffix}"
+    for suffix in ("", ".server", ".verification", ".aggregator", ".gateway", ".agent")
+)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_before() -> Iterator[None]:
+    """Each test leaves logging as it found it: the JSON handler and levels one test's
+    app configured do not write into a later test's captured output."""
+    saved = [
+        (log, log.level, list(log.handlers), log.propagate)
+        for log in map(logging.getLogger, _LOGGERS)
+    ]
+    yield
+    for log, level, handlers, propagate in saved:
+        log.setLevel(level)
+        log.handlers[:] = handlers
+        log.propagate = propagate
 
 
 def _admin_url(url: str) -> str:

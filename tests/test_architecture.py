@@ -22,6 +22,8 @@ LAYER = {
     "errors": 0,
     "settings": 0,
     "serving": 0,
+    "logs": 0,
+    "clock": 0,
     "crypto": 0,
     "protocol": 0,
     "exposure": 1,
@@ -560,3 +562,25 @@ def test_built_in_exceptions_are_raised_only_where_allowed() -> None:
     assert not stray, f"built-in exceptions a caller may meet; raise a PheTraceError: {stray}"
     stale = sorted(set(BUILTIN_RAISES) - seen)
     assert not stale, f"BUILTIN_RAISES lists raises that are gone: {stale}"
+
+
+def test_placeholder_secrets_and_clocks_are_defined_once() -> None:
+    """The infrastructure every role needs is not copied per role: the one list of
+    placeholder secrets is ``phe_trace.settings.PLACEHOLDER_SECRETS`` and the one clock
+    module ``phe_trace.clock`` (no other module lists "changeme" or defines a clock
+    class or the system clock)."""
+    own = {SRC / "settings.py": "placeholders", SRC / "clock.py": "clocks"}
+    found: list[str] = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path in own:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        where = path.relative_to(SRC)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value == "changeme":
+                found.append(f"{where}:{node.lineno} lists placeholder secrets")
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Clock"):
+                found.append(f"{where}:{node.lineno} defines a clock class {node.name}")
+            if isinstance(node, ast.FunctionDef) and node.name == "system_clock":
+                found.append(f"{where}:{node.lineno} defines system_clock")
+    assert not found, found

@@ -16,8 +16,9 @@ from typing import Literal
 
 from fastapi import FastAPI
 
+from phe_trace.clock import FunctionClock
+from phe_trace.clock import UnixClock as Clock
 from phe_trace.server import create_app as create_keyserver_app
-from phe_trace.server.context import Clock
 from phe_trace.server.errors import ServerConfigError
 from phe_trace.server.settings import ServerSettings, load_settings
 from phe_trace.web.errors import install_error_handlers
@@ -55,12 +56,13 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
         return False
     from phe_trace.verification import VerificationSettings
     from phe_trace.verification import create_app as create_verification_app
-    from phe_trace.verification.clock import FunctionClock
+    from phe_trace.verification.logs import configure as configure_verification_logging
 
     vsettings = VerificationSettings().with_default_data_dir(
         settings.data_dir, settings.database_url
     )
     vapp = create_verification_app(vsettings, clock=FunctionClock(clock) if clock else None)
+    configure_verification_logging(settings.log_level)  # one level for the whole process
     keyserver = getattr(app.state, "keyserver", None)
     if keyserver is not None:  # role "all": trust this service's JWKS keys, no PEM by hand
         from phe_trace.server import register_health_authority

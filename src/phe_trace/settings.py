@@ -18,12 +18,38 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 __all__ = [
+    "PLACEHOLDER_SECRETS",
     "CommonSettings",
     "PheTraceSettings",
     "common_settings",
     "describe_settings_error",
+    "is_placeholder",
     "is_settings_error",
 ]
+
+#: Values obviously copied from an example: no role takes one as a secret (SPEC PUB-9,
+#: VER-9, AGG-19). Compared trimmed and lower-cased.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "secret",
+        "placeholder",
+        "example",
+        "xxx",
+        "todo",
+        "password",
+        "default",
+        "test",
+    }
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether ``value`` (trimmed, any case) is one of :data:`PLACEHOLDER_SECRETS`."""
+    return value.strip().lower() in PLACEHOLDER_SECRETS
 
 
 class PheTraceSettings(BaseSettings):

@@ -10,8 +10,8 @@ import re
 import httpx
 import pytest
 
+from phe_trace.logs import JsonFormatter
 from phe_trace.server import ServerContext
-from phe_trace.server.logs import JsonFormatter
 from phe_trace.server.metrics import Counter, Histogram, Registry
 
 from .helpers import NOW, Authority, day_keys, publish_body

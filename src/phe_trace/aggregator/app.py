@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from phe_trace import __version__
 from phe_trace.analytics.metrics import METRICS
 from phe_trace.crypto.compare import bearer_matches
+from phe_trace.logs import EventLog, configure_logging
 from phe_trace.web.bodylimit import BodyLimit, send_json
 from phe_trace.web.errors import (
     PAYLOAD_TOO_LARGE,
@@ -34,11 +36,15 @@ from phe_trace.web.errors import (
 )
 from phe_trace.web.query import SingleQueryValues
 
-from .errors import AggregatorError
+from .errors import AggregatorError, BatchTooSmall
 from .routes import MAX_PREP_SHARE_CHARS, MAX_PREPARE_ITEMS, MAX_REPORT_IDS, router
 from .service import Aggregator
 
-__all__ = ["create_app"]
+__all__ = ["collect_day", "create_app"]
+
+#: The aggregator's structured log (``phe_trace.aggregator``, JSON lines).
+LOGGER_NAME = "phe_trace.aggregator"
+log_event = EventLog(LOGGER_NAME)
 
 #: Request-body limits per path in bytes (AGG-33): what the largest valid request of the
 #: endpoint needs, with 32-character report ids as the key server issues them.
@@ -63,6 +69,7 @@ def create_app(aggregator: Aggregator) -> FastAPI:
     """The app of ``aggregator``; a leader with ``collect_interval > 0`` collects by itself."""
     agg = aggregator
     settings = agg.settings
+    configure_logging(LOGGER_NAME)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -111,11 +118,38 @@ class _PeerGate:
         await self.app(scope, receive, send)
 
 
+def collect_day(agg: Aggregator, day: int) -> int:
+    """Collect every metric of ``day``; each failure is one log line, never raised.
+
+    A batch still too small is ``collect_skipped`` (INFO, the usual answer on a quiet
+    day); any other failure is ``collect_failed`` (WARNING for the aggregator's own
+    errors, ERROR for anything else), naming the day, the metric and the error's code or
+    class, never its message (SPEC AGG-40). Returns how many metrics were released.
+    """
+    released = 0
+    for metric in METRICS:
+        try:
+            agg.collect(day, metric)
+        except BatchTooSmall as exc:
+            log_event("collect_skipped", day=day, metric=metric, code=exc.code)
+        except AggregatorError as exc:
+            log_event("collect_failed", logging.WARNING, day=day, metric=metric, code=exc.code)
+        except Exception as exc:  # the loop must outlive a database or network failure
+            log_event(
+                "collect_failed",
+                logging.ERROR,
+                day=day,
+                metric=metric,
+                exception=type(exc).__name__,
+            )
+        else:
+            released += 1
+    return released
+
+
 async def _collect_loop(agg: Aggregator) -> None:
     """Collect every metric of yesterday, then sleep; failures are logged, not fatal."""
     while True:
         day = int(time.time() // 86400) - 1
-        for metric in METRICS:
-            with contextlib.suppress(AggregatorError):
-                await asyncio.to_thread(agg.collect, day, metric)
+        await asyncio.to_thread(collect_day, agg, day)
         await asyncio.sleep(agg.settings.collect_interval)

@@ -27,13 +27,11 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from phe_trace.analytics.dp import DEFAULT_DAILY_BUDGET, DEFAULT_EPSILON, DEFAULT_MIN_BATCH_SIZE
-from phe_trace.settings import PheTraceSettings
+from phe_trace.settings import PheTraceSettings, is_placeholder
 
 from .errors import AggregatorConfigError
 
 __all__ = ["AggregatorSettings"]
-
-_PLACEHOLDERS = {"changeme", "change-me", "secret", "placeholder", "xxx"}
 
 
 class AggregatorSettings(PheTraceSettings):
@@ -84,7 +82,7 @@ class AggregatorSettings(PheTraceSettings):
             if not ok:
                 problems.append(f"{name} must be 64 hex characters (32 bytes)")
         token = self.peer_token.get_secret_value()
-        if len(token) < 16 or token.lower() in _PLACEHOLDERS:
+        if len(token) < 16 or is_placeholder(token):
             problems.append("peer_token must be a real secret of at least 16 characters")
         if self.role == "leader" and not self.helper_url:
             problems.append("helper_url is required for the leader")

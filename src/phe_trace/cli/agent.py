@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -299,9 +297,9 @@ def run(
     settings = load_settings(config, data_dir, radio=radio, hci=hci)
     if settings.hci and settings.radio != "bumble":
         raise AgentConfigError("--hci is a bumble transport: use it with --radio bumble")
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    from phe_trace.logs import configure_logging
+
+    configure_logging("phe_trace.agent")  # JSON lines on stderr, as every role writes
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 from fastapi import FastAPI
 
 from phe_trace import __version__
+from phe_trace.clock import system_clock
+from phe_trace.logs import EventLog, configure_logging
 from phe_trace.web.errors import install_error_handlers
 
 from . import callbacks
@@ -32,11 +32,13 @@ from .trust import TrustAnchor
 
 __all__ = ["create_app", "open_gateway"]
 
-_log = logging.getLogger("phe_trace.gateway")
+#: The gateway's structured log (``phe_trace.gateway``, JSON lines).
+LOGGER_NAME = "phe_trace.gateway"
+log_event = EventLog(LOGGER_NAME)
 
 
 def _unexpected(exc: Exception) -> None:
-    _log.error(json.dumps({"event": "internal_error", "exception": type(exc).__name__}))
+    log_event("internal_error", logging.ERROR, exception=type(exc).__name__)
 
 
 def open_gateway(settings: GatewaySettings, clock: Callable[[], float] | None = None) -> Gateway:
@@ -44,7 +46,7 @@ def open_gateway(settings: GatewaySettings, clock: Callable[[], float] | None = 
     engine = create_engine_for(settings.database_url)
     migrate(engine)
     anchor = TrustAnchor(settings.read_trust_anchor())
-    return Gateway(settings, engine, anchor, clock or time.time)
+    return Gateway(settings, engine, anchor, clock or system_clock)
 
 
 def run_scheduled(gw: Gateway, client: httpx.Client) -> list[str]:
@@ -61,9 +63,7 @@ async def _schedule_loop(gw: Gateway) -> None:
             try:
                 await asyncio.to_thread(run_scheduled, gw, client)
             except Exception as exc:  # the loop must survive one failed run
-                _log.error(
-                    json.dumps({"event": "schedule_failed", "exception": type(exc).__name__})
-                )
+                log_event("schedule_failed", logging.ERROR, exception=type(exc).__name__)
             await asyncio.sleep(gw.settings.batching_interval_seconds)
 
 
@@ -76,6 +76,7 @@ def create_app(
 ) -> FastAPI:
     """The gateway app for ``settings`` (or an opened ``gateway``); ``scheduled`` runs the
     batching, callback and retention work every ``batching_interval_seconds``."""
+    configure_logging(LOGGER_NAME)
     if gateway is None:
         if settings is None:
             raise ValueError("create_app needs settings or a gateway")

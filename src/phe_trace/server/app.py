@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from phe_trace import __version__
+from phe_trace.logs import configure_logging
 from phe_trace.web.errors import repeated_query
 from phe_trace.web.query import SingleQueryValues
 
 from .context import Clock, ServerContext
 from .errors import ServerError
-from .logs import configure_logging, log_event
+from .logs import LOGGER_NAME, log_event
 from .middleware import KeyServerMiddleware
 from .refusals import install_refusals
 from .routers import analytics_config, analytics_ingest, exports, ops, publish, statistics
@@ -46,7 +47,7 @@ def create_app(
             raise ServerError("create_app needs settings or a context")
         context = ServerContext.open(settings, clock=clock)
     ctx = context
-    configure_logging(ctx.settings.log_level)
+    configure_logging(LOGGER_NAME, ctx.settings.log_level)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
+
+from phe_trace.clock import UnixClock, system_clock
 
 from .authorities import HealthAuthorityDirectory
 from .chaff import LatencyTracker
@@ -36,8 +36,8 @@ __all__ = [
     "system_clock",
 ]
 
-#: A clock returns the current unix time in seconds.
-Clock = Callable[[], float]
+#: A clock returns the current unix time in seconds (:data:`phe_trace.clock.UnixClock`).
+Clock = UnixClock
 
 
 #: Publishes checked and stored at once on PostgreSQL (SQLite: one, it has one writer).
@@ -55,11 +55,6 @@ def open_export_store(settings: ServerSettings) -> ExportStore:
 
         return S3ExportStore.from_settings(settings)
     return DirectoryExportStore(settings.effective_export_dir)
-
-
-def system_clock() -> float:
-    """The real time (the default clock)."""
-    return time.time()
 
 
 @dataclass

@@ -17,28 +17,12 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from phe_trace.settings import PheTraceSettings
+from phe_trace.settings import PheTraceSettings, is_placeholder
 
 from .errors import ServerConfigError
 
 __all__ = ["ServerSettings", "load_settings"]
 
-#: Values that are obviously copied from an example and must never be used as secrets.
-PLACEHOLDER_SECRETS = frozenset(
-    {
-        "changeme",
-        "change-me",
-        "change_me",
-        "changethis",
-        "secret",
-        "placeholder",
-        "example",
-        "xxx",
-        "todo",
-        "password",
-        "default",
-    }
-)
 _REGION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
 
 
@@ -265,7 +249,7 @@ class ServerSettings(PheTraceSettings):
             kid, sep, material = item.partition(":")
             if not sep or not kid:
                 raise ValueError("each revision token key must be 'kid:base64key'")
-            if material.strip().lower() in PLACEHOLDER_SECRETS:
+            if is_placeholder(material):
                 raise ValueError(f"revision token key {kid!r} is a placeholder secret")
             try:
                 raw = base64.b64decode(material, validate=True)
@@ -278,7 +262,7 @@ class ServerSettings(PheTraceSettings):
     @field_validator("revision_token_aad")
     @classmethod
     def _check_aad(cls, value: str) -> str:
-        if value.strip().lower() in PLACEHOLDER_SECRETS:
+        if is_placeholder(value):
             raise ValueError("revision_token_aad is a placeholder value")
         return value
 

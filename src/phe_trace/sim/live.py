@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from phe_trace.clock import SettableClock as SimClock
 from phe_trace.serving import LoopbackServer, ServingError
 
 from .aggregates import AggregateView
@@ -72,19 +73,6 @@ def live_backend_available() -> str | None:
     except ImportError as exc:
         return f"not in this build: {exc.name}"
     return None
-
-
-class SimClock:
-    """The simulated time, readable as unix seconds (key server) or a UTC datetime."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
 
 
 class EdgeCache(httpx.BaseTransport):

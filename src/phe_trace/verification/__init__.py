@@ -10,7 +10,8 @@ Layer 2: imports ``protocol`` and ``crypto`` only; meets the key server on the w
 
 from typing import TYPE_CHECKING, Any
 
-from .clock import Clock, ManualClock, SystemClock
+from phe_trace.clock import Clock, ManualClock, SystemClock
+
 from .errors import VerificationError
 from .service import VerificationService
 from .settings import VerificationSettings

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from .clock import Clock
+from phe_trace.clock import Clock
+
 from .errors import (
     ConflictError,
     InvalidInputError,
@@ -21,6 +22,7 @@ from .errors import (
     SignInError,
 )
 from .keyring import Keyring
+from .logs import log_event, note
 from .models import ApiKey, AuditEvent, Realm, User
 from .passwords import check_password_policy, hash_password, verify_password
 from .settings import VerificationSettings
@@ -186,6 +188,7 @@ class Accounts:
             row = queries.user_by_name(conn, username)
         if row is None:
             verify_password(self._dummy_hash, password)
+            log_event("user.signin_failed", realm=None)
             raise SignInError("sign-in failed")
         if row.locked_until is not None and row.locked_until > now:
             self._record_signin(row.realm_id, username, "user.signin_locked")
@@ -309,6 +312,7 @@ class Accounts:
             detail=detail,
             created_at=self._now(),
         )
+        note(conn, action, realm_id)  # logged with the commit, without actor or detail
 
     def record(
         self, conn: Connection, realm_id: int | None, actor: str, action: str, detail: str

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from phe_trace.clock import Clock
+
 from .api import create_device_api
-from .clock import Clock
+from .logs import configure as configure_logging
 from .portal import create_portal
 from .root import JWKS_PATH
 from .root import router as root_router
@@ -28,6 +30,7 @@ def create_app(
     service: VerificationService | None = None,
 ) -> FastAPI:
     """Build the verification service app; ``app.state.verification`` is the service object."""
+    configure_logging()  # JSON lines on stderr (VER-17); the host may set another level
     if service is None:
         service = VerificationService(settings or VerificationSettings(), clock=clock)
     app = FastAPI(

@@ -8,6 +8,7 @@ retried once by :func:`retry_once`, in a fresh transaction; a second one becomes
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,11 +20,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from .errors import VerificationDatabaseUnavailableError
+from .logs import PENDING, log_event, write_noted
 
 __all__ = [
     "MIGRATIONS_DIR",
     "init_lock",
     "is_transient",
+    "log_on_commit",
     "make_engine",
     "migrate",
     "normalize_url",
@@ -98,6 +101,7 @@ def retry_once(attempt: Callable[[bool], T]) -> T:
     except DBAPIError as exc:
         if not is_transient(exc):
             raise
+        log_event("database_unavailable", logging.WARNING, exception=type(exc).__name__)
         raise VerificationDatabaseUnavailableError(
             "the database is unavailable; retry later"
         ) from None
@@ -143,3 +147,20 @@ def init_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def log_on_commit(engine: Engine) -> None:
+    """Write the log events noted in each of ``engine``'s transactions when it commits
+    (:func:`phe_trace.verification.logs.note`); drop them when it rolls back."""
+    if event.contains(engine, "commit", _write_noted):
+        return
+    event.listen(engine, "commit", _write_noted)
+    event.listen(engine, "rollback", _drop_noted)
+
+
+def _write_noted(conn: Any) -> None:
+    write_noted(conn.info.pop(PENDING, []))
+
+
+def _drop_noted(conn: Any) -> None:
+    conn.info.pop(PENDING, None)

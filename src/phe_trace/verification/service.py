@@ -1,7 +1,7 @@
 """The verification service: one object composing accounts, codes and signing keys.
 
 The device API and the portal call this; it owns the clock, so every "now" comes from
-one place (tests pass a :class:`~.clock.ManualClock`).
+one place (tests pass a :class:`~phe_trace.clock.ManualClock`).
 """
 
 from __future__ import annotations
@@ -12,21 +12,23 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from phe_trace.clock import Clock, SystemClock
 from phe_trace.crypto import SealError
 from phe_trace.protocol.errors import TekHmacError
 from phe_trace.protocol.tekmac import TEK_HMAC_LENGTH, decode_base64
 
 from .accounts import Accounts
-from .clock import Clock, SystemClock
 from .codes import CodeStore, accepted_test_types
-from .database import init_lock, make_engine, migrate, retry_once
+from .database import init_lock, log_on_commit, make_engine, migrate, retry_once
 from .errors import (
     ConfigurationError,
     HmacInvalidError,
     MaintenanceModeError,
     UnauthorizedError,
+    VerificationError,
 )
 from .keyring import Keyring, load_secret
+from .logs import DeviceApiTally
 from .models import IssuedCode, User, VerifiedCode
 from .ratelimit import RateLimiter
 from .settings import VerificationSettings
@@ -56,6 +58,9 @@ class VerificationService:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.engine = engine or make_engine(_prepare_url(settings))
+        log_on_commit(self.engine)  # account and portal events are logged as they commit
+        #: The device API's outcomes, logged in hourly sums (VER-17).
+        self.device_log = DeviceApiTally()
         self.keyring = Keyring.from_secret(load_secret(settings))
         self.signing = SigningKeys(self.engine, self.keyring.sealing_key)
         with init_lock(self.engine):  # several workers may start at once
@@ -79,7 +84,8 @@ class VerificationService:
         self.local_key_counts: Callable[[], list[dict[str, Any]]] | None = None
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Write the device API's last counts; release the database connections."""
+        self.device_log.close()
         self.engine.dispose()
 
     # --- device API -----------------------------------------------------------------
@@ -112,14 +118,29 @@ class VerificationService:
 
     def verify(self, api_key: str | None, code: str, accept: list[str] | None) -> VerifiedCode:
         """``POST /api/verify``: a code in, a single-use token out (VER-2 … VER-4)."""
-        key_id, realm_id = self.admit(api_key)
-        now = self.clock.now()
-        self.verify_limiter.hit(key_id, now)
-        accepted = accepted_test_types(accept)
-        return self.codes.verify(realm_id, code, accepted, now)
+        try:
+            key_id, realm_id = self.admit(api_key)
+            now = self.clock.now()
+            self.verify_limiter.hit(key_id, now)
+            accepted = accepted_test_types(accept)
+            verified = self.codes.verify(realm_id, code, accepted, now)
+        except VerificationError as exc:
+            self.device_log.count("verify", exc.code)
+            raise
+        self.device_log.count("verify", "ok")
+        return verified
 
     def certificate(self, api_key: str | None, token: str, ekeyhmac: str) -> str:
         """``POST /api/certificate``: token + TEK HMAC in, ES256 certificate out (VER-5 … 7)."""
+        try:
+            certificate = self._certificate(api_key, token, ekeyhmac)
+        except VerificationError as exc:
+            self.device_log.count("certificate", exc.code)
+            raise
+        self.device_log.count("certificate", "ok")
+        return certificate
+
+    def _certificate(self, api_key: str | None, token: str, ekeyhmac: str) -> str:
         _, realm_id = self.admit(api_key)
         try:
             mac = decode_base64(ekeyhmac, name="ekeyhmac")

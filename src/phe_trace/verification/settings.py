@@ -13,13 +13,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from phe_trace.settings import PheTraceSettings
+from phe_trace.settings import PheTraceSettings, is_placeholder
 
 __all__ = ["ENV_PREFIX", "VerificationSettings"]
 
 #: Prefix of every environment variable of the verification service.
 ENV_PREFIX = "PHE_TRACE_VERIFICATION_"
-_PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "example", "test", "xxx"}
 
 
 class VerificationSettings(PheTraceSettings):
@@ -105,7 +104,7 @@ class VerificationSettings(PheTraceSettings):
         raw = value.get_secret_value()
         if len(raw) < 32:
             raise ValueError("secret must be at least 32 characters (e.g. `openssl rand -hex 32`)")
-        if raw.lower() in _PLACEHOLDERS or len(set(raw)) < 8:
+        if is_placeholder(raw) or len(set(raw)) < 8:
             raise ValueError("secret looks like a placeholder; generate a random one")
         return value
 

@@ -1,17 +1,42 @@
-"""The service's clock: time is passed in, so tests can expire codes without sleeping.
+"""The clocks of every role: time is passed in, so tests and the simulator drive it.
 
-Every component of the verification service reads "now" from one :class:`Clock` handed to
-it at construction; nothing deeper reads the system time.
+Two kinds, one module. The key server, the gateway and the agent read unix seconds from
+a :data:`UnixClock` (a function; :func:`system_clock` is the real one). The verification
+service reads an aware UTC ``datetime`` from a :class:`Clock` (``.now()``):
+:class:`SystemClock` is the real one, :class:`FunctionClock` reads a :data:`UnixClock`,
+so a process that hosts both roles runs them on one time. :class:`ManualClock` moves
+only when told (tests); :class:`SettableClock` is both kinds at once, set in unix
+seconds (the simulator's one clock of every role).
+
+Each role reads "now" from the clock handed to it at construction; nothing deeper reads
+the system time (ARCHITECTURE.md: time is a parameter).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FunctionClock", "ManualClock", "SystemClock"]
+__all__ = [
+    "Clock",
+    "FunctionClock",
+    "ManualClock",
+    "SettableClock",
+    "SystemClock",
+    "UnixClock",
+    "system_clock",
+]
+
+#: A clock that returns the current unix time in seconds.
+UnixClock = Callable[[], float]
+
+
+def system_clock() -> float:
+    """The real time in unix seconds (the default :data:`UnixClock`)."""
+    return time.time()
 
 
 class Clock(Protocol):
@@ -66,3 +91,17 @@ class ManualClock:
             raise ValueError("ManualClock needs a timezone-aware time")
         with self._lock:
             self._now = when.astimezone(UTC)
+
+
+class SettableClock:
+    """A time set in unix seconds (``.t``), read as unix seconds (call) or a UTC datetime."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        """The time set, as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.t, UTC)
