@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from phe_trace.serving import LoopbackServer, ServingError, serve
+from phe_trace.serving import LoopbackServer, ServingError, free_port, serve
 
 
 def _app() -> FastAPI:
@@ -84,3 +84,17 @@ def test_a_failing_start_up_is_an_error_not_a_hang() -> None:
         server.start()
     server.stop()
     assert not server.thread.is_alive()
+
+
+def test_free_port_gives_consecutive_ports_free_together() -> None:
+    """``count`` ports from the first one returned are all free (a radio room's links)."""
+    first = free_port(count=3)
+    held = []
+    try:
+        for port in range(first, first + 3):
+            sock = socket.socket()
+            held.append(sock)
+            sock.bind(("127.0.0.1", port))
+    finally:
+        for sock in held:
+            sock.close()

@@ -63,11 +63,29 @@ def run(app: Any, *, host: str, port: int, workers: int = 1, log_level: str = "w
         uvicorn.run(app, log_level=log_level, **options)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free on ``host`` at the time of asking (for a server in another process)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """A port free on ``host`` at the time of asking (for a server in another process);
+    with ``count``, the first of that many consecutive free ports (a radio room's)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            first = int(probe.getsockname()[1])
+        if count == 1:
+            return first
+        if first + count > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                held.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                held[-1].bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return first
+    raise ServingError(f"no {count} consecutive free ports on {host}")
 
 
 class LoopbackServer:

@@ -6,11 +6,12 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from phe_trace.serving import free_port
 
 from .reference import ref_interval, ref_rpi
 
@@ -21,29 +22,6 @@ QUICK_SCANS = {
     "PHE_TRACE_AGENT_SCAN_DURATION_S": "1",
     "PHE_TRACE_AGENT_DESKTOP_NOTIFICATIONS": "false",
 }
-
-
-def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        try:
-            held = []
-            for port in range(first, first + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-        return first
-    raise RuntimeError("no consecutive free ports")
 
 
 def _env() -> dict[str, str]:
@@ -98,7 +76,7 @@ def test_two_agent_processes_in_a_room_hear_each_other(tmp_path: Path) -> None:
 
     (SPEC OPS-2, AGENT-1, AGENT-6)
     """
-    port = _free_ports(2)
+    port = free_port(count=2)
     env = _env()
     room = subprocess.Popen(
         [*PHE_TRACE, "agent", "room", "--agents", "2", "--port", str(port)],

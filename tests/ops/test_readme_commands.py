@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from phe_trace.serving import free_port
 from tests.verification.conftest import issue_code, sign_in
 
 from .gates import deployment
@@ -97,29 +97,6 @@ def steps(text: str) -> Iterator[tuple[bool, str]]:
             run.append(line)
     if any(line.strip() and not line.lstrip().startswith("#") for line in run):
         yield False, "\n".join(run)
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        if first + count > 65535:
-            continue
-        held: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-        return first
-    raise RuntimeError("no consecutive free ports")
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +253,7 @@ def test_device_walkthrough_as_written(tmp_path: Path, wheel: Path) -> None:
     work.mkdir()
     shutil.copytree(ROOT / "device", work / "device")  # the source tree's files it names
     bin_dir = make_venv(work / "try-it", wheel, extras_of(install))
-    http_port, room_port = free_ports(1), free_ports(2)
+    http_port, room_port = free_port(), free_port(count=2)
     shell = Shell(work, bin_dir, {"8080": str(http_port), "9101": str(room_port + 1),
                                   "9100": str(room_port)})  # fmt: skip
     started = time.monotonic()
@@ -315,7 +292,7 @@ def test_server_quick_start_as_written(tmp_path: Path, wheel: Path) -> None:
     work = tmp_path / "clone"
     work.mkdir()
     bin_dir = make_venv(work / ".venv", wheel, extras_of(install))
-    port = free_ports(1)
+    port = free_port()
     data = tmp_path / "var-lib-phe-trace"
     shell = Shell(work, bin_dir, {"/var/lib/phe-trace": str(data), "8080": str(port)})
     try:
