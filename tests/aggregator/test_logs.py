@@ -21,8 +21,8 @@ from phe_trace.aggregator import Aggregator, AggregatorSettings, BatchTooSmall, 
 from phe_trace.aggregator.app import collect_day
 from phe_trace.analytics.metrics import METRICS
 from phe_trace.logs import configure_logging
-from phe_trace.server import analytics_ingest
 from phe_trace.server.analytics_ingest import IngestStore
+from phe_trace.server.routers import analytics_ingest
 from phe_trace.serving import LoopbackServer, free_port, serve
 
 TOKEN = "peer-token-0123456789abcdef"
