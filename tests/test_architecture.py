@@ -584,3 +584,45 @@ def test_placeholder_secrets_and_clocks_are_defined_once() -> None:
             if isinstance(node, ast.FunctionDef) and node.name == "system_clock":
                 found.append(f"{where}:{node.lineno} defines system_clock")
     assert not found, found
+
+
+def _errors_modules() -> list[str]:
+    return sorted(
+        _module_name(p) for p in _source_files() if p.name == "errors.py" and p.parent != SRC
+    )
+
+
+@pytest.mark.parametrize("module", _errors_modules())
+def test_each_errors_module_draws_its_own_branch(module: str) -> None:
+    """A part's ``errors`` module draws its branch (with what each class means): every class
+    it defines, each under its parent, and no class that is not there."""
+    mod = importlib.import_module(module)
+    defined = {
+        obj.__name__: obj
+        for obj in vars(mod).values()
+        if isinstance(obj, type) and issubclass(obj, PheTraceError) and obj.__module__ == module
+    }
+    if not defined:
+        return  # an errors module of answers, not of classes (phe_trace.web.errors)
+    doc = mod.__doc__ or ""
+    assert "::\n\n" in doc, f"{module} draws no tree"
+    block = doc.split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    drawn: dict[str, str | None] = {}
+    parents: list[str] = []
+    for line in block.splitlines():
+        match = re.match(r"^ {4}(?P<prefix>[│├└─ ]*)(?P<name>\w+)", line)
+        if match is None or not match["name"][0].isupper():
+            continue  # a description continued on the next line
+        depth = len(match["prefix"]) // 4
+        del parents[depth:]
+        drawn[match["name"]] = parents[-1] if parents else None
+        parents.append(match["name"])
+    missing = sorted(set(defined) - set(drawn))
+    assert not missing, f"{module} does not draw {missing}"
+    for name, parent in drawn.items():
+        cls = defined.get(name)
+        if cls is None:
+            assert name == "PheTraceError" or parent is None, f"{module} draws {name}"
+            continue
+        actual = next(b for b in cls.__bases__ if issubclass(b, PheTraceError)).__name__
+        assert parent in (actual, None), f"{module} draws {name} under {parent}, not {actual}"

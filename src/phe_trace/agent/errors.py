@@ -17,6 +17,7 @@
     │   ├── ServerUnavailableError  the key server could not be reached / kept failing
     │   ├── DownloadError           a download failed in a way retrying cannot mend
     │   │   └── DownloadTooLargeError  a file over the size cap
+    │   ├── ExportNotFoundError     the server answered 404 (index.txt: nothing published)
     │   └── ExportRejectedError     an export file failed its signature or format check
     ├── ReportError                 the verification or publish step refused the report
     ├── AgentConfigError            the agent's settings are invalid

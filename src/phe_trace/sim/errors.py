@@ -1,9 +1,11 @@
-"""Errors of the city simulator (``phe_trace.sim``)::
+"""Errors of the city simulator (``phe_trace.sim``).
 
-PheTraceError
-└── SimError                    anything the simulator refuses or cannot do
-    ├── SimConfigError          a demo parameter out of range (people, days, rates, radio)
-    └── SimBackendError         the key server or verification service did not behave
+::
+
+    PheTraceError
+    └── SimError                    anything the simulator refuses or cannot do
+        ├── SimConfigError          a demo parameter out of range (people, days, rates, radio)
+        └── SimBackendError         the key server or verification service did not behave
 """
 
 from __future__ import annotations
