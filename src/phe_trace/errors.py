@@ -133,10 +133,11 @@ one::
 ``tests/test_architecture.py`` checks this drawing against the classes that exist: every
 exception class of ``phe_trace``, its parent and its code, nothing more.
 
-The server maps these to JSON errors with a stable ``code``; the CLI maps them to one
-line on stderr and a non-zero exit. ``code`` is that stable identifier: it never changes
-when a class is renamed or moved (SPEC and clients depend on it). Several classes share a
-code where they answer the same (``bad_request``, ``not_found``, ``config_invalid``, ...).
+The HTTP services map these to JSON errors with a stable ``code`` (one way for all:
+``phe_trace.web.errors``); the CLI maps them to one line on stderr and a non-zero exit.
+``code`` is that stable identifier: it never changes when a class is renamed or moved
+(SPEC and clients depend on it). Several classes share a code where they answer the same
+(``bad_request``, ``not_found``, ``config_invalid``, ...).
 
 Outside the tree, on purpose (``tests/test_architecture.py`` holds the first four to
 their rules; its ``BUILTIN_RAISES`` lists each internal-misuse raise with its reason):
