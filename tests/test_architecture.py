@@ -279,6 +279,12 @@ STORAGE_MODULES = {
         "verification/database.py",
     ),
     "aggregator": ("aggregator/storage.py", "aggregator/queries.py"),
+    "gateway": (
+        "gateway/queries.py",
+        "gateway/tables.py",
+        "gateway/database.py",
+        "gateway/migrations/",
+    ),
 }
 #: What a domain module may take from SQLAlchemy: the connection and engine types it
 #: passes to storage functions, and the errors it turns into domain errors.
@@ -339,9 +345,10 @@ def _sql_in(source: str, package: str) -> list[str]:
 
 @pytest.mark.parametrize("path", _domain_modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_domain_modules_build_and_run_no_sql(path: Path) -> None:
-    """The SQL of the key server, the verification service and the aggregator lives in their
-    storage modules (``server/storage/``, ``verification/storage/``, beside tables,
-    database and migrations; ``aggregator/storage.py`` and ``queries.py``): a domain
+    """The SQL of the key server, the verification service, the aggregator and the gateway
+    lives in their storage modules (``server/storage/``, ``verification/storage/``,
+    ``aggregator/queries.py``, ``gateway/queries.py``, beside tables, database and
+    migrations): a domain
     module calls named storage functions on a connection it opened, and neither builds a
     statement nor runs one."""
     package = ".".join(("phe_trace", *path.relative_to(SRC).parts[:-1]))

@@ -14,12 +14,11 @@ import urllib.parse
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from . import queries
 from .errors import BatchRejectedError, GatewayNotFoundError
 from .settings import GatewaySettings
-from .tables import callback_tasks, callbacks
 
 __all__ = ["delete_callback", "deliver_callbacks", "list_callbacks", "put_callback"]
 
@@ -60,11 +59,7 @@ def check_callback_url(url: str, settings: GatewaySettings) -> str:
 def list_callbacks(engine: Engine, country: str) -> list[dict[str, str]]:
     """The country's subscriptions."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(callbacks.c.callback_id, callbacks.c.url)
-            .where(callbacks.c.country == country)
-            .order_by(callbacks.c.callback_id)
-        ).all()
+        rows = queries.callbacks_of(conn, country)
     return [{"callbackId": r.callback_id, "url": r.url} for r in rows]
 
 
@@ -76,29 +71,13 @@ def put_callback(
         raise BatchRejectedError("the callback id must be 1..64 of [A-Za-z0-9._-]")
     check_callback_url(url, settings)
     with engine.begin() as conn:
-        conn.execute(
-            callbacks.delete().where(
-                callbacks.c.country == country, callbacks.c.callback_id == callback_id
-            )
-        )
-        conn.execute(
-            callbacks.insert().values(country=country, callback_id=callback_id, url=url, failures=0)
-        )
+        queries.replace_callback(conn, country, callback_id, url)
 
 
 def delete_callback(engine: Engine, country: str, callback_id: str) -> None:
     """Delete a subscription and its pending notifications; 404 when there is none."""
     with engine.begin() as conn:
-        gone = conn.execute(
-            callbacks.delete().where(
-                callbacks.c.country == country, callbacks.c.callback_id == callback_id
-            )
-        ).rowcount
-        conn.execute(
-            callback_tasks.delete().where(
-                callback_tasks.c.country == country, callback_tasks.c.callback_id == callback_id
-            )
-        )
+        gone = queries.delete_callback(conn, country, callback_id)
     if not gone:
         raise GatewayNotFoundError("no such callback")
 
@@ -120,28 +99,16 @@ def deliver_callbacks(engine: Engine, settings: GatewaySettings, client: httpx.C
     were delivered. A subscription whose delivery fails waits for the next run."""
     delivered = 0
     with engine.connect() as conn:
-        subs = conn.execute(sa.select(callbacks)).all()
+        subs = queries.all_callbacks(conn)
     for sub in subs:
         with engine.connect() as conn:
-            tasks = conn.execute(
-                sa.select(callback_tasks)
-                .where(
-                    callback_tasks.c.country == sub.country,
-                    callback_tasks.c.callback_id == sub.callback_id,
-                )
-                .order_by(callback_tasks.c.id)
-            ).all()
+            tasks = queries.pending_tasks(conn, sub.country, sub.callback_id)
         for task in tasks:
             ok = _deliver_one(client, sub.url, task)
             with engine.begin() as conn:
                 if ok:
-                    conn.execute(callback_tasks.delete().where(callback_tasks.c.id == task.id))
-                    conn.execute(
-                        callbacks.update()
-                        .where(callbacks.c.country == sub.country)
-                        .where(callbacks.c.callback_id == sub.callback_id)
-                        .values(failures=0)
-                    )
+                    queries.delete_task(conn, task.id)
+                    queries.reset_failures(conn, sub.country, sub.callback_id)
                     delivered += 1
                     continue
                 _record_failure(conn, sub, settings)
@@ -149,16 +116,9 @@ def deliver_callbacks(engine: Engine, settings: GatewaySettings, client: httpx.C
     return delivered
 
 
-def _record_failure(conn: sa.Connection, sub: Any, settings: GatewaySettings) -> None:
-    where = (callbacks.c.country == sub.country, callbacks.c.callback_id == sub.callback_id)
+def _record_failure(conn: Connection, sub: Any, settings: GatewaySettings) -> None:
     failures = int(sub.failures) + 1
     if failures >= settings.callback_max_failures:
-        conn.execute(callbacks.delete().where(*where))
-        conn.execute(
-            callback_tasks.delete().where(
-                callback_tasks.c.country == sub.country,
-                callback_tasks.c.callback_id == sub.callback_id,
-            )
-        )
+        queries.delete_callback(conn, sub.country, sub.callback_id)
     else:
-        conn.execute(callbacks.update().where(*where).values(failures=failures))
+        queries.set_failures(conn, sub.country, sub.callback_id, failures)

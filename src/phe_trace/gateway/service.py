@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from phe_trace.protocol.efgs import TRL_NOT_PROVIDED, BatchKey, batch_signing_bytes, payload_hash
 from phe_trace.protocol.efgs_cms import (
@@ -30,6 +30,7 @@ from phe_trace.protocol.efgs_cms import (
 )
 from phe_trace.protocol.errors import BatchSignatureError
 
+from . import queries
 from .errors import (
     BatchRejectedError,
     BatchTagReusedError,
@@ -39,7 +40,6 @@ from .errors import (
     NotAuthenticatedError,
 )
 from .settings import GatewaySettings
-from .tables import callback_tasks, callbacks, download_batches, keys, upload_batches
 from .trust import CertificateType, Member, TrustAnchor, find_member
 
 __all__ = ["DownloadPage", "Gateway", "UploadOutcome"]
@@ -241,13 +241,9 @@ class Gateway:
         )
         return self._store(row, batch, int(now))
 
-    def _conflicts(self, conn: sa.Connection, batch: Sequence[BatchKey]) -> UploadOutcome | None:
+    def _conflicts(self, conn: Connection, batch: Sequence[BatchKey]) -> UploadOutcome | None:
         hashes = [payload_hash(k) for k in batch]
-        found: set[str] = set()
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start : start + 500]
-            query = sa.select(keys.c.payload_hash).where(keys.c.payload_hash.in_(chunk))
-            found.update(conn.execute(query).scalars())
+        found = queries.known_payload_hashes(conn, hashes)
         seen: set[str] = set()
         taken = []
         for i, h in enumerate(hashes):
@@ -262,27 +258,19 @@ class Gateway:
 
     def _store(self, row: dict[str, Any], batch: Sequence[BatchKey], now: int) -> UploadOutcome:
         with self.engine.begin() as conn:
-            tag_used = conn.execute(
-                sa.select(upload_batches.c.id).where(upload_batches.c.batch_tag == row["batch_tag"])
-            ).first()
-            if tag_used is not None:
+            if queries.upload_tag_used(conn, row["batch_tag"]):
                 raise BatchTagReusedError("this batchTag was used before")
             conflict = self._conflicts(conn, batch)
             if conflict is not None:
                 return conflict
             try:
                 with conn.begin_nested():
-                    batch_id = conn.execute(
-                        upload_batches.insert().values(**row).returning(upload_batches.c.id)
-                    ).scalar_one()
-                    conn.execute(keys.insert(), [_key_row(k, batch_id, now) for k in batch])
-            except sa.exc.IntegrityError:
-                # another upload took a tag or a key in between: answer as if it came first
-                if conn.execute(
-                    sa.select(upload_batches.c.id).where(
-                        upload_batches.c.batch_tag == row["batch_tag"]
+                    queries.insert_upload(
+                        conn, row, lambda batch_id: [_key_row(k, batch_id, now) for k in batch]
                     )
-                ).first():
+            except IntegrityError:
+                # another upload took a tag or a key in between: answer as if it came first
+                if queries.upload_tag_used(conn, row["batch_tag"]):
                     raise BatchTagReusedError("this batchTag was used before") from None
                 return self._conflicts(conn, batch) or UploadOutcome(
                     207, {"500": list(range(len(batch)))}
@@ -297,11 +285,7 @@ class Gateway:
         day = day_of(now)
         created: list[str] = []
         with self.engine.begin() as conn:
-            pending = conn.execute(
-                sa.select(upload_batches.c.id, upload_batches.c.amount)
-                .where(upload_batches.c.download_batch_id.is_(None))
-                .order_by(upload_batches.c.id)
-            ).all()
+            pending = queries.pending_uploads(conn)
             groups: list[list[int]] = []
             size = 0
             for batch_id, amount in pending:
@@ -311,39 +295,8 @@ class Gateway:
                 groups[-1].append(batch_id)
                 size += amount
             for group in groups:
-                created.append(self._new_download_batch(conn, day, group, int(now)))
+                created.append(queries.add_download_batch(conn, day, group, int(now)))
         return created
-
-    def _new_download_batch(self, conn: sa.Connection, day: str, group: list[int], now: int) -> str:
-        count = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(download_batches)
-            .where(download_batches.c.day == day)
-        ).scalar_one()
-        tag = f"{day.replace('-', '')}-{count + 1}"
-        batch_id = conn.execute(
-            download_batches.insert()
-            .values(tag=tag, day=day, next_tag=None, created_at=now)
-            .returning(download_batches.c.id)
-        ).scalar_one()
-        conn.execute(
-            download_batches.update()
-            .where(download_batches.c.day == day, download_batches.c.next_tag.is_(None))
-            .where(download_batches.c.id != batch_id)
-            .values(next_tag=tag)
-        )
-        conn.execute(
-            upload_batches.update()
-            .where(upload_batches.c.id.in_(group))
-            .values(download_batch_id=batch_id)
-        )
-        subscribers = conn.execute(sa.select(callbacks.c.country, callbacks.c.callback_id)).all()
-        if subscribers:
-            conn.execute(
-                callback_tasks.insert(),
-                [dict(country=c, callback_id=i, batch_tag=tag, day=day) for c, i in subscribers],
-            )
-        return tag
 
     def _check_day(self, day: str) -> dt.date:
         wanted = _parse_day(day)
@@ -352,19 +305,12 @@ class Gateway:
             raise GoneError(f"{day} is older than the download window")
         return wanted
 
-    def _download_batch(self, conn: sa.Connection, day: str, tag: str | None) -> Any:
+    def _download_batch(self, conn: Connection, day: str, tag: str | None) -> Any:
         wanted = self._check_day(day)
         if tag is None:
-            row = conn.execute(
-                sa.select(download_batches)
-                .where(download_batches.c.day == wanted.isoformat())
-                .order_by(download_batches.c.id)
-                .limit(1)
-            ).first()
+            row = queries.first_download_batch(conn, wanted.isoformat())
         else:
-            row = conn.execute(
-                sa.select(download_batches).where(download_batches.c.tag == tag)
-            ).first()
+            row = queries.download_batch_by_tag(conn, tag)
             if row is not None and row.day < wanted.isoformat():
                 raise BatchRejectedError("the batchTag belongs to an earlier day")
             if row is not None and row.day != wanted.isoformat():
@@ -377,29 +323,17 @@ class Gateway:
         """One download batch of ``day`` (the first, or ``tag``) without the requester's keys."""
         with self.engine.connect() as conn:
             batch = self._download_batch(conn, day, tag)
-            rows = conn.execute(
-                sa.select(keys)
-                .join(upload_batches, keys.c.upload_batch_id == upload_batches.c.id)
-                .where(
-                    upload_batches.c.download_batch_id == batch.id,
-                    upload_batches.c.country != requester.country,
-                )
-                .order_by(keys.c.id)
-            ).all()
+            rows = queries.download_keys(conn, batch.id, requester.country)
         return DownloadPage(batch.tag, batch.next_tag, [_batch_key(r) for r in rows])
 
     def audit(self, day: str, tag: str) -> list[dict[str, Any]]:
         """SPEC FED-9: one entry per upload batch in download batch ``tag``."""
         with self.engine.connect() as conn:
             batch = self._download_batch(conn, day, tag)
-            rows = conn.execute(
-                sa.select(upload_batches)
-                .where(upload_batches.c.download_batch_id == batch.id)
-                .order_by(upload_batches.c.id)
-            ).all()
+            rows = queries.uploads_of(conn, batch.id)
             return [self._audit_entry(conn, r) for r in rows]
 
-    def _audit_entry(self, conn: sa.Connection, row: Any) -> dict[str, Any]:
+    def _audit_entry(self, conn: Connection, row: Any) -> dict[str, Any]:
         def cert(thumbprint: str, kind: CertificateType) -> Member | None:
             return find_member(conn, self.anchor, thumbprint, kind)
 
@@ -424,5 +358,4 @@ class Gateway:
         """Delete keys stored more than ``retention_days`` ago; returns how many."""
         cutoff = int(self.now()) - self.settings.retention_days * _DAY_SECONDS
         with self.engine.begin() as conn:
-            result = conn.execute(keys.delete().where(keys.c.created_at < cutoff))
-        return int(result.rowcount or 0)
+            return queries.delete_keys_before(conn, cutoff)

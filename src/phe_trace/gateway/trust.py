@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from phe_trace.protocol.efgs_cms import (
     OperatorKey,
@@ -26,8 +25,8 @@ from phe_trace.protocol.efgs_cms import (
 )
 from phe_trace.protocol.errors import BatchSignatureError
 
+from . import queries
 from .errors import GatewayConfigError
-from .tables import certificates
 
 __all__ = [
     "CertificateType",
@@ -106,18 +105,12 @@ def add_member_certificate(
         created_at=int(now),
     )
     with engine.begin() as conn:
-        conn.execute(
-            certificates.delete().where(
-                certificates.c.thumbprint == member.thumbprint,
-                certificates.c.type == cert_type.value,
-            )
-        )
-        conn.execute(certificates.insert().values(**row))
+        queries.replace_certificate(conn, row)
     return member
 
 
 def find_member(
-    conn: sa.Connection,
+    conn: Connection,
     anchor: TrustAnchor,
     thumbprint: str,
     cert_type: CertificateType,
@@ -125,12 +118,7 @@ def find_member(
 ) -> Member | None:
     """The allow-listed, unrevoked, countersigned certificate with ``thumbprint`` (and
     ``country`` when given), or ``None``."""
-    query = sa.select(certificates).where(
-        certificates.c.thumbprint == thumbprint.lower(),
-        certificates.c.type == cert_type.value,
-        certificates.c.revoked.is_(False),
-    )
-    row = conn.execute(query).mappings().first()
+    row = queries.certificate(conn, thumbprint.lower(), cert_type.value)
     if row is None or (country is not None and row["country"] != country):
         return None
     if not anchor.verifies(row["pem"], row["operator_signature"]):
