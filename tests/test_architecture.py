@@ -233,26 +233,10 @@ def _collapsed(graph: dict[str, set[str]], depth: int) -> dict[str, set[str]]:
     return merged
 
 
-#: Import circles that remain, each allowed only as this set of modules or a part of it.
-#: The list only shrinks.
-KNOWN_CIRCLES: list[set[str]] = [
-    {"phe_trace.agent.retention", "phe_trace.agent.store"},
-    {
-        "phe_trace.agent.agent",
-        "phe_trace.agent.analytics",
-        "phe_trace.agent.regions",
-        "phe_trace.agent.report",
-        "phe_trace.agent.sync",
-    },
-    {"phe_trace.sim.aggregates", "phe_trace.sim.live"},
-    {"phe_trace.cli.agent", "phe_trace.cli.agent_analytics"},
-]
-
-
 def test_no_import_circle_between_modules() -> None:
     """No module imports, directly or through others, a module that imports it back."""
-    new = [sorted(c) for c in _circles(_import_graph()) if not any(c <= k for k in KNOWN_CIRCLES)]
-    assert not new, f"import circles: {new}"
+    circles = _circles(_import_graph())
+    assert not circles, f"import circles: {[sorted(c) for c in circles]}"
 
 
 @pytest.mark.parametrize("depth", [2, 3])
