@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from phe_trace.crypto.compare import bearer_matches
+from phe_trace.web.errors import ErrorOut
 from phe_trace.web.query import DAY_NUMBER, DIGITS
 
 from ..analytics_ingest import MAX_BOX_BYTES, MAX_REPORTS_PER_UPLOAD, MIN_BOX_BYTES, IngestStore
@@ -68,13 +69,6 @@ class SealedReportIn(BaseModel):
 
 class UploadIn(BaseModel):
     reports: list[SealedReportIn] = Field(min_length=1, max_length=MAX_REPORTS_PER_UPLOAD)
-
-
-class ErrorOut(BaseModel):
-    """A refused request: message and stable code."""
-
-    error: str
-    code: str
 
 
 class UploadOut(BaseModel):
