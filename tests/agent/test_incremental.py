@@ -146,8 +146,10 @@ def test_incremental_checks_keep_exactly_what_a_full_rematch_finds(
     # The scenario exercised what only open keys find, a revision, and a decoy.
     assert found_by_open_keys > 0
     kept = [json.loads(item) for item in _kept(b)]
-    assert ReportType.CONFIRMED_CLINICAL_DIAGNOSIS in {item["k"][4] for item in kept}
-    assert len({item["k"][0] for item in kept}) == 3  # a's keys of days 0 and 2, c's of day 1
+    assert ReportType.CONFIRMED_CLINICAL_DIAGNOSIS in {item["key"]["report_type"] for item in kept}
+    assert (
+        len({item["key"]["key_data"] for item in kept}) == 3
+    )  # a's keys of days 0 and 2, c's of day 1
     assert b.status(checks[-1])["last_exposure_day"] is not None
     assert b.store.get_meta("sync")["open_keys"] == []  # every window has ended
 
@@ -186,5 +188,8 @@ def test_an_open_key_matches_later_sightings_only_within_each_identifiers_window
             b.store.add_sightings([SightingRecord(rpi, os.urandom(4), t, 0, -60, -60, 1)])
     later = b.sync(T0 + DAY + 2 * H)
     assert later.files_checked == 0
-    kept = {(item["j"], item["s"][3]) for item in b.store.get_meta("matches")["items"]}
+    kept = {
+        (item["interval"], item["sighting"]["unix_time"])
+        for item in b.store.get_meta("matches")["items"]
+    }
     assert kept == {(j, t) for (j, late), t in heard.items() if abs(late) == 12}

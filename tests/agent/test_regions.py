@@ -69,7 +69,7 @@ def _people(make_agent: Callable[..., Agent]) -> tuple[Agent, Agent, Agent]:
 
 def _matched_keys(agent: Agent) -> set[bytes]:
     items = (agent.store.get_meta("matches") or {}).get("items", [])
-    return {bytes.fromhex(item["k"][0]) for item in items}
+    return {bytes.fromhex(item["key"]["key_data"]) for item in items}
 
 
 def _follow(d: Agent, home: ExportHost, home_key: str, **regions: FollowedRegion) -> None:

@@ -227,7 +227,7 @@ def _dated(name: str, value: dict[str, Any]) -> list[float]:
 
     walk(value)
     if name == "matches":
-        times += [float(m["s"][3]) for m in value.get("items", [])]
+        times += [float(m["sighting"]["unix_time"]) for m in value.get("items", [])]
     if name == "sync":
         processed = value.get("processed", {})
         assert isinstance(processed, dict), "processed export files carry no time"
@@ -235,7 +235,10 @@ def _dated(name: str, value: dict[str, Any]) -> list[float]:
         for files in value.get("regions", {}).values():
             assert isinstance(files, dict), "a region's processed files carry no time"
             times += [float(t) for t in files.values()]
-        times += [float((k[1] + k[2]) * 600) for k in value.get("open_keys", [])]
+        times += [
+            float((k["rolling_start_interval_number"] + k["rolling_period"]) * 600)
+            for k in value.get("open_keys", [])
+        ]
     if name == "warnings":
         assert all(isinstance(w, dict) for w in value.get("items", [])), "a warning has no time"
     if name == "analytics_outbox":
@@ -300,7 +303,7 @@ def test_twenty_days_with_daily_checks_keep_nothing_older_than_retention(
     assert {int(t // DAY) for t in times["tek"]} == set(range(first, last + 1))
     assert {int(t // DAY) for t in times["sighting_window"]} == set(range(first, last + 1))
     assert {int(t // DAY) for t in times["check_result"]} == set(range(first, last + 1))
-    matched_days = {int(m["s"][3] // DAY) for m in meta["matches"]["items"]}
+    matched_days = {int(m["sighting"]["unix_time"] // DAY) for m in meta["matches"]["items"]}
     assert matched_days == set(range(first, last))  # day 19's key is not published yet
     processed = meta["sync"]["processed"]
     # a record is dated by its check, or later by what its name allows (SCALE-8): up to
@@ -346,7 +349,9 @@ def test_kept_matches_expire_without_another_check(tmp_path: Path, world: World)
     day13 = T0 + 13 * DAY + 23 * 3600
     b = Agent.open(run.b.config, now=day13, radio=SimRadio())
     found = b.store.get_meta("matches")["items"]
-    assert found and {int(m["s"][3] // DAY) for m in found} == {D0}  # day 13: still kept
+    assert found and {int(m["sighting"]["unix_time"] // DAY) for m in found} == {
+        D0
+    }  # day 13: still kept
     assert b.status(day13)["last_exposure_day"] == "2026-11-02"
     b.tick(T0 + 14 * DAY + 60)  # the first tick of day 14: day 0 is no longer kept
     assert b.store.get_meta("matches")["items"] == []
@@ -362,7 +367,7 @@ def test_matches_follow_the_configured_retention_not_14_days(tmp_path: Path, wor
     store = AgentStore.open(run.directory)
     kept = store.get_meta("matches")["items"]
     store.close()
-    assert {int(m["s"][3] // DAY) for m in kept} == set(range(D0 + 3, D0 + 9))
+    assert {int(m["sighting"]["unix_time"] // DAY) for m in kept} == set(range(D0 + 3, D0 + 9))
     _assert_nothing_older(_open_everything(run.directory)[0], run.end, 7)
 
 

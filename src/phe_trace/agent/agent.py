@@ -50,6 +50,7 @@ from .radio.base import Radio, RadioSighting
 from .records import SightingRecord, StoredKey
 from .retention import Cutoff, utc_day, warning_items
 from .schedule import ActiveKey, RotationPlan, ScanPlan, tek_day
+from .state import Matches, StepState, SyncState, WarningItem, Warnings
 from .store import AgentStore
 
 if TYPE_CHECKING:
@@ -99,8 +100,7 @@ class Agent:
         self._scan = ScanPlan(config.scan_period_s, config.scan_jitter_s, self._rng)
         self._key: ActiveKey | None = None
         self._payload: bytes | None = None
-        state = store.get_meta("state") or {}
-        self._last_now: float | None = state.get("last_now")
+        self._last_now: float | None = store.load(StepState).last_now
         self._purge_day: int | None = None
         self.warnings: list[str] = []
         self._exposure_config: ExposureConfig | None = None
@@ -377,9 +377,8 @@ class Agent:
         """Log ``message`` and keep it, dated ``now``, for ``status`` (the last 20)."""
         log.warning("%s", message)
         self.warnings.append(message)
-        items = warning_items(self.store.get_meta("warnings") or {}, now)
-        items = [*items, {"at": now, "message": message}][-20:]
-        self.store.put_meta("warnings", {"items": items})
+        items = warning_items(self.store.load(Warnings), now)
+        self.store.save(Warnings([*items, WarningItem(now, message)][-20:]))
 
     def _recover(self, now: float) -> None:
         """Rebuild the exposure results when their sealed record failed to open (AGENT-20).
@@ -393,8 +392,8 @@ class Agent:
         lost = self.store.unreadable_meta & {"matches", "sync"}
         if not lost:
             return
-        self.store.put_meta("matches", {"items": []})
-        self.store.put_meta("sync", {})
+        self.store.save(Matches())
+        self.store.save(SyncState())
         self.store.unreadable_meta -= {"matches", "sync"}
         self._warn(
             "stored exposure results could not be read (a damaged record); the next check "
@@ -421,7 +420,7 @@ class Agent:
 
     def _save_state(self) -> None:
         if self._last_now is not None:
-            self.store.put_meta("state", {"last_now": self._last_now})
+            self.store.save(StepState(self._last_now))
 
 
 def _aggregate(service_data: bytes, group: list[RadioSighting]) -> SightingRecord:

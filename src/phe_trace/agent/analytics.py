@@ -54,6 +54,15 @@ from phe_trace.analytics.reports import SealedReport, make_reports, upload_body
 from .config import AgentConfig
 from .errors import AnalyticsConfigError
 from .retention import SECONDS_PER_DAY, utc_day
+from .state import (
+    AnalyticsReport,
+    AnalyticsState,
+    CheckRecord,
+    Notified,
+    Outbox,
+    ReportState,
+    SealedBox,
+)
 from .store import AgentStore
 from .trust import load_trusted_keys
 
@@ -74,8 +83,8 @@ __all__ = [
 log = logging.getLogger("phe_trace.agent")
 
 #: State record names.
-STATE = "analytics"
-OUTBOX = "analytics_outbox"
+STATE = AnalyticsState.NAME
+OUTBOX = Outbox.NAME
 #: First retry delay after a failed upload, seconds; each next one is four times longer.
 RETRY_FIRST_S = 60.0
 #: Longest retry delay, seconds.
@@ -117,13 +126,12 @@ class StepResult:
     error: str | None = None
 
 
-def _state(store: AgentStore) -> dict[str, Any]:
-    return store.get_meta(STATE) or {}
+def _state(store: AgentStore) -> AnalyticsState:
+    return store.load(AnalyticsState)
 
 
-def _outbox(store: AgentStore) -> dict[str, Any]:
-    boxes: dict[str, Any] = (store.get_meta(OUTBOX) or {}).get("boxes", {})
-    return boxes
+def _outbox(store: AgentStore) -> dict[str, SealedBox]:
+    return store.load(Outbox).boxes
 
 
 def _key(day: int, metric: str) -> str:
@@ -169,19 +177,17 @@ def _params(config: AnalyticsConfig) -> dict[str, Any]:
     }
 
 
-def enable(store: AgentStore, config: AnalyticsConfig, now: float) -> dict[str, Any]:
+def enable(store: AgentStore, config: AnalyticsConfig, now: float) -> AnalyticsState:
     """Opt in under ``config`` (verified), pinning its aggregators; reports start today."""
     state = _state(store)
     today = utc_day(now)
-    state.update(
-        enabled=True,
-        pin=config.pin(),
-        params=_params(config),
-        prepared_through=max(int(state.get("prepared_through", today - 1)), today - 1),
-        error=None,
-    )
-    state.setdefault("reports", [])
-    store.put_meta(STATE, state)
+    through = state.prepared_through if state.prepared_through is not None else today - 1
+    state.enabled = True
+    state.pin = config.pin()
+    state.params = _params(config)
+    state.prepared_through = max(int(through), today - 1)
+    state.error = None
+    store.save(state)
     log.info("analytics on: leader %s, helper %s", config.leader.url, config.helper.url)
     return state
 
@@ -190,9 +196,9 @@ def disable(store: AgentStore) -> int:
     """Opt out: forget the pin and every report not sent yet (returns how many)."""
     state = _state(store)
     dropped = len(_outbox(store))
-    sent = [r for r in state.get("reports", []) if r.get("sent_at") is not None]
-    store.put_meta(STATE, {"enabled": False, "reports": sent})
-    store.put_meta(OUTBOX, {"boxes": {}})
+    sent = [r for r in state.reports if r.sent_at is not None]
+    store.save(AnalyticsState(enabled=False, reports=sent))
+    store.save(Outbox())
     return dropped
 
 
@@ -204,7 +210,7 @@ def _day_of(iso: str | None) -> int | None:
 
 
 def observe(
-    store: AgentStore, day: int, checks: list[dict[str, Any]] | None = None
+    store: AgentStore, day: int, checks: list[CheckRecord] | None = None
 ) -> DailyObservation:
     """The day's metrics from the device's own records (SPEC AGG-10).
 
@@ -213,20 +219,19 @@ def observe(
     exposure the day's last check found; ``reported_positive``: keys published that day.
     """
     if checks is None:
-        checks = store.check_results()
-    todays = [c for c in checks if utc_day(float(c.get("at", -1))) == day and not c.get("error")]
+        checks = store.checks()
+    todays = [c for c in checks if utc_day(float(c.at if c.at is not None else -1)) == day]
+    todays = [c for c in todays if not c.error]
     level = 0
     for c in todays:
-        level = max(
-            level, 2 if c.get("risk_level") == "high" else int(bool(c.get("last_exposure_day")))
-        )
-    notified_at = (store.get_meta("notified") or {}).get("at")
+        level = max(level, 2 if c.risk_level == "high" else int(bool(c.last_exposure_day)))
+    notified_at = store.load(Notified).at
     notified = notified_at is not None and utc_day(float(notified_at)) == day
     since = None
     if notified:
-        last = next((_day_of(c.get("last_exposure_day")) for c in reversed(todays)), None)
+        last = next((_day_of(c.last_exposure_day) for c in reversed(todays)), None)
         since = min(13, max(0, day - (day if last is None else last)))
-    published = (store.get_meta("report") or {}).get("published_at")
+    published = store.load(ReportState).published_at
     return DailyObservation(
         notified=notified,
         max_risk_level=level,
@@ -240,26 +245,26 @@ def observe(
 
 def _due_days(device: Participant, now: float) -> list[int]:
     state = _state(device.store)
-    if not state.get("enabled"):
+    if not state.enabled:
         return []
     first = utc_day(now) - device.config.retention_days + 1
     # No cursor: nothing kept has been prepared (the retention purge drops a cursor
     # older than what is kept, agent.retention).
-    through = int(state.get("prepared_through", first - 1))
+    through = int(state.prepared_through if state.prepared_through is not None else first - 1)
     return list(range(max(through + 1, first), utc_day(now)))
 
 
 def _sendable(store: AgentStore, now: float) -> list[str]:
-    if not _state(store).get("enabled"):
+    if not _state(store).enabled:
         return []
-    return [k for k, box in _outbox(store).items() if box["due"] <= now and box["next_try"] <= now]
+    return [k for k, box in _outbox(store).items() if box.due <= now and box.next_try <= now]
 
 
-def _spent(state: dict[str, Any], metric: str, day: int, period: int) -> float:
+def _spent(state: AnalyticsState, metric: str, day: int, period: int) -> float:
     return sum(
-        float(r["epsilon"])
-        for r in state.get("reports", [])
-        if r["metric"] == metric and day - period < int(r["day"]) <= day
+        float(r.epsilon)
+        for r in state.reports
+        if r.metric == metric and day - period < int(r.day) <= day
     )
 
 
@@ -306,7 +311,7 @@ def _prepare(
 
 def _queue(
     agent: Participant,
-    state: dict[str, Any],
+    state: AnalyticsState,
     day: int,
     values: dict[str, int],
     sealed: dict[str, SealedReport],
@@ -317,26 +322,24 @@ def _queue(
     next_day = float((day + 1) * SECONDS_PER_DAY)
     for metric, report in sealed.items():
         due = next_day + agent.rng.random() * SECONDS_PER_DAY
-        boxes[_key(day, metric)] = {
-            "leader": base64.b64encode(report.leader_share).decode(),
-            "helper": base64.b64encode(report.helper_share).decode(),
-            "due": due,
-            "next_try": due,
-            "attempts": 0,
-        }
-        state["reports"].append(
-            {
-                "day": day,
-                "metric": metric,
-                "value": values[metric],
-                "epsilon": config.metrics[metric].epsilon_per_day,
-                "due": due,
-                "sent_at": None,
-            }
+        boxes[_key(day, metric)] = SealedBox(
+            leader=base64.b64encode(report.leader_share).decode(),
+            helper=base64.b64encode(report.helper_share).decode(),
+            due=due,
+            next_try=due,
         )
-    state["prepared_through"] = day
-    agent.store.put_meta(OUTBOX, {"boxes": boxes})
-    agent.store.put_meta(STATE, state)
+        state.reports.append(
+            AnalyticsReport(
+                day=day,
+                metric=metric,
+                value=values[metric],
+                epsilon=config.metrics[metric].epsilon_per_day,
+                due=due,
+            )
+        )
+    state.prepared_through = day
+    agent.store.save(Outbox(boxes))
+    agent.store.save(state)
 
 
 def _post(client: httpx.Client, url: str, reports: list[SealedReport]) -> int | None:
@@ -367,7 +370,7 @@ def _send(
             b = boxes[k]
             reports.append(
                 SealedReport(
-                    metric, int(day), base64.b64decode(b["leader"]), base64.b64decode(b["helper"])
+                    metric, int(day), base64.b64decode(b.leader), base64.b64decode(b.helper)
                 )
             )
         status_code = _post(client, url, reports)
@@ -381,25 +384,25 @@ def _send(
     for k, verdict in outcome.items():
         if verdict == "retry":
             box = boxes[k]
-            box["attempts"] += 1
-            box["next_try"] = now + min(RETRY_MAX_S, RETRY_FIRST_S * 4 ** (box["attempts"] - 1))
+            box.attempts += 1
+            box.next_try = now + min(RETRY_MAX_S, RETRY_FIRST_S * 4 ** (box.attempts - 1))
             result.failed += 1
             continue
         del boxes[k]
         day, metric = k.split("/")
-        for r in state["reports"]:
-            if r["day"] == int(day) and r["metric"] == metric:
-                r["sent_at"] = now if verdict == "sent" else None
+        for r in state.reports:
+            if r.day == int(day) and r.metric == metric:
+                r.sent_at = now if verdict == "sent" else None
                 if verdict != "sent":
-                    r["given_up"] = verdict
+                    r.given_up = verdict
         if verdict == "sent":
             result.sent += 1
         else:
             log.error("analytics report %s %s", k, verdict)
     failed = sum(v == "retry" for v in outcome.values())
-    state["error"] = f"{failed} upload(s) failed; tried again later" if failed else None
-    store.put_meta(OUTBOX, {"boxes": boxes})
-    store.put_meta(STATE, state)
+    state.error = f"{failed} upload(s) failed; tried again later" if failed else None
+    store.save(Outbox(boxes))
+    store.save(state)
 
 
 def _stop(
@@ -409,8 +412,8 @@ def _stop(
     result.error = message
     for i in indexes:
         state = _state(agents[i].store)
-        state["error"] = message
-        agents[i].store.put_meta(STATE, state)
+        state.error = message
+        agents[i].store.save(state)
 
 
 def run_step(
@@ -429,7 +432,7 @@ def run_step(
         except AnalyticsConfigError as exc:
             _stop(agents, busy, str(exc), result)
             return result
-        pinned = [i for i in busy if _state(agents[i].store).get("pin") == config.pin()]
+        pinned = [i for i in busy if _state(agents[i].store).pin == config.pin()]
         if len(pinned) < len(busy):
             _stop(
                 agents,
@@ -455,20 +458,20 @@ def run_step(
 def status(config: AgentConfig, store: AgentStore, now: float) -> dict[str, Any]:
     """Participation, the pinned aggregators and the ε spent per metric (``status``)."""
     state = _state(store)
-    params = state.get("params") or {}
+    params = state.params or {}
     period = int(params.get("period_days", config.retention_days))
-    reports = state.get("reports", [])
+    reports = state.reports
     today = utc_day(now)
     return {
-        "participating": bool(state.get("enabled")),
-        "leader": (state.get("pin") or {}).get("leader_url"),
-        "helper": (state.get("pin") or {}).get("helper_url"),
+        "participating": state.enabled,
+        "leader": (state.pin or {}).get("leader_url"),
+        "helper": (state.pin or {}).get("helper_url"),
         "epsilon_spent": {
             m: round(_spent(state, m, today, period), 6) for m in params.get("metrics", {})
         },
         "epsilon_budget": {m: v[1] for m, v in params.get("metrics", {}).items()},
         "budget_period_days": period if params else None,
-        "reports_sent": sum(r.get("sent_at") is not None for r in reports),
-        "reports_waiting": len(_outbox(store)) if state.get("enabled") else 0,
-        "error": state.get("error"),
+        "reports_sent": sum(r.sent_at is not None for r in reports),
+        "reports_waiting": len(_outbox(store)) if state.enabled else 0,
+        "error": state.error,
     }

@@ -11,7 +11,6 @@ device records. Each region has its own processed-file state in the sync state.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,16 +19,14 @@ from phe_trace.protocol.errors import ExportError
 
 from .config import AgentConfig, FollowedRegion
 from .errors import AgentConfigError
+from .state import Regions, SyncState
 from .store import AgentStore
 
 __all__ = ["add_region", "followed_regions", "region_from_options", "remove_region"]
 
-_META = "regions"
-
 
 def _stored(store: AgentStore) -> list[FollowedRegion]:
-    items = (store.get_meta(_META) or {}).get("items", [])
-    return [FollowedRegion(**item) for item in items]
+    return store.load(Regions).items
 
 
 def followed_regions(config: AgentConfig, store: AgentStore) -> list[FollowedRegion]:
@@ -68,8 +65,7 @@ def add_region(config: AgentConfig, store: AgentStore, region: FollowedRegion) -
     taken = {config.region, *(r.name for r in followed_regions(config, store))}
     if region.name in taken:
         raise AgentConfigError(f"a region named {region.name!r} is already followed")
-    items = [r.model_dump(mode="json") for r in _stored(store)]
-    store.put_meta(_META, {"items": [*items, region.model_dump(mode="json")]})
+    store.save(Regions([*_stored(store), region]))
 
 
 def remove_region(config: AgentConfig, store: AgentStore, name: str) -> FollowedRegion:
@@ -83,9 +79,9 @@ def remove_region(config: AgentConfig, store: AgentStore, name: str) -> Followed
                 "remove it there"
             )
         raise AgentConfigError(f"no region named {name!r} is followed")
-    store.put_meta(_META, {"items": [r.model_dump(mode="json") for r in kept]})
-    state: dict[str, Any] = store.get_meta("sync") or {}
-    if name in state.get("regions", {}):
-        del state["regions"][name]
-        store.put_meta("sync", state)
+    store.save(Regions(kept))
+    state = store.load(SyncState)
+    if name in state.regions:
+        del state.regions[name]
+        store.save(state)
     return next(r for r in stored if r.name == name)

@@ -33,6 +33,7 @@ from .download import tls_problem
 from .errors import ReportError
 from .records import StoredKey
 from .schedule import tek_day
+from .state import ReportState
 from .store import AgentStore
 
 __all__ = [
@@ -221,14 +222,10 @@ def _publish(
     )
     new_token = str(published.get("revisionToken") or "")
     test_type = verified.get("testtype") if isinstance(verified.get("testtype"), str) else None
-    store.put_meta(
-        "report",
-        {
-            "published_at": now,
-            "revision_token": new_token,
-            "test_type": test_type,
-            "keys_sent": len(keys),
-        },
+    store.save(
+        ReportState(
+            published_at=now, revision_token=new_token, test_type=test_type, keys_sent=len(keys)
+        )
     )
     warnings = [str(w) for w in published.get("warnings") or []]
     log.info("published %d keys (%s)", len(keys), test_type or "unknown test type")
@@ -271,8 +268,7 @@ def run_revise(
     client: httpx.Client | None = None,
 ) -> ReportResult:
     """Publish again under a new code, with the kept revision token (AGENT-19)."""
-    previous = store.get_meta("report") or {}
-    token = previous.get("revision_token")
+    token = store.load(ReportState).revision_token
     if not token:
         raise ReportError("nothing to revise: no earlier report is stored on this device")
     http, own = _with_client(config, client)

@@ -20,8 +20,19 @@ gone ``retention_days`` later at the latest.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from .state import (
+    AnalyticsState,
+    Matches,
+    Outbox,
+    Processed,
+    StateRecord,
+    SyncState,
+    WarningItem,
+    Warnings,
+)
 
 __all__ = [
     "RULES",
@@ -70,8 +81,9 @@ class Cutoff:
         return float(self.first_day * SECONDS_PER_DAY)
 
 
-#: A state record's pruning: (opened record, cutoff) → (what is kept, items dropped).
-Prune = Callable[[dict[str, Any], Cutoff], tuple[dict[str, Any], int]]
+#: A state record's pruning: (opened record, cutoff) → (what is kept, items dropped); the
+#: record itself when nothing changes.
+Prune = Callable[[Any, Cutoff], tuple[Any, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,102 +104,77 @@ class Rule:
 def _whole(field: str) -> Prune:
     """A record that is one item, dated by ``field``: emptied when that time expires."""
 
-    def prune(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
-        t = value.get(field)
+    def prune(value: StateRecord, cut: Cutoff) -> tuple[StateRecord, int]:
+        t = getattr(value, field)
         if t is None or cut.keeps(t):
             return value, 0
-        return {}, 1
+        return type(value)(), 1
 
     return prune
 
 
-def _state(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
-    t = value.get("last_now")
-    if t is None or cut.keeps(t):
-        return value, 0
-    return {k: v for k, v in value.items() if k != "last_now"}, 1
+def _matches(value: Matches, cut: Cutoff) -> tuple[Matches, int]:
+    kept = [m for m in value.items if cut.keeps(m.sighting.unix_time)]
+    dropped = len(value.items) - len(kept)
+    return (Matches(kept) if dropped else value), dropped
 
 
-def _matches(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
-    items = value.get("items", [])
-    kept = [d for d in items if cut.keeps(d["s"][3])]
-    return {**value, "items": kept} if len(kept) < len(items) else value, len(items) - len(kept)
+def processed_files(listing: Processed, now: float) -> dict[str, float]:
+    """A region's processed export files as kept in the sync record, name → the time the
+    file is dated by (``agent.sync``); one not dated yet (the old form) reads as dated
+    ``now``."""
+    return {p: float(now) if t is None else t for p, t in listing.items()}
 
 
-def processed_files(listing: list[Any] | dict[str, Any], now: float) -> dict[str, float]:
-    """A region's processed export files as stored in the sync record, name → the time
-    the file is dated by (``agent.sync``). The old form, a list of names without a time,
-    reads as dated ``now``."""
-    if isinstance(listing, list):
-        return dict.fromkeys((str(p) for p in listing), float(now))
-    return {str(p): float(t) for p, t in listing.items()}
-
-
-def open_key_end(encoded: list[Any]) -> float:
-    """When a kept open key (``risk.encode_key`` form) stopped being valid: the end of
-    its last interval, unix seconds."""
-    return float((int(encoded[1]) + int(encoded[2])) * _INTERVAL_S)
-
-
-def _sync(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
+def _sync(value: SyncState, cut: Cutoff) -> tuple[SyncState, int]:
     """Home's processed files, each followed region's, and the open keys."""
     dropped = 0
 
-    def prune(listing: list[Any] | dict[str, Any]) -> dict[str, float]:
+    def prune(listing: Processed) -> Processed:
         nonlocal dropped
         files = processed_files(listing, cut.now)
-        kept = {p: t for p, t in files.items() if cut.keeps(t)}
+        kept: Processed = {p: t for p, t in files.items() if cut.keeps(t)}
         dropped += len(files) - len(kept)
         return kept
 
-    out = dict(value)
-    if "processed" in value:
-        out["processed"] = prune(value["processed"])
-    if "regions" in value:
-        out["regions"] = {name: prune(files) for name, files in value["regions"].items()}
-    open_keys = value.get("open_keys", [])
-    if open_keys:
-        out["open_keys"] = [k for k in open_keys if cut.keeps(open_key_end(k))]
-        dropped += len(open_keys) - len(out["open_keys"])
+    out = SyncState(
+        prune(value.processed),
+        {name: prune(files) for name, files in value.regions.items()},
+        [k for k in value.open_keys if cut.keeps(k.valid_until)],
+    )
+    dropped += len(value.open_keys) - len(out.open_keys)
     return (value, 0) if out == value else (out, dropped)
 
 
-def warning_items(value: dict[str, Any], now: float) -> list[dict[str, Any]]:
-    """The warnings record's items as ``{"at", "message"}``; a bare string (the old form)
-    reads as given at ``now``."""
-    return [
-        item if isinstance(item, dict) else {"at": float(now), "message": str(item)}
-        for item in value.get("items", [])
-    ]
+def warning_items(value: Warnings, now: float) -> list[WarningItem]:
+    """The warnings, one of the old undated form read as given at ``now``."""
+    return value.dated(now)
 
 
-def _warnings(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
-    items = warning_items(value, cut.now)
-    kept = [w for w in items if cut.keeps(w["at"])]
-    if len(kept) == len(items) and items == value.get("items", []):
+def _warnings(value: Warnings, cut: Cutoff) -> tuple[Warnings, int]:
+    items = value.dated(cut.now)
+    kept = [w for w in items if cut.keeps(w.at or 0.0)]
+    if len(kept) == len(items) and items == value.items:
         return value, 0
-    return {**value, "items": kept}, len(items) - len(kept)
+    return Warnings(kept), len(items) - len(kept)
 
 
-def _analytics(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
-    reports = value.get("reports", [])
-    kept = [r for r in reports if cut.keeps_day(r["day"])]
-    through = value.get("prepared_through")
+def _analytics(value: AnalyticsState, cut: Cutoff) -> tuple[AnalyticsState, int]:
+    kept = [r for r in value.reports if cut.keeps_day(r.day)]
+    through = value.prepared_through
     # A cursor before the first kept day says nothing the rule does not: every kept day
     # is then still to be prepared (agent.analytics reads a missing cursor that way).
     stale_cursor = through is not None and not cut.keeps_day(through)
-    if len(kept) == len(reports) and not stale_cursor:
+    if len(kept) == len(value.reports) and not stale_cursor:
         return value, 0
-    out = {k: v for k, v in value.items() if not (k == "prepared_through" and stale_cursor)}
-    if "reports" in value:
-        out["reports"] = kept
-    return out, len(reports) - len(kept)
+    out = replace(value, reports=kept, prepared_through=None if stale_cursor else through)
+    return out, len(value.reports) - len(kept)
 
 
-def _outbox(value: dict[str, Any], cut: Cutoff) -> tuple[dict[str, Any], int]:
-    boxes = value.get("boxes", {})
+def _outbox(value: Outbox, cut: Cutoff) -> tuple[Outbox, int]:
+    boxes = value.boxes
     kept = {k: b for k, b in boxes.items() if cut.keeps_day(int(k.split("/")[0]))}
-    return ({**value, "boxes": kept} if len(kept) < len(boxes) else value), len(boxes) - len(kept)
+    return (Outbox(kept) if len(kept) < len(boxes) else value), len(boxes) - len(kept)
 
 
 #: Everything the store holds, and the time each item is dated by.
@@ -204,7 +191,7 @@ RULES: tuple[Rule, ...] = (
         "the UTC day of the check (row column `day`)",
     ),
     Rule("meta/store", "the key check record (a constant)", "nothing: it holds no data"),
-    Rule("meta/state", "the last step's time", "`last_now`", _state),
+    Rule("meta/state", "the last step's time", "`last_now`", _whole("last_now")),
     Rule(
         "meta/sync",
         "processed export files, home's and each followed region's; keys still open",

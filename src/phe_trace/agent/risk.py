@@ -33,6 +33,7 @@ from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 from .config import AgentConfig
 from .errors import AgentConfigError
 from .retention import Cutoff
+from .state import KeptMatch, KeyRecord, Matches, SeenSighting
 from .store import AgentStore
 
 __all__ = [
@@ -76,56 +77,67 @@ class Assessment:
     days: dict[str, tuple[str, float]]
 
 
-def encode_key(k: DiagnosisKey) -> list[Any]:
-    """A diagnosis key as a JSON list (how kept matches and open keys are sealed)."""
-    return [
-        k.key_data.hex(),
+def encode_key(k: DiagnosisKey) -> KeyRecord:
+    """A diagnosis key as kept with matches and as an open key (:mod:`.state`)."""
+    return KeyRecord(
+        k.key_data,
         k.rolling_start_interval_number,
         k.rolling_period,
         k.transmission_risk_level,
         int(k.report_type),
         k.days_since_onset_of_symptoms,
-    ]
+    )
 
 
-def decode_key(d: list[Any]) -> DiagnosisKey:
+def decode_key(d: KeyRecord) -> DiagnosisKey:
     """The inverse of :func:`encode_key`."""
-    kd, start, period, trl, rt, dsos = d
-    return DiagnosisKey(bytes.fromhex(kd), start, period, trl, ReportType(rt), dsos)
+    return DiagnosisKey(
+        d.key_data,
+        d.rolling_start_interval_number,
+        d.rolling_period,
+        d.transmission_risk_level,
+        ReportType(d.report_type),
+        d.days_since_onset_of_symptoms,
+    )
+
+
+def keep(m: Match) -> KeptMatch:
+    """A match as kept (:class:`.state.KeptMatch`)."""
+    s = m.sighting
+    return KeptMatch(
+        encode_key(m.diagnosis_key),
+        SeenSighting(
+            s.rpi, s.aem, s.rssi, s.unix_time, s.rssi_correction, int(s.calibration_confidence)
+        ),
+        m.interval,
+        m.metadata.to_bytes() if m.metadata is not None else None,
+    )
+
+
+def kept_match(m: KeptMatch) -> Match:
+    """The inverse of :func:`keep`."""
+    s = m.sighting
+    sighting = Sighting(
+        s.rpi,
+        s.aem,
+        s.rssi,
+        s.unix_time,
+        s.rssi_correction,
+        CalibrationConfidence(s.calibration_confidence),
+    )
+    meta = Metadata.from_bytes(m.metadata) if m.metadata is not None else None
+    return Match(decode_key(m.key), sighting, m.interval, meta)
 
 
 def _encode(m: Match) -> dict[str, Any]:
-    s = m.sighting
-    return {
-        "k": encode_key(m.diagnosis_key),
-        "s": [
-            s.rpi.hex(),
-            s.aem.hex(),
-            s.rssi,
-            s.unix_time,
-            s.rssi_correction,
-            int(s.calibration_confidence),
-        ],
-        "j": m.interval,
-        "m": m.metadata.to_bytes().hex() if m.metadata is not None else None,
-    }
+    """A match as kept, in its stored JSON (:class:`.state.KeptMatch`)."""
+    return keep(m).to_json()
 
 
-def _decode(d: dict[str, Any]) -> Match:
-    rpi, aem, rssi, t, corr, conf = d["s"]
-    key = decode_key(d["k"])
-    sighting = Sighting(
-        bytes.fromhex(rpi), bytes.fromhex(aem), rssi, t, corr, CalibrationConfidence(conf)
-    )
-    metadata = Metadata.from_bytes(bytes.fromhex(d["m"])) if d["m"] is not None else None
-    return Match(key, sighting, d["j"], metadata)
-
-
-def _kept(store: AgentStore, now: float, retention_days: int) -> list[dict[str, Any]]:
+def _kept(store: AgentStore, now: float, retention_days: int) -> list[KeptMatch]:
     """The kept matches the retention rule still keeps at ``now`` (AGENT-9)."""
     cut = Cutoff.at(now, retention_days)
-    items = (store.get_meta("matches") or {}).get("items", [])
-    return [d for d in items if cut.keeps(d["s"][3])]
+    return [m for m in store.load(Matches).items if cut.keeps(m.sighting.unix_time)]
 
 
 def add_windows(
@@ -142,19 +154,27 @@ def add_windows(
     this check matched the key's latest published version (e.g. a revised report type,
     or REVOKED) against every kept sighting.
     """
-    replaced = {(k.hex(), start) for k, start in superseded}
-    kept = [d for d in _kept(store, now, retention_days) if (d["k"][0], d["k"][1]) not in replaced]
-    seen = {(d["k"][0], d["k"][1], d["s"][0], d["s"][3]) for d in kept}
+    replaced = set(superseded)
+    kept = [m for m in _kept(store, now, retention_days) if _key_ident(m) not in replaced]
+    seen = {_ident(m) for m in kept}
     added = 0
-    for m in matches:
-        d = _encode(m)
-        ident = (d["k"][0], d["k"][1], d["s"][0], d["s"][3])
+    for found in matches:
+        m = keep(found)
+        ident = _ident(m)
         if ident not in seen:
             seen.add(ident)
-            kept.append(d)
+            kept.append(m)
             added += 1
-    store.put_meta("matches", {"items": kept})
+    store.save(Matches(kept))
     return added
+
+
+def _key_ident(m: KeptMatch) -> tuple[bytes, int]:
+    return m.key.key_data, m.key.rolling_start_interval_number
+
+
+def _ident(m: KeptMatch) -> tuple[bytes, int, bytes, float]:
+    return (*_key_ident(m), m.sighting.rpi, m.sighting.unix_time)
 
 
 def windows(
@@ -162,7 +182,7 @@ def windows(
 ) -> list[ExposureWindow]:
     """The exposure windows of every kept match (WIN-1 … WIN-6)."""
     config = config or default_config()
-    matches = [_decode(d) for d in _kept(store, now, retention_days)]
+    matches = [kept_match(m) for m in _kept(store, now, retention_days)]
     return build_exposure_windows(matches, config.diagnosis_keys_data_mapping)
 
 

@@ -15,6 +15,11 @@ with the rows in the database, so a row added, deleted or altered by anyone else
 afresh (and a tampered one still counts as unreadable). Nothing opened is ever written
 back; what is remembered goes with the purge and with :meth:`AgentStore.close`.
 
+State records are typed (:mod:`.state`): :meth:`AgentStore.load` reads one of any
+version, migrating it, and :meth:`AgentStore.save` writes the current version;
+:meth:`AgentStore.get_meta` and :meth:`AgentStore.put_meta` are the untyped JSON beneath.
+The retention rule (:mod:`.retention`) is applied by :meth:`AgentStore.purge`.
+
 Deleting ``store.key`` makes every sealed record unreadable (``wipe`` deletes it first).
 """
 
@@ -31,7 +36,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from phe_trace.crypto import SealError, SealingKey
 
@@ -46,6 +51,7 @@ from .records import (
     sighting_record_size,
 )
 from .retention import RULES, SECONDS_PER_DAY, Cutoff, utc_day
+from .state import RECORDS, CheckRecord, StateRecord
 
 __all__ = [
     "DB_NAME",
@@ -59,6 +65,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=StateRecord)
 
 #: File names inside the data directory.
 DB_NAME = "agent.sqlite3"
@@ -435,16 +443,34 @@ class AgentStore:
             )
         self._meta_rows[name] = (_sealed_digest(sealed), plain.rstrip(b" "))
 
+    def load(self, kind: type[R]) -> R:
+        """State record ``kind`` (:mod:`.state`), migrated from the version it was written
+        in; the empty record when there is none or it cannot be opened (then its name is
+        in :attr:`unreadable_meta`)."""
+        value = self.get_meta(kind.NAME)
+        return kind.from_json(value) if value is not None else kind()
+
+    def save(self, record: StateRecord) -> None:
+        """Seal ``record`` as its current version (:mod:`.state`)."""
+        self.put_meta(record.NAME, record.to_json())
+
     # -- check results -----------------------------------------------------------------
 
-    def add_check_result(self, day: int, result: dict[str, Any]) -> None:
-        sealed = self._key.seal("check", json.dumps(result, sort_keys=True).encode())
+    def add_check_result(self, day: int, result: CheckRecord | dict[str, Any]) -> None:
+        """Keep one check's summary in the risk history, dated by UTC day ``day``."""
+        value = result.to_json() if isinstance(result, CheckRecord) else result
+        sealed = self._key.seal("check", json.dumps(value, sort_keys=True).encode())
         with self._conn:
             self._conn.execute(
                 "INSERT INTO check_result (day, sealed) VALUES (?, ?)", (day, sealed)
             )
 
+    def checks(self) -> list[CheckRecord]:
+        """The risk history, oldest first, as records (:class:`.state.CheckRecord`)."""
+        return [CheckRecord.from_json(value) for value in self.check_results()]
+
     def check_results(self) -> list[dict[str, Any]]:
+        """The risk history as stored (JSON objects), oldest first."""
         out = []
         for (sealed,) in self._conn.execute(
             "SELECT CAST(sealed AS BLOB) FROM check_result ORDER BY id"
@@ -467,13 +493,14 @@ class AgentStore:
         for rule in RULES:
             if rule.prune is None:
                 continue
-            name = rule.record.removeprefix("meta/")
-            value = self.get_meta(name)
+            kind = RECORDS[rule.record.removeprefix("meta/")]
+            value = self.get_meta(kind.NAME)
             if value is None:  # missing or unreadable: nothing to keep
                 continue
-            kept, dropped = rule.prune(value, cut)
-            if kept is not value:
-                self.put_meta(name, kept)
+            record = kind.from_json(value)
+            kept, dropped = rule.prune(record, cut)
+            if kept is not record:
+                self.save(kept)
             counts[rule.record] = dropped
         return counts
 

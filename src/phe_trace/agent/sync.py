@@ -65,6 +65,7 @@ from .notify import notify
 from .regions import followed_regions
 from .retention import SECONDS_PER_DAY, processed_files, utc_day, warning_items
 from .screen import candidate_sightings
+from .state import CheckRecord, KeyRecord, Notified, ReportState, SyncState, Warnings
 from .store import AgentStore
 from .trust import load_trusted_keys
 
@@ -366,9 +367,9 @@ def _match_and_keep(
     store: AgentStore,
     now: float,
     new_keys: list[DiagnosisKey],
-    open_keys: list[list[Any]],
+    open_keys: list[KeyRecord],
     result: SyncResult,
-) -> list[list[Any]]:
+) -> list[KeyRecord]:
     """Match this check's keys and the still open ones; keep the matches (AGENT-15).
 
     Returns the keys that stay open after this check (see the module docstring).
@@ -424,13 +425,10 @@ def _check(
     client: httpx.Client | None,
     result: SyncResult,
 ) -> None:
-    state = store.get_meta("sync") or {}
+    state = store.load(SyncState)
     sources = _sources(cfg, store)
-    regions = state.get("regions", {})
     done: dict[str, dict[str, float]] = {
-        s.name: processed_files(
-            state.get("processed", {}) if s.home else regions.get(s.name, {}), now
-        )
+        s.name: processed_files(state.processed if s.home else state.regions.get(s.name, {}), now)
         for s in sources
     }
     own_client = client is None
@@ -459,33 +457,30 @@ def _check(
     diagnosis_keys = _current_keys(verified, own={k.key_data for k in store.teks()})
     result.files_checked = len(verified)
     result.keys_checked = len(diagnosis_keys)
-    still_open = _match_and_keep(
-        cfg, store, now, diagnosis_keys, state.get("open_keys", []), result
-    )
+    still_open = _match_and_keep(cfg, store, now, diagnosis_keys, state.open_keys, result)
     for name, files in checked.items():
         done[name].update({path: _processed_at(path, content, now) for path, content in files})
         # every later sighting is later than the floor: a skipped file stays skipped
         done[name].update(dict.fromkeys(result.files_skipped.get(name, ()), float(now)))
     home = next((s.name for s in sources if s.home), None)
-    store.put_meta(
-        "sync",
-        {
-            "processed": (
-                done[home] if home is not None else processed_files(state.get("processed", {}), now)
+    store.save(
+        SyncState(
+            processed=dict(
+                done[home] if home is not None else processed_files(state.processed, now)
             ),
-            "regions": {s.name: done[s.name] for s in sources if not s.home},
-            "open_keys": still_open,
-        },
+            regions={s.name: dict(done[s.name]) for s in sources if not s.home},
+            open_keys=still_open,
+        )
     )
     assessment = risk.assess(store, now, exposure(), retention_days=cfg.retention_days)
     result.risk_level = assessment.level
     result.last_exposure_day = assessment.last_exposure_day
     result.days = assessment.days
     _record_check(store, now, result)
-    previous = (store.get_meta("notified") or {}).get("level", "low")
+    previous = store.load(Notified).level or "low"
     if risk.rank(assessment.level) > risk.rank(previous):
         notify(assessment, enabled=cfg.desktop_notifications)
-        store.put_meta("notified", {"level": assessment.level, "at": now})
+        store.save(Notified(level=assessment.level, at=now))
     if result.rejected_files:
         names = ", ".join(sorted(result.rejected_files))
         log.error("refused export files: %s", names)
@@ -494,9 +489,9 @@ def _check(
 def _record_check(
     store: AgentStore, now: float, result: SyncResult, error: str | None = None
 ) -> None:
-    entry = {"at": now, **result.summary(), "error": error}
+    entry = CheckRecord(at=now, **result.summary(), error=error)
     store.add_check_result(utc_day(now), entry)
-    store.put_meta("last_check", entry)
+    store.save(entry)
 
 
 def _iso(t: float | None) -> str | None:
@@ -514,23 +509,23 @@ def status_summary(
 ) -> dict[str, Any]:
     """What ``phe-trace agent status`` shows (AGENT-16); ``exposure`` as for
     :func:`run_sync`."""
-    last = store.get_meta("last_check") or {}
+    last = store.load(CheckRecord)
     scoring = exposure() if exposure is not None else risk.load_exposure_config(config)
     assessment = risk.assess(store, now, scoring, retention_days=config.retention_days)
-    report = store.get_meta("report") or {}
-    warnings = [w["message"] for w in warning_items(store.get_meta("warnings") or {}, now)]
+    report = store.load(ReportState)
+    warnings = [w.message for w in warning_items(store.load(Warnings), now)]
     return {
         "analytics": analytics.status(config, store, now),
         "risk_level": assessment.level,
         "last_exposure_day": assessment.last_exposure_day,
-        "last_check": _iso(last.get("at")),
-        "last_check_error": last.get("error"),
-        "last_check_rejected_files": last.get("rejected_files", {}),
+        "last_check": _iso(last.at),
+        "last_check_error": last.error,
+        "last_check_rejected_files": last.rejected_files,
         "stored_keys": len(store.teks()),
         "stored_sighting_windows": store.sighting_windows(),
-        "reported": _iso(report.get("published_at")),
+        "reported": _iso(report.published_at),
         "warnings": warnings[-5:],
-        "regions": _regions_status(config, store, last.get("regions") or {}),
+        "regions": _regions_status(config, store, last.regions),
     }
 
 
@@ -539,7 +534,7 @@ def _regions_status(
 ) -> list[dict[str, Any]]:
     """Every followed region (home first): where its exports are, the key id it must
     name, how many of its files are processed and the last check's error for it."""
-    state = store.get_meta("sync") or {}
+    state = store.load(SyncState)
     try:
         sources = _sources(config, store)
     except SyncError:
@@ -550,9 +545,7 @@ def _regions_status(
             "home": s.home,
             "index_url": s.index_url,
             "key_id": s.key_id,
-            "files_processed": len(
-                state.get("processed", []) if s.home else state.get("regions", {}).get(s.name, [])
-            ),
+            "files_processed": len(state.processed if s.home else state.regions.get(s.name, {})),
             "last_error": (last.get(s.name) or {}).get("error"),
         }
         for s in sources

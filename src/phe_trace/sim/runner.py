@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from phe_trace.agent.state import Matches
 from phe_trace.errors import PheTraceError
 
 from .cities import TwinCities, build_twin_cities
@@ -405,8 +406,8 @@ class Simulation:
             home = result.home_city
             reporter_of = {k.key_data: k.reporter for k in result.published}
             for person in result.notified_at:
-                items = (fleet.agents[person].store.get_meta("matches") or {}).get("items", [])
-                keys = {bytes.fromhex(item["k"][0]) for item in items}
+                items = fleet.agents[person].store.load(Matches).items
+                keys = {m.key.key_data for m in items}
                 result.matched_cities[person] = {
                     int(home[reporter_of[k]]) for k in keys if k in reporter_of
                 }
