@@ -184,3 +184,10 @@ def test_every_record_has_a_version_and_a_migration_to_it() -> None:
         assert kind.NAME == name
         assert set(kind.MIGRATIONS) == set(range(kind.VERSION)), name
         assert kind.from_json(kind().to_json()) == kind()
+
+
+def test_the_retention_table_dates_every_kind_of_state_record() -> None:
+    """No kind of state record escapes retention: each has its rule (SPEC AGENT-9)."""
+    from phe_trace.agent.retention import RULES
+
+    assert {f"meta/{name}" for name in RECORDS} <= {r.record for r in RULES}
