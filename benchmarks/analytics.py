@@ -58,6 +58,7 @@ from phe_trace.analytics.metrics import METRICS, context_for
 from phe_trace.analytics.reports import SealedReport, make_report, open_share
 from phe_trace.server.analytics_ingest import IngestStore
 from phe_trace.server.routers import analytics_ingest
+from phe_trace.server.storage import migrate
 from phe_trace.serving import serve
 
 try:  # the batched device path; absent in older trees, which this script also measures
@@ -98,7 +99,9 @@ def _settings(
 def _ingest_app(tmp: Path) -> FastAPI:
     app = FastAPI()
     app.include_router(analytics_ingest.router)
-    app.state.analytics_ingest = IngestStore(sa.create_engine(f"sqlite:///{tmp / 'k.db'}"))
+    engine = sa.create_engine(f"sqlite:///{tmp / 'k.db'}")
+    migrate(engine)  # the key server's tables, the sealed reports' among them
+    app.state.analytics_ingest = IngestStore(engine)
     return app
 
 

@@ -66,7 +66,7 @@ def _mount_verification(app: FastAPI, settings: ServerSettings, clock: Clock | N
     keyserver = getattr(app.state, "keyserver", None)
     if keyserver is not None:  # role "all": trust this service's JWKS keys, no PEM by hand
         from phe_trace.server import register_health_authority
-        from phe_trace.verification.database import init_lock
+        from phe_trace.storage import init_lock
 
         with init_lock(vapp.state.verification.engine):  # workers start at once
             register_health_authority(

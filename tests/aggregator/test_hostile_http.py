@@ -22,6 +22,7 @@ from phe_trace.aggregator import Aggregator, AggregatorSettings, create_app
 from phe_trace.aggregator.app import BODY_LIMITS
 from phe_trace.server.analytics_ingest import IngestStore
 from phe_trace.server.routers import analytics_ingest
+from phe_trace.server.storage import migrate
 from phe_trace.serving import serve
 
 TOKEN = "peer-token-0123456789abcdef"
@@ -56,6 +57,7 @@ def test_non_ascii_fetch_token_is_401(tmp_path: Path) -> None:
     app = FastAPI()
     app.include_router(analytics_ingest.router)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'ingest.sqlite3'}")
+    migrate(engine)  # the key server's tables, the sealed reports' among them
     app.state.analytics_ingest = IngestStore(engine, fetch_token="tøken-0123456789")
     query = {"role": "leader", "day": "20000", "metric": "notified"}
     with serve(app) as url:

@@ -35,6 +35,7 @@ from phe_trace.analytics.metrics import METRICS, DailyObservation, encode_daily
 from phe_trace.analytics.reports import daily_reports, make_report, upload_body
 from phe_trace.server.analytics_ingest import IngestStore
 from phe_trace.server.routers import analytics_ingest
+from phe_trace.server.storage import migrate
 from phe_trace.serving import serve
 
 TODAY = int(time.time() // 86400)
@@ -79,6 +80,7 @@ def world(tmp_path: Path, database_url: str) -> Iterator[World]:
     ingest_app = FastAPI()
     ingest_app.include_router(analytics_ingest.router)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'keyserver.sqlite3'}")
+    migrate(engine)  # the key server's tables, the sealed reports' among them
     ingest_app.state.analytics_ingest = IngestStore(engine)
     with serve(ingest_app) as ingest_url:
         helper_settings = _settings("helper", tmp_path, None, ingest_url, 40)

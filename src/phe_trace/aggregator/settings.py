@@ -4,7 +4,7 @@
 variable                   meaning
 =========================  ==========================================================
 ``ROLE``                   ``leader`` or ``helper``
-``DATABASE_URL``           SQLAlchemy URL of this aggregator's own database
+``DATABASE_URL``           own database (default: ``PHE_TRACE_DATABASE_URL``)
 ``PRIVATE_KEY``            hex X25519 private key (32 bytes) opening this role's boxes
 ``VERIFY_KEY``             hex 32-byte Prio3 verification key shared by both aggregators
 ``PEER_TOKEN``             bearer token between leader and helper (≥ 16 characters)
@@ -23,15 +23,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from phe_trace.analytics.dp import DEFAULT_DAILY_BUDGET, DEFAULT_EPSILON, DEFAULT_MIN_BATCH_SIZE
-from phe_trace.settings import PheTraceSettings, is_placeholder
+from phe_trace.settings import PheTraceSettings, common_settings, is_placeholder
 
 from .errors import AggregatorConfigError
 
 __all__ = ["AggregatorSettings"]
+
+#: An aggregator's database when neither its own URL nor ``PHE_TRACE_DATABASE_URL`` is set.
+DEFAULT_DATABASE_URL = "sqlite:///phe-trace-aggregator.sqlite3"
 
 
 class AggregatorSettings(PheTraceSettings):
@@ -41,8 +44,12 @@ class AggregatorSettings(PheTraceSettings):
 
     #: ``leader`` (collects, releases totals) or ``helper`` (answers the leader only).
     role: Literal["leader", "helper"] = "leader"
-    #: SQLAlchemy URL of this aggregator's own database (its shares and releases).
-    database_url: str = "sqlite:///phe-trace-aggregator.sqlite3"
+    #: SQLAlchemy URL of this aggregator's own database (its shares and releases);
+    #: default ``PHE_TRACE_DATABASE_URL``, else ``sqlite:///phe-trace-aggregator.sqlite3``.
+    #: A leader and a helper never share one database.
+    database_url: str = Field(
+        default_factory=lambda: common_settings().database_url or DEFAULT_DATABASE_URL
+    )
     #: X25519 private key, 64 hex characters: devices seal this aggregator's shares to its
     #: public key (`phe-trace aggregator keygen`).
     private_key: SecretStr = SecretStr("")

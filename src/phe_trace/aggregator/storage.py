@@ -6,26 +6,42 @@ hold what was published (leader) or that an aggregate share left (helper), so no
 (day, metric) is ever released twice. The leader also notes each (day, metric) it
 collected but withheld below the minimum batch (the batch it needed, never how many
 reports it had), so a reader sees "not released" instead of a silent gap.
+
+The tables are made by Alembic migrations (``aggregator/migrations``, version table
+``alembic_version_aggregator``) at start-up.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from phe_trace import storage
+
 __all__ = [
     "ACCEPTED",
+    "MIGRATIONS_DIR",
     "PENDING",
     "REJECTED",
+    "VERSION_TABLE",
     "create_engine_for",
+    "cursors",
+    "metadata",
+    "migrate",
     "releases",
     "shares",
     "withheld",
 ]
 
 PENDING, ACCEPTED, REJECTED = 0, 1, 2
+
+#: The Alembic version table of an aggregator (its tables are prefixed ``aggregator_``).
+VERSION_TABLE = "alembic_version_aggregator"
+#: Directory of the aggregator's Alembic scripts.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 metadata = sa.MetaData()
 
@@ -80,27 +96,16 @@ cursors = sa.Table(
 )
 
 
-def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
-
-
 def create_engine_for(url: str) -> Engine:
-    """An engine for ``url`` with the tables created (psycopg 3 for PostgreSQL).
-
-    A SQLite file is put in write-ahead-log mode: one sync per commit instead of the
-    rollback journal's several, and readers do not block the writer.
-    """
-    if url.startswith("postgresql://"):
-        url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = sa.create_engine(url)
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_wal)
-    metadata.create_all(engine, checkfirst=True)
-    # create_all skips the indexes of a table that already exists: a database made by an
-    # earlier version gets the ones added since.
-    for table in metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
+    """An engine for ``url`` (:func:`phe_trace.storage.create_engine`: SQLite in
+    write-ahead-log mode, or PostgreSQL on psycopg 3) with the tables migrated."""
+    engine = storage.create_engine(url)
+    with storage.init_lock(engine):
+        migrate(engine)
     return engine
+
+
+def migrate(engine: Engine, revision: str = "heads") -> None:
+    """Bring the aggregator's tables up to ``revision`` (idempotent). A database made
+    before the aggregator had migrations is taken over as it is (revision agg0001)."""
+    storage.migrate(engine, MIGRATIONS_DIR, revision)

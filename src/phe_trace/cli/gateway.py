@@ -17,8 +17,11 @@ app.add_typer(member_app, name="member")
 app.add_typer(operator_app, name="operator")
 
 DatabaseUrl = Annotated[
-    str,
-    typer.Option(envvar="PHE_TRACE_GATEWAY_DATABASE_URL", help="SQLite or PostgreSQL URL."),
+    str | None,
+    typer.Option(
+        envvar="PHE_TRACE_GATEWAY_DATABASE_URL",
+        help="SQLite or PostgreSQL URL (default: $PHE_TRACE_DATABASE_URL).",
+    ),
 ]
 TrustAnchor = Annotated[
     Path,
@@ -26,10 +29,20 @@ TrustAnchor = Annotated[
 ]
 
 
-def _settings(database_url: str, trust_anchor: Path, **extra: Any) -> Any:
+def _settings(database_url: str | None, trust_anchor: Path, **extra: Any) -> Any:
+    """The gateway's settings; its database is ``--database-url``, else the process's
+    ``PHE_TRACE_DATABASE_URL``."""
     from phe_trace.gateway import GatewaySettings
+    from phe_trace.gateway.errors import GatewayConfigError
+    from phe_trace.settings import common_settings
 
-    return GatewaySettings(database_url=database_url, trust_anchor=trust_anchor, **extra)
+    url = database_url or common_settings().database_url
+    if not url:
+        raise GatewayConfigError(
+            "no database: give --database-url (PHE_TRACE_GATEWAY_DATABASE_URL) or "
+            "PHE_TRACE_DATABASE_URL"
+        )
+    return GatewaySettings(database_url=url, trust_anchor=trust_anchor, **extra)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -43,8 +56,8 @@ def _read(path: Path, what: str) -> bytes:
 
 @app.command()
 def run(
-    database_url: DatabaseUrl,
     trust_anchor: TrustAnchor,
+    database_url: DatabaseUrl = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8090,
     batching_interval: Annotated[
@@ -70,7 +83,7 @@ def run(
 
 
 @app.command("batch")
-def batch_now(database_url: DatabaseUrl, trust_anchor: TrustAnchor) -> None:
+def batch_now(trust_anchor: TrustAnchor, database_url: DatabaseUrl = None) -> None:
     """Run the scheduled work once now: form download batches, call back, apply retention."""
     import httpx
 
@@ -108,13 +121,13 @@ def operator_sign(
 
 @member_app.command("add")
 def member_add(
-    database_url: DatabaseUrl,
     trust_anchor: TrustAnchor,
     certificate: Annotated[Path, typer.Option(help="The member's certificate (PEM).")],
     cert_type: Annotated[str, typer.Option("--type", help="authentication | signing | callback")],
     operator_signature: Annotated[
         str, typer.Option(help="The operator's countersignature (operator sign).")
     ],
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Put a countersigned member certificate on the allow-list (its country is its C=)."""
     import time

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from phe_trace import __version__
 from phe_trace.clock import system_clock
 from phe_trace.logs import EventLog, configure_logging
+from phe_trace.storage import init_lock
 from phe_trace.web.errors import install_error_handlers
 
 from . import callbacks
@@ -44,7 +45,8 @@ def _unexpected(exc: Exception) -> None:
 def open_gateway(settings: GatewaySettings, clock: Callable[[], float] | None = None) -> Gateway:
     """Open the database (migrated) and the trust anchor."""
     engine = create_engine_for(settings.database_url)
-    migrate(engine)
+    with init_lock(engine):
+        migrate(engine)
     anchor = TrustAnchor(settings.read_trust_anchor())
     return Gateway(settings, engine, anchor, clock or system_clock)
 

@@ -11,9 +11,11 @@ one line in the key server's ``create_app``::
 
     app.include_router(routers.analytics_ingest.router)
 
-The store uses the key server's database engine (``app.state.keyserver.engine``) and
-creates its one table on first use; a deployment may instead set
-``app.state.analytics_ingest`` to an :class:`IngestStore` of its own. Fetching requires
+The store uses the key server's database engine (``app.state.keyserver.engine``); its
+one table, ``analytics_sealed_reports``, is made by the key server's migrations
+(revision 0006, which takes over a table an earlier version made on first use). A
+deployment may instead set ``app.state.analytics_ingest`` to an :class:`IngestStore` of
+its own, on an engine the key server's ``migrate`` has brought up to date. Fetching requires
 ``Authorization: Bearer <token>`` when the environment variable
 ``PHE_TRACE_ANALYTICS_FETCH_TOKEN`` is set (read once, when the store is created).
 
@@ -73,7 +75,7 @@ class UploadRate:
 
 
 class IngestStore:
-    """The sealed-report table on a SQLAlchemy engine.
+    """The sealed-report table on a SQLAlchemy engine (migrated by the key server).
 
     ``clock`` (unix seconds) decides which days an upload may carry: ``retention_days``
     ago through today; older rows are deleted. ``uploads_per_second`` limits uploads.
@@ -94,7 +96,6 @@ class IngestStore:
         self.retention_days = retention_days
         self.rate = UploadRate(uploads_per_second)
         self._purged_before = -1
-        queries.create_reports_table(engine)
 
     def accepted_days(self) -> range:
         """The day numbers an upload may carry now."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from phe_trace.clock import UnixClock, system_clock
+from phe_trace.storage import init_lock
 
 from .authorities import HealthAuthorityDirectory
 from .chaff import LatencyTracker
@@ -92,8 +93,9 @@ class ServerContext:
         """Create directories, migrate the database, create missing keys (idempotent)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = engine or create_engine_for(settings.effective_database_url)
-        migrate(engine)
-        ensure_signing_key(settings.signing_key_dir)
+        with init_lock(engine):  # several workers may start at once
+            migrate(engine)
+            ensure_signing_key(settings.signing_key_dir)
         # A damaged or unreadable key stops the start here, with one line (PUB-36).
         load_signing_keys(settings.signing_key_dir, settings.signing_key_id)
         revision = RevisionKeyRing.from_settings_or_file(

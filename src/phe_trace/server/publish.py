@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from phe_trace.protocol import certificate as cert
 from phe_trace.protocol.diagnosis_key import ReportType
 from phe_trace.protocol.errors import TekHmacError
 from phe_trace.protocol.publish import PublishRequest, PublishResponse
 from phe_trace.protocol.tekmac import TekHmacKey, decode_base64
+from phe_trace.storage import UNAVAILABLE, retry_once
 
 from .context import ServerContext
 from .errors import (
@@ -35,7 +36,6 @@ from .errors import (
 )
 from .revision import RevisableKey
 from .storage import queries
-from .storage.database import is_transient
 from .validation import AcceptedKey, UploadedKey, validate_keys
 
 __all__ = ["ALLOWED_TRANSITIONS", "PublishOutcome", "handle_publish", "padding_for"]
@@ -162,17 +162,10 @@ def _store(
         for item in accepted
         if item.key.report_type != ReportType.REVOKED  # a first "negative" is not kept
     ]
-    try:
-        return _store_once(ctx, request, claims, accepted, previous, digest, fresh, False)
-    except DBAPIError as exc:
-        if isinstance(exc, IntegrityError) or not is_transient(exc):
-            raise
-    try:
-        return _store_once(ctx, request, claims, accepted, previous, digest, fresh, True)
-    except DBAPIError as exc:
-        if isinstance(exc, IntegrityError) or not is_transient(exc):
-            raise
-        raise DatabaseUnavailableError("the database is unavailable; retry later") from None
+    return retry_once(
+        lambda retry: _store_once(ctx, request, claims, accepted, previous, digest, fresh, retry),
+        lambda _failure: DatabaseUnavailableError(UNAVAILABLE),
+    )
 
 
 def _store_once(

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from phe_trace.settings import PheTraceSettings, is_placeholder
+from phe_trace.settings import PheTraceSettings, common_settings, is_placeholder
 
 __all__ = ["ENV_PREFIX", "VerificationSettings"]
 
@@ -29,10 +29,10 @@ class VerificationSettings(PheTraceSettings):
     #: Directory for the default SQLite file and secret file (the key server's default too).
     data_dir: Path = Path("phe-trace-data")
     #: SQLAlchemy URL of the database (SQLite file or PostgreSQL); default
-    #: ``sqlite:///<data_dir>/verification.sqlite3``. It may be the key server's database:
-    #: the service's tables are prefixed ``vf_`` and its Alembic version table is
-    #: ``alembic_version_verification``.
-    database_url: str | None = None
+    #: ``PHE_TRACE_DATABASE_URL``, else ``sqlite:///<data_dir>/verification.sqlite3``. It
+    #: may be the key server's database: the service's tables are prefixed ``vf_`` and its
+    #: Alembic version table is ``alembic_version_verification``.
+    database_url: str | None = Field(default_factory=lambda: common_settings().database_url)
     #: Server secret (≥ 32 characters) keying the hashes of codes, tokens and API keys, the
     #: CSRF tokens and the sealing of the signing keys. When unset, the secret file is read
     #: (and created with 32 random bytes, mode 0600, on first start).
@@ -110,7 +110,8 @@ class VerificationSettings(PheTraceSettings):
 
     @property
     def effective_database_url(self) -> str:
-        """``database_url``, or the SQLite file in ``data_dir``."""
+        """``database_url`` (its own, else ``PHE_TRACE_DATABASE_URL``), or the SQLite file
+        in ``data_dir``."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'verification.sqlite3'}"

@@ -1,19 +1,10 @@
-"""Alembic environment: runs on the engine handed over by ``gateway.database.migrate``."""
+"""Alembic environment of the gateway: runs on the connection handed over by
+``gateway.database.migrate`` (:func:`phe_trace.storage.run_environment`)."""
 
 from __future__ import annotations
 
-from alembic import context
-
 from phe_trace.gateway.database import VERSION_TABLE
 from phe_trace.gateway.tables import metadata
+from phe_trace.storage import run_environment
 
-engine = context.config.attributes["engine"]
-with engine.begin() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        version_table=VERSION_TABLE,
-        render_as_batch=connection.dialect.name == "sqlite",
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+run_environment(metadata, VERSION_TABLE)

@@ -1,4 +1,4 @@
-"""Engine creation and Alembic migrations of the key server.
+"""Engine creation and Alembic migrations of the key server, on :mod:`phe_trace.storage`.
 
 The key server keeps its own Alembic version table (:data:`VERSION_TABLE`), so another
 service (the verification service) can keep its tables and its migration history in the
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from phe_trace import storage
+from phe_trace.storage import is_transient
+
 __all__ = [
+    "MIGRATIONS_DIR",
     "VERSION_TABLE",
     "WAL_AUTOCHECKPOINT_PAGES",
     "WalCheckpointer",
@@ -28,7 +28,8 @@ __all__ = [
 
 #: The Alembic version table of the key server.
 VERSION_TABLE = "alembic_version_keyserver"
-_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+#: Directory of the key server's Alembic scripts.
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 #: WAL pages after which a committing SQLite connection checkpoints by itself (SQLite's
@@ -36,18 +37,6 @@ _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 #: background (:class:`WalCheckpointer`) long before, so that no publish waits for the
 #: checkpoint's copy and fsyncs.
 WAL_AUTOCHECKPOINT_PAGES = 20_000
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # a commit is in the WAL file before it is acknowledged (it survives a killed process);
-    # the WAL is synced to disk at each checkpoint
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
 
 
 class WalCheckpointer:
@@ -90,36 +79,21 @@ class WalCheckpointer:
                 continue  # busy or unavailable: the next tick tries again
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a database failure worth one retry: a dropped connection or an
-    operational error (server restarting, connection refused, SQLite busy) — never a
-    constraint violation or a bad value."""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
-
-
 def create_engine_for(url: str, *, pool_size: int = 10) -> Engine:
-    """A SQLAlchemy engine for ``url``: SQLite (WAL, busy timeout) or PostgreSQL (psycopg 3)."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=pool_size
-        )
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    """The key server's engine for ``url`` (:func:`phe_trace.storage.create_engine`).
+
+    SQLite: synchronous ``NORMAL`` (a commit is in the WAL before it is acknowledged and
+    survives a killed process; the WAL is synced at each checkpoint) and the
+    :data:`WAL_AUTOCHECKPOINT_PAGES` safety net.
+    """
+    return storage.create_engine(
+        url,
+        pool_size=pool_size,
+        synchronous="NORMAL",
+        wal_autocheckpoint=WAL_AUTOCHECKPOINT_PAGES,
+    )
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic configuration bound to ``engine`` (no alembic.ini needed)."""
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    config.attributes["engine"] = engine
-    return config
-
-
-def migrate(engine: Engine, revision: str = "head") -> None:
+def migrate(engine: Engine, revision: str = "heads") -> None:
     """Bring the key server's tables up to ``revision`` (idempotent)."""
-    command.upgrade(alembic_config(engine), revision)
+    storage.migrate(engine, MIGRATIONS_DIR, revision)

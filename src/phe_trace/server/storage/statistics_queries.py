@@ -7,15 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from .analytics_tables import create_analytics_tables, reports_table
 from .federation_tables import federated_keys
+from .tables import analytics_sealed_reports as reports_table
 from .tables import exposures, health_authorities, key_count_releases
 
 __all__ = [
     "count_local_keys_created",
-    "create_reports_table",
     "delete_reports_before",
     "first_activity",
     "insert_key_count",
@@ -71,11 +70,6 @@ def key_counts(conn: Connection) -> list[tuple[int, int, float, int]]:
         key_count_releases.c.sensitivity,
     ).order_by(key_count_releases.c.day)
     return [(int(d), int(v), float(e), int(s)) for d, v, e, s in conn.execute(query)]
-
-
-def create_reports_table(engine: Engine) -> None:
-    """Create the sealed-report table unless it exists."""
-    create_analytics_tables(engine)
 
 
 def delete_reports_before(conn: Connection, day: int) -> int:

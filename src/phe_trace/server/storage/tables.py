@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy import false as sa_false
 
 __all__ = [
+    "analytics_sealed_reports",
     "export_batches",
     "export_files",
     "export_indexes",
@@ -163,4 +164,19 @@ key_count_releases = Table(
     Column("epsilon", Float, nullable=False),
     Column("sensitivity", Integer, nullable=False),
     Column("released_at", BigInteger, nullable=False),
+)
+
+#: Sealed aggregate-statistics reports (SPEC AGG-18): per report a random id, its UTC day
+#: and metric, and two sealed boxes the key server cannot open (one per aggregator);
+#: ``seq`` orders each aggregator's paging. Nothing about the device is stored.
+analytics_sealed_reports = Table(
+    "analytics_sealed_reports",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("report_id", String(32), nullable=False, unique=True),
+    Column("day", Integer, nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("leader_share", LargeBinary, nullable=False),
+    Column("helper_share", LargeBinary, nullable=False),
+    Index("ix_analytics_day_metric", "day", "metric", "seq"),
 )

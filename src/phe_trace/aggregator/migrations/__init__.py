@@ -1,0 +1,1 @@
+"""Alembic migrations of an aggregator (version table ``alembic_version_aggregator``)."""
