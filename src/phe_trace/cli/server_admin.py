@@ -64,11 +64,10 @@ _ACTOR = "cli"
 def server_database_url() -> str | None:
     """``PHE_TRACE_DATABASE_URL`` as the key server reads it (one URL for every role)."""
     from phe_trace.settings import common_settings
+    from phe_trace.storage import normalize_url
 
     value = common_settings().database_url or None
-    if value is not None and value.startswith("postgresql://"):
-        value = "postgresql+psycopg://" + value[len("postgresql://") :]
-    return value
+    return normalize_url(value) if value is not None else None
 
 
 def verification_settings(data_dir: Path | None, *, create: bool = False) -> VerificationSettings:
