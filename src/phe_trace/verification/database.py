@@ -79,4 +79,9 @@ def _write_noted(conn: Any) -> None:
 
 
 def _drop_noted(conn: Any) -> None:
+    # A connection whose backend was lost is invalidated before its rollback; reading
+    # its ``info`` then would try to reconnect inside the rollback and fail it. What it
+    # noted goes with the lost connection record.
+    if conn.invalidated:
+        return
     conn.info.pop(PENDING, None)
