@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
 from phe_trace.agent import AgentConfig, RadioError, RadioStateError
-from phe_trace.agent.radio.base import Radio
+from phe_trace.agent.radio.base import Radio, RadioSighting
 from phe_trace.agent.radio.sim import SimRadio
 
 from .conftest import T0
@@ -274,3 +275,33 @@ def test_public_surface_is_pinned() -> None:
     assert required <= set(agent_pkg.__all__)
     assert all(hasattr(agent_pkg, name) for name in agent_pkg.__all__)
     assert {"current_payload", "inject", "drain", "set_payload", "rotations"} <= set(dir(SimRadio))
+
+
+class _GoneController(SimRadio):
+    """A radio whose controller stops answering during a scan; ``stop_during`` sets the
+    daemon's stop event first, as SIGTERM arriving during the controller's timeout does."""
+
+    def __init__(self, stop_during: asyncio.Event | None) -> None:
+        super().__init__()
+        self.stop_during = stop_during
+
+    async def scan(self, duration_s: float, now: float) -> list[RadioSighting]:
+        if self.stop_during is not None:
+            self.stop_during.set()
+        raise RadioError("the bumble controller did not answer (stop scanning: TimeoutError)")
+
+
+def test_a_radio_failing_while_the_agent_stops_ends_the_run_cleanly(make_agent) -> None:
+    """SIGTERM during a step on a controller that is gone stops the daemon without an
+    error; the same failure with no stop asked for still ends the run with the error
+    (SPEC AGENT-1)."""
+    agent = make_agent()
+    stop = asyncio.Event()
+    agent.radio = _GoneController(stop)
+    asyncio.run(agent.run(clock=lambda: T0, stop=stop))
+    assert stop.is_set()
+
+    other = make_agent("b")
+    other.radio = _GoneController(None)
+    with pytest.raises(RadioError, match="did not answer"):
+        asyncio.run(other.run(clock=lambda: T0, stop=asyncio.Event()))

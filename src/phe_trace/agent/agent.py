@@ -284,7 +284,15 @@ class Agent:
         check: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
-                await self.step(clock())
+                try:
+                    await self.step(clock())
+                except RadioError as exc:
+                    if not stop.is_set():
+                        raise
+                    # Asked to stop while a step waited on a controller that is gone:
+                    # stopping was the request, so the radio's failure is only noted.
+                    log.warning("the radio stopped answering while stopping: %s", exc)
+                    break
                 due = self.config.key_server_url and clock() >= next_sync
                 if due and (check is None or check.done()):
                     next_sync = clock() + sync_every_s
