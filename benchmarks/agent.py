@@ -16,7 +16,8 @@ peak RSS is its own):
 - ``sync_match``: a daily check — download index.txt and 24 signed hourly export files
   holding N diagnosis keys over 14 days from a real HTTP server on loopback, verify their
   signatures, open 14 days of stored sightings (288 scan windows a day, 20 identifiers
-  each) and match, score, store. 500 sightings are true identifiers of published keys;
+  each), index them from their bytes (``phe_trace.exposure.SightingIndex``) and match,
+  score, store. 500 sightings are true identifiers of published keys;
   the run aborts unless exactly those match. Best of ``--repeats`` (3; 1 with
   ``--quick``), each a first check of all files. Baseline: ``phe_trace.exposure.match``
   alone (1 worker) on the same keys and sightings in memory, best of as many. Target:
@@ -27,6 +28,8 @@ peak RSS is its own):
   opened before are not opened again. Baseline: the same check by an agent opened afresh
   on the store just before it (every row opened again, as each check used to). ``rate``
   is checks per second.
+
+Every line carries ``load_average_1m``: the machine may be shared.
 
 Usage: ``python benchmarks/agent.py [--n N] [--quick] [--speedup F]``.
 """
@@ -394,6 +397,7 @@ def main() -> None:
         peak_rss_mb=round(agent["rss"], 1),
         baseline_peak_rss_mb=round(bare["rss"], 1),
         speedup=speedup,
+        load_average_1m=os.getloadavg()[0],
     )
     sync = _child(["--case", "sync", *flags])
     base = _child(["--case", "sync", "--baseline", *flags])
@@ -410,6 +414,7 @@ def main() -> None:
         peak_rss_mb=round(sync["rss"], 1),
         baseline_peak_rss_mb=round(base["rss"], 1),
         sightings=int(sync["sightings"]),
+        load_average_1m=os.getloadavg()[0],
     )
     daily = _child(["--case", "daily", *flags])
     cold = _child(["--case", "daily", "--baseline", *flags])
@@ -426,6 +431,7 @@ def main() -> None:
         peak_rss_mb=round(daily["rss"], 1),
         baseline_peak_rss_mb=round(cold["rss"], 1),
         sightings=int(daily["sightings"]),
+        load_average_1m=os.getloadavg()[0],
     )
 
 

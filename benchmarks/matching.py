@@ -15,6 +15,16 @@ Cases (one JSON line each):
   separate process, to show the memory bound: its peak RSS is the matcher's, not the
   1M-key input list's;
 - ``match_1_worker``: the same in this process only (on a subset with ``--n`` ≥ 200k);
+- ``bytes_to_matches``: 10,000 keys against 50,000 sightings stored as the agent stores
+  them (fixed-size records, concatenated bytes), from those bytes to the ``MatchResult``
+  in one process: the :class:`phe_trace.exposure.SightingIndex` built from the bytes in
+  bulk (``phe_trace.agent.screen.sighting_index``), then ``match`` on it. Baseline: the
+  same records first made ``Sighting`` values, one per record, then ``match`` (target:
+  ≤ 120 ms);
+- ``match_arrays``: the bulk entry point ``phe_trace.exposure.match_arrays`` (keys as
+  arrays, sightings as an index built from arrays) at each N of ``--arrays`` (10k, 100k
+  and 1M by default; only those ≤ ``--n``), default workers. Baseline: ``match`` on the
+  same keys as ``DiagnosisKey`` values and the same sightings as ``Sighting`` values;
 - ``openssl_limit``: the keys/s the machine's AES-128-ECB and HMAC-SHA256 speed allow
   (``openssl speed``, measured now, one process and ``-multi`` all cores), and ``match``'s
   rate as a fraction of it;
@@ -23,8 +33,10 @@ Cases (one JSON line each):
 
 Wall-clock cases report the best of ``--repeats`` runs (default 2; 1 with ``--quick``).
 
+Every line carries ``load_average_1m``: the machine may be shared.
+
 Usage: ``python benchmarks/matching.py [--n N] [--sightings S] [--quick] [--profile]
-[--repeats R]``.
+[--repeats R] [--arrays N,N,…]``.
 """
 
 from __future__ import annotations
@@ -41,14 +53,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np
 from _common import emit, openssl_speed
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from phe_trace import crypto
+from phe_trace.agent.records import SightingRecord, encode_sightings, iter_sighting_fields
+from phe_trace.agent.screen import sighting_index
 from phe_trace.crypto import batch
-from phe_trace.exposure import Sighting, match
+from phe_trace.exposure import Sighting, SightingIndex, match, match_arrays
 from phe_trace.exposure import matcher as matcher_module
 from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
 
@@ -179,7 +194,7 @@ def cpu_timed(fn):  # type: ignore[no-untyped-def]
 
 def profile(keys: list[DiagnosisKey], sightings: list[Sighting]) -> None:
     """Split one core's per-key CPU time into packing, derivation and lookup."""
-    index = matcher_module._SightingIndex(sightings)
+    index = matcher_module.SightingIndex.from_sightings(sightings)
     n = len(keys)
     chunks = [keys[i : i + 8192] for i in range(0, n, 8192)]
     t_pack, packed = cpu_timed(lambda: [matcher_module._pack(c, 0)[0] for c in chunks])
@@ -196,7 +211,7 @@ def profile(keys: list[DiagnosisKey], sightings: list[Sighting]) -> None:
     t_derive, _ = cpu_timed(lambda: derive(False))
     t_both, _ = cpu_timed(lambda: derive(True))
     t_lookup = max(t_both - t_derive, 0.0)  # table lookups on freshly derived identifiers
-    t_index, _ = cpu_timed(lambda: matcher_module._SightingIndex(sightings))
+    t_index, _ = cpu_timed(lambda: matcher_module.SightingIndex.from_sightings(sightings))
     t_all, _ = cpu_timed(lambda: [matcher_module._match_packed(index, p, 12) for p in packed])
     for case, seconds in (
         ("component_pack", t_pack),
@@ -218,6 +233,83 @@ def profile(keys: list[DiagnosisKey], sightings: list[Sighting]) -> None:
         )
 
 
+def bytes_to_matches(repeats: int) -> None:
+    """Case ``bytes_to_matches`` (see the module docstring)."""
+    w = Workload(10_000, 50_000)
+    keys = list(w.keys())
+    plain = encode_sightings(
+        [SightingRecord(s.rpi, s.aem, s.unix_time, 0.0, s.rssi, s.rssi, 1) for s in w.sightings]
+    )
+
+    def from_values() -> object:
+        values = [
+            Sighting(rpi, aem, rssi_mean, t)
+            for rpi, aem, t, _, _, rssi_mean, _ in iter_sighting_fields(plain)
+        ]
+        return match(keys, values, workers=1)
+
+    t_index, _, _ = best(repeats, lambda: sighting_index(plain, 0))
+    t_bytes, result, cpu = best(repeats, lambda: match(keys, sighting_index(plain, 0), workers=1))
+    t_values, expected, cpu_values = best(repeats, from_values)
+    if len(result.matches) != w.n_true or result != expected:
+        raise SystemExit(f"bytes_to_matches: {len(result.matches)} matches, expected {w.n_true}")
+    emit(
+        bench="matching",
+        case="bytes_to_matches",
+        n=len(keys),
+        seconds=round(t_bytes, 4),
+        rate=round(len(keys) / t_bytes),
+        unit="keys/s",
+        baseline="each stored record made a Sighting value, then match (1 worker)",
+        baseline_rate=round(len(keys) / t_values),
+        ratio=round(t_bytes / t_values, 3),
+        sightings=len(w.sightings),
+        matches=len(result.matches),
+        index_seconds=round(t_index, 4),
+        cpu_seconds=round(cpu, 4),
+        baseline_seconds=round(t_values, 4),
+        baseline_cpu_seconds=round(cpu_values, 4),
+        target_seconds=0.12,
+        load_average_1m=os.getloadavg()[0],
+    )
+
+
+def arrays_case(w: Workload, all_keys: list[DiagnosisKey], n: int, repeats: int) -> None:
+    """Case ``match_arrays`` at ``n`` keys (see the module docstring)."""
+    teks = w.blob[: 16 * n]
+    starts = np.array([w.starts[i % DAYS] for i in range(n)], dtype=np.int64)
+    periods = np.full(n, 144, dtype=np.int64)
+    rpis = b"".join(s.rpi for s in w.sightings)
+    times = np.array([s.unix_time for s in w.sightings], dtype=np.float64)
+    keys = all_keys[:n]
+
+    def bulk() -> object:
+        return match_arrays(teks, starts, periods, SightingIndex.from_arrays(rpis, times))
+
+    t_arrays, found, cpu = best(repeats, bulk)
+    t_match, expected, cpu_match = best(repeats, lambda: match(keys, w.sightings))
+    if len(found) != len(expected.matches):  # type: ignore[arg-type]
+        raise SystemExit(f"match_arrays found {len(found)}, match {len(expected.matches)}")  # type: ignore[arg-type]
+    emit(
+        bench="matching",
+        case="match_arrays",
+        n=n,
+        seconds=round(t_arrays, 4),
+        rate=round(n / t_arrays),
+        unit="keys/s",
+        baseline="match on DiagnosisKey and Sighting values (same keys, same sightings)",
+        baseline_rate=round(n / t_match),
+        ratio=round(t_arrays / t_match, 3),
+        sightings=len(w.sightings),
+        matches=len(found),  # type: ignore[arg-type]
+        workers=len(os.sched_getaffinity(0)),
+        cpu_seconds=round(cpu, 3),
+        cpu_us_per_key=round(cpu / n * 1e6, 3),
+        baseline_cpu_us_per_key=round(cpu_match / n * 1e6, 3),
+        load_average_1m=os.getloadavg()[0],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000, help="diagnosis keys")
@@ -225,6 +317,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small run (CI)")
     parser.add_argument("--profile", action="store_true", help="also print per-component costs")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs per case")
+    parser.add_argument(
+        "--arrays", default="10000,100000,1000000", help="key counts of the match_arrays case"
+    )
     parser.add_argument("--stream-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stream_child:
@@ -233,9 +328,14 @@ def main() -> None:
     n = 100_000 if args.quick else args.n
     n_sightings = 20_000 if args.quick else args.sightings
     n_naive = min(n, 2_000 if args.quick else 20_000)
-    keys, sightings, n_true = workload(n, n_sightings)
+    w = Workload(n, n_sightings)
+    keys, sightings, n_true = list(w.keys()), w.sightings, w.n_true
 
     repeats = 1 if args.quick else max(1, args.repeats)
+    bytes_to_matches(repeats)
+    for n_arrays in sorted({int(x) for x in args.arrays.split(",") if x.strip()}):
+        if n_arrays <= n:
+            arrays_case(w, keys, n_arrays, repeats)
     t_naive, found, cpu_naive = best(repeats, lambda: naive(keys[:n_naive], sightings))
     if not 0 < found <= n_true:
         raise SystemExit(f"naive baseline found {found} of {n_true} true sightings")

@@ -11,6 +11,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(exposure.__all__) == sorted(
         [
             "DEFAULT_TOLERANCE_INTERVALS",
+            "ArrayMatches",
             "ExposureConfigError",
             "CwaDayResult",
             "CwaRiskResult",
@@ -32,12 +33,14 @@ def test_public_names_are_pinned() -> None:
             "ScoreSummary",
             "Sighting",
             "SightingError",
+            "SightingIndex",
             "build_exposure_windows",
             "cwa_risk",
             "daily_summaries",
             "default_config",
             "load_config",
             "match",
+            "match_arrays",
             "reception_window",
         ]
     )

@@ -10,9 +10,9 @@ One check, :func:`run_sync`:
    a file that fails is refused, reported and never matched (it is tried again at the
    next check, in case the copy was damaged in transit);
 3. match the verified keys against the stored sightings with
-   :func:`phe_trace.exposure.match`, leaving out the device's own keys (the sightings
-   are screened first, :mod:`.screen`: only those the keys may match are handed to the
-   matcher); build exposure windows and keep them (sealed) under the retention rule
+   :func:`phe_trace.exposure.match`, leaving out the device's own keys (the stored
+   records are indexed from their bytes, :mod:`.screen`: only those that match become
+   matcher values); build exposure windows and keep them (sealed) under the retention rule
    (:mod:`.retention`);
 4. score all kept windows, store the result, and notify when the risk rises.
 
@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from phe_trace.crypto import INTERVAL_SECONDS, TEK_ROLLING_PERIOD
 from phe_trace.errors import PheTraceError
-from phe_trace.exposure import ExposureConfig, Sighting, match, reception_window
+from phe_trace.exposure import ExposureConfig, SightingIndex, match, reception_window
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import DiagnosisKey
 from phe_trace.protocol.errors import ExportError, ExportUnknownKeyError
@@ -64,7 +64,7 @@ from .errors import AgentConfigError, ExportNotFoundError, ServerUnavailableErro
 from .notify import notify
 from .regions import followed_regions
 from .retention import SECONDS_PER_DAY, processed_files, utc_day, warning_items
-from .screen import candidate_sightings
+from .screen import sighting_index
 from .state import CheckRecord, KeyRecord, Notified, ReportState, SyncState, Warnings
 from .store import AgentStore
 from .trust import load_trusted_keys
@@ -333,11 +333,12 @@ def _current_keys(
     return list(latest.values())
 
 
-def _sightings(cfg: AgentConfig, store: AgentStore, keys: list[DiagnosisKey]) -> list[Sighting]:
-    """The stored sightings ``keys`` may match (:mod:`.screen`), as the matcher's values
-    with RSSI = the window's mean (AGENT-15)."""
+def _sightings(cfg: AgentConfig, store: AgentStore) -> SightingIndex:
+    """The stored sightings as the matcher's index, built from the records' bytes
+    (:mod:`.screen`); a matched one becomes a value with RSSI = the window's mean
+    (AGENT-15)."""
     plain = b"".join(store.sighting_plaintexts())
-    return candidate_sightings(plain, keys, cfg.rssi_correction_db)
+    return sighting_index(plain, cfg.rssi_correction_db)
 
 
 def _open_until(key: DiagnosisKey) -> float:
@@ -378,7 +379,7 @@ def _match_and_keep(
     carried = [k for k in map(risk.decode_key, open_keys) if _ident(k) not in new]
     checking = new_keys + carried
     if checking:
-        found = match(checking, _sightings(cfg, store, checking), workers=cfg.match_workers)
+        found = match(checking, _sightings(cfg, store), workers=cfg.match_workers)
         first = [m for m in found.matches if _ident(m.diagnosis_key) in new]
         days = cfg.retention_days
         result.new_windows = risk.add_windows(

@@ -1,12 +1,18 @@
 """Exposure matching, exposure windows and risk scoring — a pure library (layer 1).
 
 ``protocol_spec/SPEC.md`` §8–§10. The device agent calls :func:`match` with the diagnosis
-keys of downloaded exports and its stored sightings, turns the matches into
+keys of downloaded exports and a :class:`SightingIndex` of its stored sightings (built from
+the stored records' bytes in bulk; :func:`match_arrays` is the same for keys held as
+arrays), turns the matches into
 :class:`ExposureWindow` values with :func:`build_exposure_windows`, and scores them with
 :func:`daily_summaries` (GAEN ``DailySummariesConfig``) or :func:`cwa_risk`
 (Corona-Warn-App-style risk calculation)::
 
     result = match(keys, sightings)                     # MatchResult
+    index = SightingIndex.from_records(stored, record_size=38, rpi_offset=0,
+                                       time_offset=20, sighting=make)  # built in bulk
+    result = match(keys, index)                         # only matched rows become values
+    found = match_arrays(teks, starts, periods, index)  # arrays in, arrays out
     config = load_config(path)                          # or default_config()
     windows = build_exposure_windows(result.matches, config.diagnosis_keys_data_mapping)
     risk = cwa_risk(windows, config.risk_calculation)   # risk.total_risk_level
@@ -25,7 +31,14 @@ from .config import (
     load_config,
 )
 from .errors import ExposureConfigError, ExposureError, MatchInputError, SightingError
-from .matcher import DEFAULT_TOLERANCE_INTERVALS, match, reception_window
+from .matcher import (
+    DEFAULT_TOLERANCE_INTERVALS,
+    ArrayMatches,
+    SightingIndex,
+    match,
+    match_arrays,
+    reception_window,
+)
 from .model import (
     ExposureWindow,
     Infectiousness,
@@ -48,6 +61,7 @@ from .windows import build_exposure_windows
 
 __all__ = [
     "DEFAULT_TOLERANCE_INTERVALS",
+    "ArrayMatches",
     "CwaDayResult",
     "CwaRiskResult",
     "CwaWindowResult",
@@ -69,11 +83,13 @@ __all__ = [
     "ScoreSummary",
     "Sighting",
     "SightingError",
+    "SightingIndex",
     "build_exposure_windows",
     "cwa_risk",
     "daily_summaries",
     "default_config",
     "load_config",
     "match",
+    "match_arrays",
     "reception_window",
 ]

@@ -1,15 +1,19 @@
 """The matcher: which published diagnosis keys did this device see, and when.
 
-``protocol_spec/SPEC.md`` §8 (MATCH-1 … MATCH-8). Design, top-down:
+``protocol_spec/SPEC.md`` §8 (MATCH-1 … MATCH-9). Design, top-down:
 
-1. The sightings are indexed once (:class:`_SightingIndex`): sorted by identifier (read
-   as two uint64 words), plus two flag tables addressed by low bits of each half of the
-   first word — a prefilter passing about 1 in 4,000 unseen identifiers (each table at
-   most 4 MiB, so it stays in cache); candidates are confirmed by binary search on the
-   first word and a comparison of the second.
+1. The sightings are indexed once (:class:`SightingIndex`, public): identifiers read as
+   two uint64 words, sorted by the first, plus two flag tables addressed by low bits of
+   each half of the first word — a prefilter passing about 1 in 4,000 unseen identifiers
+   (each table at most 4 MiB, so it stays in cache); candidates are confirmed by binary
+   search on the first word and a comparison of the second. The index is built in bulk
+   from arrays or from fixed-size binary records (identifier bytes and reception times,
+   read with numpy): no Python object per sighting. Only the sightings that match are
+   turned into :class:`Sighting` values, by a function the index's builder gives.
 2. Keys stream in chunks. A chunk is packed into flat arrays (the 16-byte keys back to
    back, start and period as integer arrays) after a vectorised well-formedness check;
-   malformed keys are refused one by one (MATCH-6).
+   malformed keys are refused one by one (MATCH-6). A caller that holds such arrays
+   already passes them to :func:`match_arrays` and gets arrays back.
 3. Per packed chunk, keys whose validity window ±tolerance cannot contain any sighting are
    skipped; the others' identifiers are derived in blocks of :data:`_BLOCK_KEYS` keys
    into one reused buffer (:func:`phe_trace.crypto.batch.rpis_into`), looked up in the
@@ -30,17 +34,20 @@ import collections
 import itertools
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from phe_trace.crypto import (
     INTERVAL_SECONDS,
+    KEY_LENGTH,
     MAX_INTERVAL,
+    RPI_LENGTH,
     TEK_ROLLING_PERIOD,
     InvalidMetadataError,
     Metadata,
@@ -54,10 +61,17 @@ from phe_trace.protocol.diagnosis_key import (
     ReportType,
 )
 
-from .errors import MatchInputError
+from .errors import MatchInputError, SightingError
 from .model import Match, MatchResult, RejectedKey, Sighting
 
-__all__ = ["DEFAULT_TOLERANCE_INTERVALS", "match", "reception_window"]
+__all__ = [
+    "DEFAULT_TOLERANCE_INTERVALS",
+    "ArrayMatches",
+    "SightingIndex",
+    "match",
+    "match_arrays",
+    "reception_window",
+]
 
 #: Intervals of clock drift accepted either side of an identifier's interval: ±2 h (MATCH-3).
 DEFAULT_TOLERANCE_INTERVALS = 12
@@ -74,6 +88,8 @@ _MAX_TABLE_BITS = 22
 _TABLE_SPARSITY = 64
 
 Int64Array = npt.NDArray[np.int64]
+#: Makes the :class:`Sighting` of a row of the index (its position in the builder's input).
+SightingOf = Callable[[int], Sighting]
 
 
 def reception_window(
@@ -88,28 +104,43 @@ def reception_window(
     return interval - tolerance, interval + tolerance + 1
 
 
-class _SightingIndex:
-    """The sightings, indexed once for identifier lookup (MATCH-2, MATCH-7).
+def _no_sighting(row: int) -> Sighting:
+    raise MatchInputError("this sighting index was built without sighting values")
 
-    Identifiers are read as two little-endian uint64 words (``head``, ``tail``). The
-    sightings are sorted by (head, tail); ``table`` has one flag per value of the low
-    bits of the head's low half (at most 4 MiB, so lookups stay in cache), ``table_high``
-    the same for the head's high half: only candidates passing both (about 1 in 4,000
-    unseen identifiers) reach the binary search.
+
+class SightingIndex:
+    """Sightings indexed once for identifier lookup (MATCH-2, MATCH-3, MATCH-7).
+
+    Build it with :meth:`from_sightings` (matcher values), :meth:`from_arrays` (identifiers
+    back to back and reception times) or :meth:`from_records` (fixed-size binary records
+    holding an identifier and a little-endian float64 time each, as a device stores them):
+    the last two read identifiers and times in bulk, with no Python object per sighting.
+    A *row* is a sighting's position in the builder's input. ``sighting`` (optional) makes
+    the :class:`Sighting` of a row; :func:`match` calls it for the matched rows only, so
+    only those are built and checked as values.
+
+    Inside, identifiers are read as two little-endian uint64 words (``head``, ``tail``).
+    Rows are sorted by head; ``table`` has one flag per value of the low bits of the
+    head's low half (at most 4 MiB, so lookups stay in cache), ``table_high`` the same for
+    the head's high half: only candidates passing both (about 1 in 4,000 unseen
+    identifiers) reach the binary search.
     """
 
-    def __init__(self, sightings: Sequence[Sighting]) -> None:
-        n = len(sightings)
-        words = np.frombuffer(b"".join(s.rpi for s in sightings), dtype="<u8").reshape(n, 2)
-        times = np.array([s.unix_time for s in sightings], dtype=np.float64)
+    def __init__(self, words: npt.NDArray[np.uint64], times: npt.NDArray[np.float64]) -> None:
+        """Use :meth:`from_sightings`, :meth:`from_arrays` or :meth:`from_records`."""
+        n = len(times)
+        if n and not (np.isfinite(times).all() and times.min() >= 0):
+            bad = times[~(np.isfinite(times) & (times >= 0))][0]
+            raise SightingError(f"unix_time must be a finite number >= 0, got {float(bad)!r}")
         intervals = (times // INTERVAL_SECONDS).astype(np.int64)
-        order = np.lexsort((words[:, 1], words[:, 0]))
+        order = np.argsort(words[:, 0], kind="stable")
         self.head = np.ascontiguousarray(words[order, 0])
         self.tail = np.ascontiguousarray(words[order, 1])
-        self.sighting = order
+        self.sighting_row = order
         self.intervals = intervals[order]
         self.min_interval = int(intervals.min()) if n else 0
         self.max_interval = int(intervals.max()) if n else -1
+        self.sighting_of: SightingOf = _no_sighting
         bits = _MIN_TABLE_BITS
         while (1 << bits) < _TABLE_SPARSITY * n and bits < _MAX_TABLE_BITS:
             bits += 1
@@ -121,11 +152,104 @@ class _SightingIndex:
             True
         )
 
+    @classmethod
+    def from_sightings(cls, sightings: Iterable[Sighting]) -> SightingIndex:
+        """The index of matcher values; row ``i`` is the ``i``-th sighting."""
+        seen = tuple(sightings)
+        for s in seen:
+            if not isinstance(s, Sighting):
+                raise MatchInputError(f"sightings must be Sighting values, got {type(s).__name__}")
+        words = np.frombuffer(b"".join(s.rpi for s in seen), dtype="<u8").reshape(len(seen), 2)
+        times = np.array([s.unix_time for s in seen], dtype=np.float64)
+        index = cls(words, times)
+        index.sighting_of = seen.__getitem__
+        return index
+
+    @classmethod
+    def from_arrays(
+        cls, rpis: bytes, unix_times: npt.ArrayLike, *, sighting: SightingOf | None = None
+    ) -> SightingIndex:
+        """The index of ``n`` sightings: ``rpis`` their 16-byte identifiers back to back,
+        ``unix_times`` their reception times (seconds since the epoch, ``n`` numbers)."""
+        times = np.asarray(unix_times, dtype=np.float64)
+        if not isinstance(rpis, bytes | bytearray | memoryview) or times.ndim != 1:
+            raise MatchInputError("rpis must be bytes and unix_times a flat array of numbers")
+        if len(rpis) != RPI_LENGTH * len(times):
+            raise MatchInputError(
+                f"rpis must hold {RPI_LENGTH} bytes per time ({len(times)}), got {len(rpis)}"
+            )
+        words = np.frombuffer(rpis, dtype="<u8").reshape(len(times), 2)
+        index = cls(words, times)
+        if sighting is not None:
+            index.sighting_of = sighting
+        return index
+
+    @classmethod
+    def from_records(
+        cls,
+        data: bytes,
+        *,
+        record_size: int,
+        rpi_offset: int,
+        time_offset: int,
+        sighting: SightingOf | None = None,
+    ) -> SightingIndex:
+        """The index of the fixed-size records back to back in ``data``: each holds its
+        identifier (16 bytes) at ``rpi_offset`` and its reception time (little-endian
+        float64, seconds since the epoch) at ``time_offset``; row ``i`` is record ``i``."""
+        if (
+            not isinstance(data, bytes | bytearray | memoryview)
+            or not 0 < record_size
+            or not 0 <= rpi_offset <= record_size - RPI_LENGTH
+            or not 0 <= time_offset <= record_size - 8
+            or len(data) % record_size
+        ):
+            raise MatchInputError("data must be whole records holding an identifier and a time")
+        n = len(data) // record_size
+
+        def column(offset: int, dtype: str) -> npt.NDArray[Any]:
+            if not n:
+                return np.empty(0, dtype=dtype)
+            return np.ndarray((n,), dtype=dtype, buffer=data, offset=offset, strides=(record_size,))
+
+        words = np.empty((n, 2), dtype=np.uint64)
+        words[:, 0] = column(rpi_offset, "<u8")
+        words[:, 1] = column(rpi_offset + 8, "<u8")
+        index = cls(words, column(time_offset, "<f8").astype(np.float64))
+        if sighting is not None:
+            index.sighting_of = sighting
+        return index
+
     def __len__(self) -> int:
         return len(self.head)
 
+    def sighting(self, row: int) -> Sighting:
+        """The :class:`Sighting` of ``row`` (made by the builder's ``sighting`` function)."""
+        return self.sighting_of(row)
+
+    def candidates(
+        self,
+        teks: bytes,
+        start_intervals: npt.ArrayLike,
+        rolling_periods: npt.ArrayLike,
+        *,
+        tolerance_intervals: int = DEFAULT_TOLERANCE_INTERVALS,
+    ) -> Int64Array:
+        """The rows (sorted) whose identifier begins with the first 8 bytes of an identifier
+        ``RPI_j`` of one of the keys and which were heard in ``RPI_j``'s reception window
+        (:func:`reception_window`): a screen that passes every row the keys match, and the
+        few that share only half an identifier with one of them (the arrays are checked as
+        by :func:`match_arrays`)."""
+        _check_arguments(tolerance_intervals, DEFAULT_CHUNK_SIZE, 1)
+        rows = {
+            row
+            for packed in _packed_chunks(teks, start_intervals, rolling_periods, _MAX_CHUNK_SIZE)
+            for _, row, _ in _match_packed(self, packed, tolerance_intervals, confirm=False)
+        }
+        return np.array(sorted(rows), dtype=np.int64)
+
     def lookup(self, buf: bytearray, nbytes: int) -> tuple[list[int], list[int], list[int]]:
-        """Seen identifiers in ``buf[:nbytes]``: (their positions, first and end sorted rows).
+        """Seen heads in ``buf[:nbytes]``: (identifier positions, first and end sorted rows).
 
         Rows ``first .. end-1`` of the sorted sightings share the identifier's head; the
         caller compares their tails.
@@ -154,22 +278,23 @@ class _Packed:
 
 # The index of a worker process: handed over by the pool's initializer, which with the
 # "fork" start method passes it by inheritance (nothing is pickled).
-_WORKER_INDEX: _SightingIndex | None = None
+_WORKER_INDEX: SightingIndex | None = None
 
 
-def _init_worker(index: _SightingIndex) -> None:
+def _init_worker(index: SightingIndex) -> None:
     global _WORKER_INDEX
     _WORKER_INDEX = index
 
 
 def _match_packed(
-    index: _SightingIndex, packed: _Packed, tolerance: int
+    index: SightingIndex, packed: _Packed, tolerance: int, *, confirm: bool = True
 ) -> list[tuple[int, int, int]]:
-    """(key position in chunk, sighting index, interval) for every match in one chunk.
+    """(key position in chunk, sighting row, interval) for every match in one chunk.
 
     Keys none of whose identifiers' windows (together ``[s − T, s + p + T)``) holds a
     sighting are skipped before derivation; a confirmed identifier's sightings are kept
-    by its own window (:func:`reception_window`).
+    by its own window (:func:`reception_window`). ``confirm=False`` leaves out the
+    comparison of the identifiers' second halves (:meth:`SightingIndex.candidates`).
     """
     starts, periods = packed.starts, packed.periods
     lo, hi = starts - tolerance, starts + periods + tolerance
@@ -197,16 +322,51 @@ def _match_packed(
             k = int(keys[owner])
             interval = int(starts[k]) + pos - int(offsets[owner])
             j_lo, j_hi = reception_window(interval, tolerance)
-            tail = tails[pos]
+            tail = tails[pos] if confirm else None
             for row in range(first, end):
-                if index.tail[row] == tail and j_lo <= index.intervals[row] < j_hi:
-                    out.append((k, int(index.sighting[row]), interval))
+                same = tail is None or index.tail[row] == tail
+                if same and j_lo <= index.intervals[row] < j_hi:
+                    out.append((k, int(index.sighting_row[row]), interval))
     return out
 
 
 def _worker_task(packed: _Packed, tolerance: int) -> list[tuple[int, int, int]]:
     assert _WORKER_INDEX is not None
     return _match_packed(_WORKER_INDEX, packed, tolerance)
+
+
+def _int_array(name: str, values: npt.ArrayLike, n: int) -> Int64Array:
+    try:
+        array = np.asarray(values)
+    except (OverflowError, ValueError):
+        raise MatchInputError(f"{name} must be integers") from None
+    if array.shape != (n,) or (n and array.dtype.kind not in "iu"):
+        raise MatchInputError(f"{name} must be a flat array of {n} integers")
+    if array.dtype.kind == "u" and n and array.max() > MAX_INTERVAL:
+        raise MatchInputError(f"{name} must be in 0..{MAX_INTERVAL}")
+    return array.astype(np.int64)
+
+
+def _packed_chunks(
+    teks: bytes, start_intervals: npt.ArrayLike, rolling_periods: npt.ArrayLike, size: int
+) -> Iterator[_Packed]:
+    """Arrays of keys, checked whole (MATCH-6), cut into packed chunks of ``size`` keys."""
+    if not isinstance(teks, bytes | bytearray) or len(teks) % KEY_LENGTH:
+        raise MatchInputError(f"teks must be bytes, {KEY_LENGTH} per key")
+    n = len(teks) // KEY_LENGTH
+    starts = _int_array("start_intervals", start_intervals, n)
+    periods = _int_array("rolling_periods", rolling_periods, n)
+    if n:
+        if starts.min() < 0 or starts.max() > MAX_INTERVAL:
+            raise MatchInputError(f"every start interval must be in 0..{MAX_INTERVAL}")
+        if periods.min() < 1 or periods.max() > TEK_ROLLING_PERIOD:
+            raise MatchInputError(f"every rolling period must be in 1..{TEK_ROLLING_PERIOD}")
+        if (starts + periods - 1).max() > MAX_INTERVAL:
+            raise MatchInputError(f"start + period - 1 must be <= {MAX_INTERVAL}")
+    data = bytes(teks)
+    for b in range(0, n, size):
+        e = min(n, b + size)
+        yield _Packed(data[KEY_LENGTH * b : KEY_LENGTH * e], starts[b:e], periods[b:e])
 
 
 _RT_VALUES = frozenset(int(r) for r in ReportType)
@@ -316,8 +476,8 @@ def _check_arguments(tolerance: int, chunk_size: int, workers: int | None) -> No
 
 
 Raw = tuple[DiagnosisKey, int, int]
-Chunks = Iterable[tuple[int, list[DiagnosisKey]]]
 Found = list[tuple[int, int, int]]
+Tag = TypeVar("Tag")
 
 
 class _Collector:
@@ -338,35 +498,42 @@ class _Collector:
         self.raw += [(chunk[good[k]], s, j) for k, s, j in found]
 
 
-def _run_serial(index: _SightingIndex, chunks: Chunks, tolerance: int, out: _Collector) -> None:
-    for base, chunk in chunks:
-        packed, good = out.pack(base, chunk)
-        out.add(chunk, good, _match_packed(index, packed, tolerance))
+def _run_serial(
+    index: SightingIndex, chunks: Iterable[tuple[Tag, _Packed]], tolerance: int
+) -> Iterator[tuple[Tag, Found]]:
+    for tag, packed in chunks:
+        yield tag, _match_packed(index, packed, tolerance)
 
 
 def _run_pool(
-    index: _SightingIndex, chunks: Chunks, tolerance: int, workers: int, out: _Collector
-) -> None:
-    """Chunks in forked workers, at most ``2 × workers`` in flight (MATCH-7)."""
+    index: SightingIndex, chunks: Iterable[tuple[Tag, _Packed]], tolerance: int, workers: int
+) -> Iterator[tuple[Tag, Found]]:
+    """Chunks in forked workers, at most ``2 × workers`` in flight (MATCH-7); each chunk's
+    matches in the order of the chunks."""
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(index,)
     ) as pool:
-        flight: collections.deque[tuple[list[DiagnosisKey], list[int], Future[Found]]]
-        flight = collections.deque()
-        for base, chunk in chunks:
-            packed, good = out.pack(base, chunk)
-            flight.append((chunk, good, pool.submit(_worker_task, packed, tolerance)))
+        flight: collections.deque[tuple[Tag, Future[Found]]] = collections.deque()
+        for tag, packed in chunks:
+            flight.append((tag, pool.submit(_worker_task, packed, tolerance)))
             while len(flight) > 2 * workers:
-                c, g, fut = flight.popleft()
-                out.add(c, g, fut.result())
+                tag, fut = flight.popleft()
+                yield tag, fut.result()
         while flight:
-            c, g, fut = flight.popleft()
-            out.add(c, g, fut.result())
+            tag, fut = flight.popleft()
+            yield tag, fut.result()
+
+
+def _can_fork(index: SightingIndex, workers: int) -> bool:
+    return workers > 1 and len(index) > 0 and "fork" in multiprocessing.get_all_start_methods()
+
+
+Tagged = tuple[list[DiagnosisKey], list[int]]
 
 
 def _run(
-    index: _SightingIndex, keys: Iterable[DiagnosisKey], tolerance: int, size: int, workers: int
+    index: SightingIndex, keys: Iterable[DiagnosisKey], tolerance: int, size: int, workers: int
 ) -> _Collector:
     """All chunks, in a pool when there are workers and enough keys, else in this process.
 
@@ -376,21 +543,29 @@ def _run(
     """
     stream = _chunks(keys, size)
     out = _Collector()
-    if workers <= 1 or len(index) == 0 or "fork" not in multiprocessing.get_all_start_methods():
-        _run_serial(index, stream, tolerance, out)
-        return out
+
+    def packed(
+        chunks: Iterable[tuple[int, list[DiagnosisKey]]],
+    ) -> Iterator[tuple[Tagged, _Packed]]:
+        for base, chunk in chunks:
+            p, good = out.pack(base, chunk)
+            yield (chunk, good), p
+
     head: list[tuple[int, list[DiagnosisKey]]] = []
     seen = 0
-    for base, chunk in stream:
-        head.append((base, chunk))
-        seen += len(chunk)
-        if seen >= PARALLEL_MIN_KEYS:
-            break
-    chunks = itertools.chain(head, stream)
+    if _can_fork(index, workers):
+        for base, chunk in stream:
+            head.append((base, chunk))
+            seen += len(chunk)
+            if seen >= PARALLEL_MIN_KEYS:
+                break
+    chunks = packed(itertools.chain(head, stream))
     if seen >= PARALLEL_MIN_KEYS:
-        _run_pool(index, chunks, tolerance, workers, out)
+        results = _run_pool(index, chunks, tolerance, workers)
     else:
-        _run_serial(index, chunks, tolerance, out)
+        results = _run_serial(index, chunks, tolerance)
+    for (chunk, good), found in results:
+        out.add(chunk, good, found)
     return out
 
 
@@ -425,7 +600,7 @@ def _order(m: Match) -> tuple[object, ...]:
 
 def match(
     diagnosis_keys: Iterable[DiagnosisKey],
-    sightings: Iterable[Sighting],
+    sightings: Iterable[Sighting] | SightingIndex,
     *,
     tolerance_intervals: int = DEFAULT_TOLERANCE_INTERVALS,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -441,18 +616,80 @@ def match(
     refused one by one and listed in ``MatchResult.rejected``. The matches are sorted by
     sighting time (then by sighting and key fields); the same key given twice yields each
     match once.
+
+    ``sightings`` are :class:`Sighting` values or a :class:`SightingIndex` built before
+    (from stored records, say): then only the matched rows become :class:`Sighting`
+    values (:meth:`SightingIndex.sighting`).
     """
     _check_arguments(tolerance_intervals, chunk_size, workers)
-    seen = tuple(sightings)
-    for s in seen:
-        if not isinstance(s, Sighting):
-            raise MatchInputError(f"sightings must be Sighting values, got {type(s).__name__}")
-    index = _SightingIndex(seen)
+    if isinstance(sightings, SightingIndex):
+        index = sightings
+    else:
+        index = SightingIndex.from_sightings(sightings)
     out = _run(index, diagnosis_keys, tolerance_intervals, chunk_size, _workers(workers))
     cache: dict[bytes, bytes] = {}
     unique = {(key, s): j for key, s, j in out.raw}
+    seen = {s: index.sighting(s) for _, s in unique}
     found = [
         Match(key, seen[s], j, _metadata(key, seen[s], cache)) for (key, s), j in unique.items()
     ]
     found.sort(key=_order)
     return MatchResult(tuple(found), out.total, tuple(out.rejected))
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayMatches:
+    """What :func:`match_arrays` found, as three arrays of equal length, one entry per
+    match, sorted by key position and then by sighting row: the key's position in the
+    input arrays, the sighting's row in the index, and the interval ``j`` of the
+    identifier ``RPI_j`` that was seen."""
+
+    key: Int64Array
+    sighting: Int64Array
+    interval: Int64Array
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+
+def match_arrays(
+    teks: bytes,
+    start_intervals: npt.ArrayLike,
+    rolling_periods: npt.ArrayLike,
+    sightings: SightingIndex,
+    *,
+    tolerance_intervals: int = DEFAULT_TOLERANCE_INTERVALS,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    workers: int | None = None,
+) -> ArrayMatches:
+    """:func:`match` for a caller that holds its keys as arrays: ``teks`` the ``n``
+    16-byte keys back to back, ``start_intervals`` and ``rolling_periods`` ``n``
+    integers each (SPEC MATCH-1 … MATCH-3, MATCH-7, MATCH-8).
+
+    The same identifiers, windows, chunks and worker processes as :func:`match`, and no
+    Python object per key or per match: the matches come back as arrays
+    (:class:`ArrayMatches`), the AEM is not decrypted and no :class:`Sighting` is made.
+    The arrays are checked whole: a key outside the ranges of MATCH-6 (start interval,
+    period, ``start + period − 1``) refuses the call with :class:`MatchInputError`.
+    Each key position is matched on its own, so a key given twice matches twice.
+    """
+    _check_arguments(tolerance_intervals, chunk_size, workers)
+    if not isinstance(sightings, SightingIndex):
+        raise MatchInputError(f"sightings must be a SightingIndex, got {type(sightings).__name__}")
+    chunks = list(_packed_chunks(teks, start_intervals, rolling_periods, chunk_size))
+    n = sum(len(p.starts) for p in chunks)
+    tagged = zip(itertools.count(0, chunk_size), chunks, strict=False)
+    count = _workers(workers)
+    if _can_fork(sightings, count) and n >= PARALLEL_MIN_KEYS:
+        results = _run_pool(sightings, tagged, tolerance_intervals, count)
+    else:
+        results = _run_serial(sightings, tagged, tolerance_intervals)
+    found = [(base + k, row, j) for base, part in results for k, row, j in part]
+    array = np.array(found, dtype=np.int64).reshape(len(found), 3)
+    order = np.lexsort((array[:, 1], array[:, 0]))
+    array = array[order]
+    return ArrayMatches(
+        np.ascontiguousarray(array[:, 0]),
+        np.ascontiguousarray(array[:, 1]),
+        np.ascontiguousarray(array[:, 2]),
+    )
