@@ -45,12 +45,10 @@ def sighting_index(plain: bytes, rssi_correction_db: int) -> SightingIndex:
     it matches (AGENT-15)."""
     size = sighting_record_size()
 
-    def sighting(row: int) -> Sighting:
-        for rpi, aem, t, _, _, rssi_mean, _ in iter_sighting_fields(
-            plain[row * size : (row + 1) * size]
-        ):
-            return Sighting(rpi, aem, rssi_mean, t, rssi_correction_db)
-        raise IndexError(row)
+    def sighting(row: int) -> Sighting:  # a row of the index: always a whole record
+        fields = iter_sighting_fields(plain[row * size : (row + 1) * size])
+        rpi, aem, t, _, _, rssi_mean, _ = next(fields)
+        return Sighting(rpi, aem, rssi_mean, t, rssi_correction_db)
 
     return SightingIndex.from_records(
         plain,
