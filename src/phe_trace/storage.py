@@ -91,8 +91,10 @@ def create_engine(
     SQLite: write-ahead log, foreign keys on, ``busy_timeout`` seconds of waiting for a
     lock, ``synchronous`` durability, and a WAL auto-checkpoint after
     ``wal_autocheckpoint`` pages when given (SQLite's default otherwise). PostgreSQL:
-    connections checked before use (a restarted server is reconnected). ``pool_size``,
-    when given, bounds the pool (PostgreSQL may open as many again beyond it).
+    connections checked before use (a restarted server is reconnected) and the most
+    recently returned one reused first, so a quiet service works on one connection and
+    the rest may time out on the server's side. ``pool_size``, when given, bounds the
+    pool (PostgreSQL may open as many again beyond it).
     """
     url = normalize_url(url)
     pool: dict[str, Any] = {} if pool_size is None else {"pool_size": pool_size}
@@ -106,7 +108,7 @@ def create_engine(
         return engine
     if pool_size is not None:
         pool["max_overflow"] = pool_size
-    return sa.create_engine(url, pool_pre_ping=True, **pool)
+    return sa.create_engine(url, pool_pre_ping=True, pool_use_lifo=True, **pool)
 
 
 def is_transient(exc: BaseException) -> bool:
