@@ -578,6 +578,19 @@ def test_placeholder_secrets_and_clocks_are_defined_once() -> None:
     assert not found, found
 
 
+def test_tests_drive_time_with_the_product_clocks() -> None:
+    """Tests set time through ``phe_trace.clock`` (``SettableClock``, ``ManualClock``,
+    ``system_clock``) like the simulator does; no test module defines a clock class."""
+    tests = Path(__file__).resolve().parent
+    found = [
+        f"{path.relative_to(tests)}:{node.lineno} defines a clock class {node.name}"
+        for path in sorted(tests.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Clock")
+    ]
+    assert not found, found
+
+
 def _errors_modules() -> list[str]:
     return sorted(
         _module_name(p) for p in _source_files() if p.name == "errors.py" and p.parent != SRC

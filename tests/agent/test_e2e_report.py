@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from phe_trace.agent import Agent, ReportError
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, create_app, load_settings, register_health_authority
 from phe_trace.server import run_export as run_key_export
 from phe_trace.serving import serve
@@ -40,14 +41,14 @@ class Services:
     service: VerificationService
     context: ServerContext
     export_key_pem: Path
-    clock: list[float]
+    clock: SettableClock
     worker: User
 
     def issue(self, test_type: str, day: dt.date) -> str:
         return self.service.issue_code(self.worker, test_type, day, day).code
 
     def export(self, at: float) -> None:
-        self.clock[0] = at
+        self.clock.t = at
         run_key_export(self.context, at)
 
 
@@ -71,7 +72,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
     worker = verification.accounts.create_user(
         realm.id, "worker", "a-long-worker-password-1", is_admin=False, actor="test"
     )
-    clock = [time.time()]
+    clock = SettableClock(time.time())
     settings = load_settings(
         data_dir=tmp_path / "ks",
         database_url=f"sqlite:///{tmp_path / 'ks.sqlite3'}",
@@ -80,7 +81,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
         region="ZZ",
         chaff_max_delay_ms=0,
     )
-    context = ServerContext.open(settings, clock=lambda: clock[0])
+    context = ServerContext.open(settings, clock=clock)
     with serve(create_verification_app(service=verification)) as vf_url:
         register_health_authority(
             context.engine,
@@ -174,7 +175,7 @@ def test_report_then_others_match_and_reach_the_expected_risk(
         # The test is confirmed: a revises its report with the kept revision token.
         confirm = services.issue("confirmed", yesterday)
         with httpx.Client(timeout=30) as client:
-            services.clock[0] = now + 3 * 3600
+            services.clock.t = now + 3 * 3600
             revised = a.revise(confirm, now + 3 * 3600, client)
             assert revised.revision_token and revised.revision_token != first.revision_token
             services.export(now + 5 * 3600)

@@ -34,6 +34,7 @@ from phe_trace.agent.radio.sim import SimRadio
 from phe_trace.agent.records import decode_sightings, decode_tek
 from phe_trace.agent.store import META_NAMES
 from phe_trace.analytics.config import CONFIG_FORMAT
+from phe_trace.clock import SettableClock
 from phe_trace.crypto import SealingKey
 from phe_trace.protocol import export
 from phe_trace.server import ServerContext
@@ -66,7 +67,7 @@ class World:
     signer: export.EcdsaSigner
     keyserver_url: str
     keyserver_key: str
-    clock: list[float]
+    clock: SettableClock
     #: Export path → when it was published.
     published: dict[str, float] = field(default_factory=dict)
 
@@ -93,9 +94,9 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    clock = [T0]
+    clock = SettableClock(T0)
     settings = make_settings(tmp_path / "ks", None)
-    ctx = ServerContext.open(settings, clock=lambda: clock[0])
+    ctx = ServerContext.open(settings, clock=clock)
     IngestStore(ctx.engine)
     doc = {
         "format": CONFIG_FORMAT,
@@ -171,7 +172,7 @@ def _live(
     for day in range(days):
         start = T0 + day * DAY
         if day in check_days:
-            world.clock[0] = start + 6 * 3600
+            world.clock.t = start + 6 * 3600
             keys = [
                 confirmed(k.key_data, k.rolling_start_interval_number)
                 for k in a.store.teks()
@@ -179,7 +180,7 @@ def _live(
             ]
             world.publish(keys, start + 6 * 3600)
             b.sync(start + 6 * 3600)
-            world.clock[0] = start + 7 * 3600
+            world.clock.t = start + 7 * 3600
             if analytics and day == check_days[0]:
                 with httpx.Client() as client:
                     steps.enable(b.store, steps.fetch_config(b.config, client), start + 7 * 3600)

@@ -17,20 +17,16 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
+from phe_trace.clock import system_clock
 from phe_trace.server import ServerContext, create_app
 from phe_trace.serving import LoopbackServer
 from tests.server.conftest import make_settings
 
 
-class _Clock:
-    def __call__(self) -> float:
-        return time.time()
-
-
 @pytest.fixture(scope="module")
 def keyserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackServer]:
     tmp: Path = tmp_path_factory.mktemp("ingest")
-    ctx = ServerContext.open(make_settings(tmp, None), clock=_Clock())
+    ctx = ServerContext.open(make_settings(tmp, None), clock=system_clock)
     with LoopbackServer(create_app(context=ctx)) as server:
         yield server
     ctx.close()

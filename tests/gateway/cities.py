@@ -8,6 +8,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from phe_trace.clock import SettableClock
 from phe_trace.protocol import export
 from phe_trace.server import ServerContext, run_export
 from phe_trace.server.federation import (
@@ -30,7 +31,7 @@ class City:
         self.country = country
         tmp.mkdir(exist_ok=True)
         db = f"sqlite:///{tmp / 'keyserver.sqlite3'}"
-        self.clock = _Clock()
+        self.clock = SettableClock(NOW)
         self.ctx = ServerContext.open(make_settings(tmp, db, region=country.code), clock=self.clock)
         (tmp / "signing.pem").write_text(pem(country.signing_cert))
         (tmp / "signing.key").write_bytes(
@@ -75,7 +76,7 @@ class City:
         return [r["key_data"] for r in rows]
 
     def sync(self, now: float) -> tuple[Any, Any]:
-        self.clock.now = now
+        self.clock.t = now
         with federation_client(self.fed) as client:
             return upload_keys(self.ctx, self.fed, client, now), download_keys(
                 self.ctx, self.fed, client, now
@@ -83,7 +84,7 @@ class City:
 
     def exported_keys(self, now: float) -> list[bytes]:
         """Every key in this city's export files after an export run at ``now``."""
-        self.clock.now = now
+        self.clock.t = now
         run_export(self.ctx, now)
         found = []
         for name in self.ctx.store.names(self.country.code):
@@ -91,10 +92,3 @@ class City:
                 archive = export.unpack_export_zip(self.ctx.store.read(name))
                 found.extend(k.key_data for k in export.decode_export_bin(archive.export_bin).keys)
         return found
-
-
-class _Clock:
-    now = NOW
-
-    def __call__(self) -> float:
-        return self.now

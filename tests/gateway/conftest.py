@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from phe_trace.clock import SettableClock
 from phe_trace.gateway import GatewaySettings, create_app
 from phe_trace.gateway.app import open_gateway
 from phe_trace.gateway.service import Gateway
@@ -16,19 +17,9 @@ from phe_trace.serving import LoopbackServer
 from tests.gateway.support import NOW, Country, Operator
 
 
-class Clock:
-    """A settable clock (unix seconds)."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+def clock() -> SettableClock:
+    return SettableClock(NOW)
 
 
 @pytest.fixture
@@ -46,7 +37,7 @@ def gateway(
     tmp_path: Path,
     database_url: str,
     operator: Operator,
-    clock: Clock,
+    clock: SettableClock,
     countries: dict[str, Country],
 ) -> Iterator[Gateway]:
     settings = GatewaySettings(

@@ -58,8 +58,8 @@ def test_exports_of_another_server_are_imported_once_and_tampered_files_refused(
     a = City(tmp_path / "a", Country.create("DE"), "http://unused", tmp_path / "x")
     b = City(tmp_path / "b", Country.create("FR"), "http://unused", tmp_path / "x")
     published = b.publish(6, NOW)
-    b.clock.now = NOW + 3 * 3600
-    names = run_export(b.ctx, b.clock.now).files_written
+    b.clock.t = NOW + 3 * 3600
+    names = run_export(b.ctx, b.clock.t).files_written
     holding = _file_holding(b, names, published[0])
     path = b.ctx.store.path_of(holding)
     assert path is not None
@@ -71,7 +71,7 @@ def test_exports_of_another_server_are_imported_once_and_tampered_files_refused(
     tampered = export.pack_export_zip(bytes(body), archive.export_sig)
     path.chmod(0o644)
     path.write_bytes(bytes(tampered))
-    now = b.clock.now
+    now = b.clock.t
     with LoopbackServer(create_app(context=b.ctx)) as server, httpx.Client(timeout=10) as client:
         wrong = import_exports(a.ctx, _source(b, server.url, _export_key(a.ctx)), client, now)
         assert wrong.files == 0 and len(wrong.refused) == len(names)

@@ -17,10 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, create_app, register_health_authority, run_export
 from phe_trace.serving import LoopbackServer
 from tests.server.conftest import make_settings
-from tests.server.helpers import NOW, Authority, Clock, day_keys, publish_body
+from tests.server.helpers import NOW, Authority, day_keys, publish_body
 
 #: Order of the P-256 group (SEC 2, §2.4.2).
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -38,8 +39,8 @@ def _other_spelling(token: str) -> str:
 @pytest.fixture
 def keyserver(
     tmp_path: Path, sqlite_url: str
-) -> Iterator[tuple[httpx.Client, ServerContext, Clock, Authority]]:
-    clock, authority = Clock(), Authority()
+) -> Iterator[tuple[httpx.Client, ServerContext, SettableClock, Authority]]:
+    clock, authority = SettableClock(NOW), Authority()
     ctx = ServerContext.open(make_settings(tmp_path, sqlite_url), clock=clock)
     register_health_authority(
         ctx.engine, issuer=authority.issuer, audience=authority.audience, name="HA",
@@ -51,7 +52,7 @@ def keyserver(
 
 
 def test_exact_replay_is_refused(
-    keyserver: tuple[httpx.Client, ServerContext, Clock, Authority],
+    keyserver: tuple[httpx.Client, ServerContext, SettableClock, Authority],
 ) -> None:
     """The same certificate text twice: the second is refused (SPEC PUB-7)."""
     client, _, _, authority = keyserver
@@ -61,7 +62,7 @@ def test_exact_replay_is_refused(
 
 
 def test_re_spelled_certificate_is_refused(
-    keyserver: tuple[httpx.Client, ServerContext, Clock, Authority],
+    keyserver: tuple[httpx.Client, ServerContext, SettableClock, Authority],
 ) -> None:
     """PUB-7: the same certificate with the twin ECDSA signature is still a used certificate."""
     client, _, _, authority = keyserver
@@ -74,14 +75,14 @@ def test_re_spelled_certificate_is_refused(
 
 
 def test_marker_outlives_the_clock_skew(
-    keyserver: tuple[httpx.Client, ServerContext, Clock, Authority],
+    keyserver: tuple[httpx.Client, ServerContext, SettableClock, Authority],
 ) -> None:
     """PUB-7, PUB-32: retention between exp and exp + skew keeps a used certificate used."""
     client, ctx, clock, authority = keyserver
     body = publish_body(authority, day_keys(NOW, 2), NOW)  # exp = NOW + 900, skew 60 s
     assert client.post("/v1/publish", json=body).status_code == 200
-    clock.now = NOW + 900 + 10
-    run_export(ctx, clock.now)  # retention runs with every export
-    clock.now = NOW + 900 + 30  # inside the skew: the certificate still verifies
+    clock.t = NOW + 900 + 10
+    run_export(ctx, clock.t)  # retention runs with every export
+    clock.t = NOW + 900 + 30  # inside the skew: the certificate still verifies
     replay = client.post("/v1/publish", json=body)
     assert replay.status_code == 401, replay.json()

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import (
     ServerContext,
     ServerSettings,
@@ -18,12 +19,12 @@ from phe_trace.server import (
 )
 from phe_trace.serving import LoopbackServer
 
-from .helpers import Authority, Clock
+from .helpers import NOW, Authority
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock(NOW)
 
 
 @pytest.fixture
@@ -49,7 +50,9 @@ def settings(tmp_path: Path, database_url: str) -> ServerSettings:
 
 
 @pytest.fixture
-def ctx(settings: ServerSettings, clock: Clock, authority: Authority) -> Iterator[ServerContext]:
+def ctx(
+    settings: ServerSettings, clock: SettableClock, authority: Authority
+) -> Iterator[ServerContext]:
     context = ServerContext.open(settings, clock=clock)
     register_health_authority(
         context.engine,

@@ -21,16 +21,6 @@ AUDIENCE = "https://keys.example/publish"
 KID = "v1"
 
 
-class Clock:
-    """A settable clock (unix seconds)."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Authority:
     """A health authority's signing key, able to issue certificates."""

@@ -14,11 +14,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, create_app
 from phe_trace.serving import LoopbackServer
 
 from .conftest import make_settings
-from .helpers import NOW, Clock
+from .helpers import NOW
 
 TODAY = int(NOW // 86400)
 BOX = base64.b64encode(b"B" * 100).decode()
@@ -37,8 +38,8 @@ def _days(ctx: ServerContext) -> list[int]:
 @pytest.fixture
 def live(
     tmp_path: Path, database_url: str
-) -> Iterator[tuple[LoopbackServer, ServerContext, Clock]]:
-    clock = Clock()
+) -> Iterator[tuple[LoopbackServer, ServerContext, SettableClock]]:
+    clock = SettableClock(NOW)
     ctx = ServerContext.open(
         make_settings(tmp_path, database_url, analytics_uploads_per_second=1), clock=clock
     )
@@ -51,7 +52,7 @@ def live(
 
 @pytest.mark.parametrize("day", [TODAY + 1, TODAY - 15, 0, 2**31 - 1])
 def test_days_outside_the_window_are_400(
-    live: tuple[LoopbackServer, ServerContext, Clock], day: int
+    live: tuple[LoopbackServer, ServerContext, SettableClock], day: int
 ) -> None:
     """AGG-34: only days from retention_days ago through today are accepted; none stored."""
     server, ctx, _ = live
@@ -64,21 +65,21 @@ def test_days_outside_the_window_are_400(
 
 
 def test_window_edges_are_accepted_and_old_days_are_deleted(
-    live: tuple[LoopbackServer, ServerContext, Clock],
+    live: tuple[LoopbackServer, ServerContext, SettableClock],
 ) -> None:
     """AGG-34: the oldest and newest day pass; once past retention their rows go."""
     server, ctx, clock = live
     body = {"reports": [_report(TODAY - 14), _report(TODAY - 13), _report(TODAY)]}
     assert httpx.post(f"{server.url}/v1/analytics/reports", json=body).status_code == 202
     assert _days(ctx) == [TODAY - 14, TODAY - 13, TODAY]
-    clock.now += 86400  # the next day: TODAY - 14 is past retention
+    clock.t += 86400  # the next day: TODAY - 14 is past retention
     later = {"reports": [_report(TODAY + 1)]}
     assert httpx.post(f"{server.url}/v1/analytics/reports", json=later).status_code == 202
     assert _days(ctx) == [TODAY - 13, TODAY, TODAY + 1]
 
 
 def test_uploads_beyond_the_rate_are_429_and_not_stored(
-    live: tuple[LoopbackServer, ServerContext, Clock],
+    live: tuple[LoopbackServer, ServerContext, SettableClock],
 ) -> None:
     """AGG-34: 1 upload/s with a minute's burst: the 61st at one instant is a 429."""
     server, ctx, clock = live
@@ -89,7 +90,7 @@ def test_uploads_beyond_the_rate_are_429_and_not_stored(
             for _ in range(60)
         ]
         refused = client.post(f"{server.url}/v1/analytics/reports", json=body)
-        clock.now += 1
+        clock.t += 1
         again = client.post(f"{server.url}/v1/analytics/reports", json=body)
     assert statuses == [202] * 60
     assert refused.status_code == 429, refused.text

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from phe_trace.clock import SettableClock
 from phe_trace.protocol import export
 from phe_trace.server import ServerContext, run_export
 from phe_trace.server import exporter as exporter_module
 
 from .conftest import make_settings
-from .helpers import Clock
+from .helpers import NOW
 from .test_exporter import HOUR, T, _insert
 
 
@@ -34,7 +35,7 @@ def test_injected_crash_before_the_index_rewrite_is_repaired(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PUB-37: the second run at the same time writes nothing but lists every file."""
-    ctx = ServerContext.open(make_settings(tmp_path, database_url), clock=Clock())
+    ctx = ServerContext.open(make_settings(tmp_path, database_url), clock=SettableClock(NOW))
     try:
         _insert(ctx, 5, T - 5 * HOUR)
         first = run_export(ctx, T)
@@ -74,7 +75,7 @@ run_export(ctx, float(sys.argv[2]))
 def test_worker_killed_before_the_index_rewrite_is_repaired(tmp_path: Path) -> None:
     """PUB-37: a worker process SIGKILLed after its batches, before the index rewrite."""
     settings = make_settings(tmp_path, None)
-    ctx = ServerContext.open(settings, clock=Clock())
+    ctx = ServerContext.open(settings, clock=SettableClock(NOW))
     try:
         _insert(ctx, 7, T - 3 * HOUR)
     finally:
@@ -85,7 +86,7 @@ def test_worker_killed_before_the_index_rewrite_is_repaired(tmp_path: Path) -> N
         timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
-    ctx = ServerContext.open(settings, clock=Clock())
+    ctx = ServerContext.open(settings, clock=SettableClock(NOW))
     try:
         published = _zips(ctx)
         assert published and _index(ctx) == []

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from phe_trace.clock import SettableClock
 from phe_trace.protocol import export
 from phe_trace.protocol.diagnosis_key import ReportType
 from phe_trace.server import ServerContext, create_app, run_export
@@ -18,7 +19,7 @@ from phe_trace.server.storage.tables import export_batches, export_padding, expo
 from phe_trace.serving import LoopbackServer
 
 from .conftest import make_settings
-from .helpers import NOW, Clock
+from .helpers import NOW
 
 HOUR = 3600
 T = int(NOW) - int(NOW) % HOUR  # the hour NOW falls in
@@ -62,7 +63,7 @@ def _read(ctx: ServerContext, name: str, keys: dict) -> export.TemporaryExposure
 
 
 @pytest.fixture
-def small_ctx(tmp_path: Path, database_url: str, clock: Clock):
+def small_ctx(tmp_path: Path, database_url: str, clock: SettableClock):
     settings = make_settings(tmp_path, database_url, export_min_records=0)
     context = ServerContext.open(settings, clock=clock)
     yield context
@@ -100,7 +101,7 @@ def _all_keys(ctx: ServerContext, name: str) -> set[bytes]:
 
 
 def test_padding_persisted_and_rebuild_identical(
-    tmp_path: Path, database_url: str, clock: Clock
+    tmp_path: Path, database_url: str, clock: SettableClock
 ) -> None:
     """Small batches are padded to the minimum; a rebuild writes the same export.bin (PUB-27)."""
     settings = make_settings(
@@ -148,7 +149,7 @@ def test_files_are_never_rewritten(small_ctx: ServerContext) -> None:
     assert path.read_bytes() == before
 
 
-def test_large_batches_are_split(tmp_path: Path, database_url: str, clock: Clock) -> None:
+def test_large_batches_are_split(tmp_path: Path, database_url: str, clock: SettableClock) -> None:
     """A batch over the maximum becomes batch_num 1..n of batch_size n (SPEC PUB-28)."""
     settings = make_settings(tmp_path, database_url, export_max_records=100)
     ctx = ServerContext.open(settings, clock=clock)

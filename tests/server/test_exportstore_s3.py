@@ -18,6 +18,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from phe_trace.clock import SettableClock
 from phe_trace.protocol import export
 from phe_trace.server import ServerContext, create_app, register_health_authority
 from phe_trace.server.context import open_export_store
@@ -30,7 +31,7 @@ from phe_trace.serving import LoopbackServer
 
 from ..s3server import REGION, MotoServer, store_env
 from .conftest import make_settings
-from .helpers import NOW, Authority, Clock, day_keys, publish_body
+from .helpers import NOW, Authority, day_keys, publish_body
 
 ZIP_CC = "public, max-age=31536000, immutable"
 INDEX_CC = "public, max-age=60"
@@ -197,7 +198,7 @@ def test_export_run_lands_in_the_bucket(
     """
     for name, value in store_env(moto, bucket).items():
         monkeypatch.setenv(name, value)
-    clock = Clock()
+    clock = SettableClock(NOW)
     settings = make_settings(tmp_path, database_url, export_min_records=50)
     ctx = ServerContext.open(settings, clock=clock)
     try:

@@ -9,13 +9,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, create_app, run_export
 from phe_trace.server import key_counts as key_counts_module
 from phe_trace.server.storage.tables import export_padding, key_count_releases
 from phe_trace.serving import LoopbackServer
 
 from .conftest import make_settings
-from .helpers import NOW, Clock
+from .helpers import NOW
 from .test_exporter import _insert
 
 DAY = 86_400
@@ -23,7 +24,7 @@ D = int(NOW) // DAY
 
 
 @pytest.fixture
-def padded_ctx(tmp_path: Path, database_url: str, clock: Clock):
+def padded_ctx(tmp_path: Path, database_url: str, clock: SettableClock):
     settings = make_settings(tmp_path, database_url, export_min_records=60, export_padding_range=5)
     context = ServerContext.open(settings, clock=clock)
     yield context

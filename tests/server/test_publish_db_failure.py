@@ -21,12 +21,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, create_app, register_health_authority
 from phe_trace.server.storage.tables import exposures, used_certificates
 from phe_trace.serving import LoopbackServer
 
 from .conftest import make_settings
-from .helpers import NOW, Authority, Clock, day_keys, publish_body
+from .helpers import NOW, Authority, day_keys, publish_body
 
 
 class Dropper:
@@ -54,7 +55,7 @@ class Dropper:
 def dropping(
     tmp_path: Path, postgres_url: str, authority: Authority
 ) -> Iterator[tuple[httpx.Client, ServerContext, Dropper]]:
-    ctx = ServerContext.open(make_settings(tmp_path, postgres_url), clock=Clock())
+    ctx = ServerContext.open(make_settings(tmp_path, postgres_url), clock=SettableClock(NOW))
     register_health_authority(
         ctx.engine,
         issuer=authority.issuer,

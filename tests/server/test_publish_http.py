@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import httpx
 import sqlalchemy as sa
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext
 from phe_trace.server.storage.tables import exposures, used_certificates
 from phe_trace.serving import LoopbackServer
 
-from .helpers import NOW, Authority, Clock, day_keys, publish_body
+from .helpers import NOW, Authority, day_keys, publish_body
 
 
 def _rows(ctx: ServerContext) -> list[sa.Row]:
@@ -188,7 +189,7 @@ def test_chaff_is_indistinguishable_and_not_stored(
 
 
 def test_embargo_of_still_valid_key(
-    client: httpx.Client, ctx: ServerContext, authority: Authority, clock: Clock
+    client: httpx.Client, ctx: ServerContext, authority: Authority, clock: SettableClock
 ) -> None:
     """Today's key is accepted but created_at is pushed past its expiry (SPEC PUB-16)."""
     today = int(NOW // 600) - int(NOW // 600) % 144
@@ -259,7 +260,7 @@ def test_unknown_health_authority_id(tmp_path, database_url, authority: Authorit
     from .conftest import make_settings
 
     settings = make_settings(tmp_path, database_url, allowed_health_authority_ids=["org.other"])
-    ctx = ServerContext.open(settings, clock=Clock())
+    ctx = ServerContext.open(settings, clock=SettableClock(NOW))
     register_health_authority(
         ctx.engine,
         issuer=authority.issuer,

@@ -16,17 +16,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import positive_data_acceptance
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, create_app, register_health_authority
 from phe_trace.serving import LoopbackServer
 
 from .conftest import make_settings
-from .helpers import Authority, Clock
+from .helpers import NOW, Authority
 
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackServer]:
     tmp: Path = tmp_path_factory.mktemp("schemathesis")
-    ctx = ServerContext.open(make_settings(tmp, None, max_body_bytes=1_048_576), clock=Clock())
+    ctx = ServerContext.open(
+        make_settings(tmp, None, max_body_bytes=1_048_576), clock=SettableClock(NOW)
+    )
     authority = Authority()
     register_health_authority(
         ctx.engine,
@@ -119,7 +122,7 @@ def test_analytics_paging_out_of_range_is_400(
 
     The largest accepted values (32-bit columns) still answer 200 on SQLite and PostgreSQL.
     """
-    ctx = ServerContext.open(make_settings(tmp_path, database_url), clock=Clock())
+    ctx = ServerContext.open(make_settings(tmp_path, database_url), clock=SettableClock(NOW))
     query = {"role": "leader", "day": "20000", "metric": "notified", **params}
     try:
         with LoopbackServer(create_app(context=ctx)) as live:

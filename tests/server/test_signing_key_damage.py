@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, create_app
 from phe_trace.serving import LoopbackServer
 
 from .conftest import make_settings
-from .helpers import Clock
+from .helpers import NOW
 
 
 def _garbage(pem: Path) -> None:
@@ -51,7 +52,7 @@ if shutil.which("openssl"):
 
 
 def _first_start(data: Path) -> Path:
-    ServerContext.open(make_settings(data, None), clock=Clock()).close()
+    ServerContext.open(make_settings(data, None), clock=SettableClock(NOW)).close()
     return data / "data" / "signing-keys" / "v1.pem"
 
 
@@ -77,7 +78,7 @@ def test_server_run_refuses_a_damaged_key_on_one_line(tmp_path: Path, damage: st
 
 def test_healthz_reports_a_key_damaged_while_running(tmp_path: Path) -> None:
     """PUB-34, PUB-36: a key damaged after start turns /healthz into 503."""
-    ctx = ServerContext.open(make_settings(tmp_path, None), clock=Clock())
+    ctx = ServerContext.open(make_settings(tmp_path, None), clock=SettableClock(NOW))
     pem = ctx.settings.signing_key_dir / "v1.pem"
     try:
         with LoopbackServer(create_app(context=ctx)) as server:

@@ -14,11 +14,12 @@ import base64
 import httpx
 import sqlalchemy as sa
 
+from phe_trace.clock import SettableClock
 from phe_trace.server import ServerContext, run_export
 from phe_trace.server.storage.tables import exposures
 from tests.order_stats import adjacent_same, kendall_tau
 
-from .helpers import NOW, Authority, Clock, day_keys, publish_body
+from .helpers import NOW, Authority, day_keys, publish_body
 
 UPLOADS = 60
 KEYS_EACH = 3
@@ -40,7 +41,7 @@ def _values(ctx: ServerContext) -> set[tuple[object, ...]]:
 
 
 def test_closed_windows_are_rewritten_in_random_order(
-    client: httpx.Client, ctx: ServerContext, authority: Authority, clock: Clock
+    client: httpx.Client, ctx: ServerContext, authority: Authority, clock: SettableClock
 ) -> None:
     """PUB-39: after the export run that follows a window, stored keys are neither in upload
     order nor grouped by upload, on SQLite (rowid) and PostgreSQL (ctid), values intact."""
@@ -55,8 +56,8 @@ def test_closed_windows_are_rewritten_in_random_order(
     assert kendall_tau(arrival) > 0.9  # what a dump shows while the window is open
     values = _values(ctx)
 
-    clock.now = NOW + 3600  # the window of NOW has closed
-    run_export(ctx, clock.now)
+    clock.t = NOW + 3600  # the window of NOW has closed
+    run_export(ctx, clock.t)
 
     after = _physical(ctx)
     assert {key for key, _ in after} == set(upload_of) and len(after) == len(before)
@@ -68,7 +69,7 @@ def test_closed_windows_are_rewritten_in_random_order(
 
 
 def test_an_open_window_is_left_as_it_is(
-    client: httpx.Client, ctx: ServerContext, authority: Authority, clock: Clock
+    client: httpx.Client, ctx: ServerContext, authority: Authority, clock: SettableClock
 ) -> None:
     """PUB-39: keys of the window still open are not settled yet (their window can grow)."""
     keys = day_keys(NOW, KEYS_EACH)
