@@ -19,9 +19,13 @@ import pytest
 POSTGRES_ENV = "PHE_TRACE_TEST_DATABASE_URL"
 
 #: The loggers a role's set-up configures (``phe_trace.logs.configure_logging``).
-_LOGGERS = tuple(
-    f"phe_trace{suffix}"
-    for suffix in ("", ".server", ".verification", ".aggregator", ".gateway", ".agent")
+_LOGGERS = (
+    *(
+        f"phe_trace{suffix}"
+        for suffix in ("", ".server", ".verification", ".aggregator", ".gateway", ".agent")
+    ),
+    "uvicorn",
+    "uvicorn.access",
 )
 
 

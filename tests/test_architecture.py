@@ -50,6 +50,7 @@ ALLOWED_SAME_LAYER = {
     ("crypto", "settings"),  # PHE_TRACE_NO_LIBCRYPTO, read through the one settings base
     ("protocol", "errors"),
     ("serving", "errors"),
+    ("serving", "logs"),  # the foreground server writes uvicorn's records as JSON lines
 }
 
 

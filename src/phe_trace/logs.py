@@ -6,7 +6,11 @@ Every phe-trace logger sits under ``phe_trace`` (``phe_trace.server``,
 record as one JSON object per line to whatever ``sys.stderr`` is at the time, and sets the
 level of one role's logger; each role calls it where it is put together (``create_app``
 of a service, ``agent run``), so a process that hosts several roles still writes one
-stream in one format.
+stream in one format. uvicorn's own records (``uvicorn.error``: start-up failures, invalid
+requests, errors of the application) go through the same handler, so every line a role's
+server writes is one JSON object; its access log (``uvicorn.access``), whose lines carry
+the client's address, is off (``phe_trace.serving.SERVER_OPTIONS``) and never reaches
+the handler.
 
 A line is ``{"ts", "level", "logger", "event", ...fields}``. Services log an event name
 with a few safe fields through an :class:`EventLog` (counts, stable error codes, durations,
@@ -24,10 +28,14 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["ROOT_LOGGER", "EventLog", "JsonFormatter", "configure_logging"]
+__all__ = ["ROOT_LOGGER", "UVICORN_LOGGER", "EventLog", "JsonFormatter", "configure_logging"]
 
 #: The logger above every phe-trace logger.
 ROOT_LOGGER = "phe_trace"
+#: The logger above uvicorn's (``uvicorn.error``, ``uvicorn.asgi``, ``uvicorn.access``).
+UVICORN_LOGGER = "uvicorn"
+#: uvicorn's access log: a line per request with the client's address and port.
+_ACCESS_LOGGER = "uvicorn.access"
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,18 +69,33 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(logger: str = ROOT_LOGGER, level: str | int = "INFO") -> None:
-    """Write every phe-trace record as a JSON line to stderr; ``logger`` logs at ``level``.
+    """Write every phe-trace and uvicorn record as a JSON line to stderr; ``logger`` logs
+    at ``level``.
 
-    Idempotent: the ``phe_trace`` logger gets one JSON handler however often this runs
-    (and does not pass its records on to the root logger, so none is written twice).
+    Idempotent: the ``phe_trace`` and ``uvicorn`` loggers share one JSON handler however
+    often this runs (and do not pass their records on to the root logger, so none is
+    written twice). uvicorn's access log passes nothing on, whether uvicorn writes it or
+    not: no client address reaches the handler.
     """
-    root = logging.getLogger(ROOT_LOGGER)
-    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
-    root.propagate = False
+    handler = _json_handler()
+    for name in (ROOT_LOGGER, UVICORN_LOGGER):
+        log = logging.getLogger(name)
+        if not any(isinstance(h.formatter, JsonFormatter) for h in log.handlers):
+            log.addHandler(handler)
+        log.propagate = False
+    logging.getLogger(_ACCESS_LOGGER).propagate = False
     logging.getLogger(logger).setLevel(level)
+
+
+def _json_handler() -> logging.Handler:
+    """The one JSON handler (the ``phe_trace`` logger's, made on first use)."""
+    root = logging.getLogger(ROOT_LOGGER)
+    for handler in root.handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            return handler
+    handler = _StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    return handler
 
 
 class EventLog:

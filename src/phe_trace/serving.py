@@ -11,7 +11,10 @@ asks uvicorn to finish and waits for its thread, whatever ``start`` reached.
 Access logs are off (a client address is never written anywhere) and uvicorn leaves the
 process's logging configuration alone: its own records go where every other one goes.
 
-:func:`run` is the foreground server of every ``run`` command, with the same options.
+:func:`run` is the foreground server of every ``run`` command, with the same options. It
+writes uvicorn's records as every role writes its own (:func:`phe_trace.logs.configure_logging`:
+one JSON object per line on stderr), in the supervising process of several workers too,
+instead of uvicorn's plain-text format.
 
 ``uvicorn`` is imported only when a server is made, so the device install, which has no
 uvicorn, can import this module.
@@ -55,12 +58,24 @@ def run(app: Any, *, host: str, port: int, workers: int = 1, log_level: str = "w
     worker process calls to make its own.
     """
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
-    options: dict[str, Any] = {**SERVER_OPTIONS, "host": host, "port": port}
+    from phe_trace.logs import UVICORN_LOGGER, configure_logging
+
+    configure_logging(UVICORN_LOGGER, LOG_LEVELS[log_level.lower()])
+    # log_config=None: uvicorn installs no handler of its own (each worker, started afresh,
+    # gets the JSON handler again when its app is made: every role's set-up configures it).
+    options: dict[str, Any] = {
+        **SERVER_OPTIONS,
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "log_config": None,
+    }
     if workers > 1:
-        uvicorn.run(app, factory=True, workers=workers, log_level=log_level, **options)
+        uvicorn.run(app, factory=True, workers=workers, **options)
     else:
-        uvicorn.run(app, log_level=log_level, **options)
+        uvicorn.run(app, **options)
 
 
 def free_port(host: str = "127.0.0.1", count: int = 1) -> int:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +19,7 @@ import pytest
 from phe_trace.logs import JsonFormatter
 from phe_trace.server import ServerContext
 from phe_trace.server.metrics import Counter, Histogram, Registry
+from phe_trace.serving import free_port
 
 from .helpers import NOW, Authority, day_keys, publish_body
 
@@ -79,6 +86,48 @@ def test_logs_are_json_without_key_material(
         assert not any(s in ln for s in secrets_)
     record = logging.LogRecord("x", logging.INFO, "f", 1, "event", None, None)
     assert json.loads(JsonFormatter().format(record))["event"] == "event"
+
+
+def test_server_run_writes_json_lines_and_no_client_address(tmp_path: Path) -> None:
+    """A real ``server run`` process: after its start-up line, every line on stderr is a
+    JSON object, uvicorn's own records among them (a request that is not HTTP), and none
+    holds the client's address (SPEC OPS-10, PUB-35). The server listens on 127.0.0.2,
+    the client connects from 127.0.0.1."""
+    host, client_host = "127.0.0.2", "127.0.0.1"
+    port = free_port(host)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHE_TRACE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phe_trace.cli", "server", "run", "--role", "keyserver",
+         "--host", host, "--port", str(port), "--data-dir", str(tmp_path / "d")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    transport = httpx.HTTPTransport(local_address=client_host)
+    try:
+        with httpx.Client(base_url=f"http://{host}:{port}", transport=transport) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    assert client.get("/healthz", timeout=5).status_code == 200
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.2)
+            refused = client.post("/v1/publish", json={"temporaryExposureKeys": []})
+            assert refused.status_code == 400
+        with socket.create_connection((host, port), 5, (client_host, 0)) as raw:
+            raw.sendall(b"NOT HTTP \x01\x02\r\n\r\n")
+            assert raw.recv(1024).startswith(b"HTTP/1.1 400 ")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    startup, *lines = err.splitlines()
+    assert startup.startswith(f"phe-trace server: keyserver on http://{host}:{port} ")
+    entries = [json.loads(line) for line in lines]
+    assert all(isinstance(e, dict) for e in entries), lines
+    assert "phe_trace.server" in {e["logger"] for e in entries}, lines  # the role's own
+    events = {(e["level"], e["logger"], e["event"]) for e in entries}
+    assert ("WARNING", "uvicorn.error", "Invalid HTTP request received.") in events, lines
+    assert client_host not in err
 
 
 def test_no_client_address_reaches_storage(
