@@ -29,6 +29,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from phe_trace import storage
+from phe_trace.verification.errors import VerificationDatabaseUnavailableError
 from phe_trace.verification.ratelimit import RateLimiter
 from phe_trace.verification.tables import audit_events, codes, daily_stats, tokens
 
@@ -274,6 +276,124 @@ def test_portal_shows_an_unavailable_page_while_the_database_is_down(live: Live)
         assert portal.get("/portal/codes/new").status_code == 200
     assert _count(live, codes) == 0
     assert _stat(live, "codes_issued") == 0
+
+
+#: The portal's Content-Security-Policy (every page carries it).
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+#: What every 503 of the verification service says (the device API's ``error``).
+_UNAVAILABLE = "the database is unavailable; retry later"
+
+
+def _outage(kind: str) -> Exception:
+    """The database failing as the handlers meet it: the service's own 503 error (raised
+    after the one retry) or a dropped connection outside the retried steps."""
+    if kind == "after the retry":
+        return VerificationDatabaseUnavailableError(storage.UNAVAILABLE)
+    return sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+
+def _headers(response: httpx.Response) -> list[tuple[str, str]]:
+    """The response's headers in order, without those of the HTTP server itself."""
+    return [(k, v) for k, v in response.headers.items() if k not in ("date", "server")]
+
+
+@pytest.mark.parametrize("kind", ["after the retry", "outside the retried steps"])
+def test_the_device_api_503_is_one_exact_answer(
+    live: Live, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Whether the database failed after the retry or outside the retried steps, the
+    device API answers the same 503: ``Retry-After: 2``, and ``error``, ``errorCode``
+    ``unavailable`` and ``padding`` in that order, padded to 3–4 KiB (VER-15, VER-2)."""
+
+    def down(*_: object) -> None:
+        raise _outage(kind)
+
+    monkeypatch.setattr(live.service, "verify", down)
+    with _api(live) as api:
+        response = api.post("/api/verify", json={"code": "12345678"})
+    assert response.status_code == 503, response.text
+    assert _headers(response) == [
+        ("retry-after", "2"),
+        ("content-length", str(len(response.content))),
+        ("content-type", "application/json"),
+    ]
+    body = response.json()
+    assert list(body) == ["error", "errorCode", "padding"]
+    assert (body["error"], body["errorCode"]) == (_UNAVAILABLE, "unavailable")
+    assert PADDED_MIN - 3 <= len(response.content) <= PADDED_MAX
+
+
+def test_a_device_api_database_error_no_retry_helps_is_no_503(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A constraint the database enforces is no outage: not 503 ``unavailable``, no
+    ``Retry-After`` (the app must not retry it)."""
+
+    def refused(*_: object) -> None:
+        raise sa.exc.IntegrityError("INSERT", {}, Exception("constraint"))
+
+    monkeypatch.setattr(live.service, "verify", refused)
+    with _api(live) as api:
+        response = api.post("/api/verify", json={"code": "12345678"})
+    assert response.status_code == 500
+    assert "retry-after" not in response.headers
+    assert "unavailable" not in response.text
+
+
+@pytest.mark.parametrize("kind", ["after the retry", "outside the retried steps"])
+def test_the_portal_503_is_one_exact_page(
+    live: Live, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Whether the database failed after the retry or outside the retried steps, the
+    portal answers the same plain 503 page with ``Retry-After: 2`` and its security
+    headers (VER-15)."""
+
+    def down(*_: object) -> None:
+        raise _outage(kind)
+
+    with portal_client(live) as portal:
+        csrf = csrf_of(portal.get("/portal/codes/new").text)
+        monkeypatch.setattr(live.service, "issue_code", down)
+        form = {"csrf_token": csrf, "test_type": "confirmed", "test_date": "", "symptom_date": ""}
+        page = portal.post("/portal/codes", data=form)
+    assert page.status_code == 503, page.text
+    assert _headers(page) == [
+        ("content-length", str(len(page.content))),
+        ("content-type", "text/html; charset=utf-8"),
+        ("retry-after", "2"),
+        ("content-security-policy", _CSP),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ]
+    assert "<title>Service temporarily unavailable" in page.text
+    assert "The service is temporarily unavailable. Please try again in a moment." in page.text
+    assert _UNAVAILABLE not in page.text and "OperationalError" not in page.text
+
+
+def test_the_portal_503_page_is_the_same_bytes_either_way(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page after a failed retry and after a dropped connection elsewhere are byte
+    for byte the same (VER-15)."""
+    pages = []
+    with portal_client(live) as portal:
+        csrf = csrf_of(portal.get("/portal/codes/new").text)
+        form = {"csrf_token": csrf, "test_type": "confirmed", "test_date": "", "symptom_date": ""}
+        for kind in ("after the retry", "outside the retried steps"):
+
+            def down(*_: object, kind: str = kind) -> None:
+                raise _outage(kind)
+
+            monkeypatch.setattr(live.service, "issue_code", down)
+            page = portal.post("/portal/codes", data=form)
+            pages.append((page.status_code, _headers(page), page.content))
+    assert pages[0] == pages[1]
+    assert pages[0][0] == 503
 
 
 def test_an_issuance_whose_commit_went_unheard_issues_one_code(

@@ -8,7 +8,8 @@ The shape, the statuses and the codes of framework errors are those of every ser
   ``rejects`` metric;
 - an export object that does not exist is 404 ``not_found``;
 - a database that is down (also on the one retry) is 503 ``unavailable`` with
-  ``Retry-After``; any other server fault is a 500 that names nothing.
+  ``Retry-After``, as for every role (``web.errors.install_unavailable_handlers``),
+  logged as ``database_unavailable``; any other server fault is a 500 that names nothing.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from phe_trace.protocol.publish import ERROR_INTERNAL, PublishResponse
-from phe_trace.web.errors import RETRY_AFTER_SECONDS, error_response, install_error_handlers
+from phe_trace.web.errors import (
+    error_response,
+    install_error_handlers,
+    install_unavailable_handlers,
+)
 
 from .context import ServerContext
 from .errors import DatabaseUnavailableError, ExportStoreError, PublishError, ServerError
 from .logs import log_event
 from .publish import padding_for
-from .storage.database import is_transient
 
 __all__ = ["install_refusals"]
 
@@ -68,25 +72,15 @@ def _unexpected(exc: Exception) -> None:
     log_event("internal_error", logging.ERROR, exception=type(exc).__name__)
 
 
-def _unavailable(request: Request) -> Response:
+def _unavailable() -> None:
     log_event("database_unavailable", logging.WARNING)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    message = "the database is unavailable; retry later"
-    return _respond(request, 503, DatabaseUnavailableError.code, message, headers)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return _respond(request, 404, "not_found", "no such export object")
 
 
-async def _database_down(request: Request, exc: Exception) -> Response:
-    return _unavailable(request)
-
-
-async def _database_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DBAPIError)
-    if is_transient(exc):  # a dropped connection outside the retried publish write
-        return _unavailable(request)
+def _database_error(request: Request, exc: DBAPIError) -> Response:
     _unexpected(exc)
     return _respond(request, 500, ERROR_INTERNAL, "internal error")
 
@@ -107,6 +101,11 @@ def install_refusals(app: FastAPI) -> None:
         unexpected=_unexpected,
     )
     app.add_exception_handler(ExportStoreError, _not_found)
-    app.add_exception_handler(DatabaseUnavailableError, _database_down)
-    app.add_exception_handler(DBAPIError, _database_error)
+    install_unavailable_handlers(
+        app,
+        DatabaseUnavailableError,
+        respond=_respond,
+        observe=_unavailable,
+        other=_database_error,
+    )
     app.add_exception_handler(ServerError, _server_error)

@@ -28,14 +28,16 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import DBAPIError
 
 from phe_trace.errors import PheTraceError
-from phe_trace.web.errors import METHOD_NOT_ALLOWED, NOT_FOUND, install_error_handlers
+from phe_trace.web.errors import (
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    install_error_handlers,
+    install_unavailable_handlers,
+)
 
-from .database import is_transient
 from .errors import (
-    RETRY_AFTER_SECONDS,
     RateLimitedError,
     UnparsableRequestError,
     VerificationDatabaseUnavailableError,
@@ -260,26 +262,7 @@ def _respond(
 def _retry_after(exc: PheTraceError) -> dict[str, str] | None:
     if isinstance(exc, RateLimitedError):
         return {"Retry-After": str(max(exc.retry_after, 1))}
-    if isinstance(exc, VerificationDatabaseUnavailableError):
-        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return None
-
-
-async def _database(request: Request, exc: Exception) -> Response:
-    # A dropped connection outside the retried steps: nothing was claimed (every
-    # claim is retried inside the service), so the app may simply retry.
-    if isinstance(exc, DBAPIError) and is_transient(exc):
-        unavailable = VerificationDatabaseUnavailableError(
-            "the database is unavailable; retry later"
-        )
-        return _respond(
-            request,
-            unavailable.status,
-            unavailable.code,
-            str(unavailable),
-            _retry_after(unavailable),
-        )
-    raise exc
 
 
 def create_device_api(service: VerificationService) -> FastAPI:
@@ -301,6 +284,9 @@ def create_device_api(service: VerificationService) -> FastAPI:
         malformed=lambda _exc: "unparsable request",
         headers_for=_retry_after,
     )
-    app.add_exception_handler(DBAPIError, _database)
+    # A dropped connection outside the retried steps is answered as one after the retry:
+    # nothing was claimed (every claim is retried inside the service), so the app may
+    # simply retry.
+    install_unavailable_handlers(app, VerificationDatabaseUnavailableError, respond=_respond)
     app.include_router(router)
     return app

@@ -16,6 +16,11 @@ The key server, the federation gateway, the aggregators and the combined host an
 have another shape passes its own ``respond``: the verification service's device API
 answers in the GAEN verification server's shape (``errorCode``, padded), the portal as
 an HTML page; the statuses and codes still come from here.
+
+A role with a database adds :func:`install_unavailable_handlers`: a database that is
+down — the role's own 503 error, raised when the one retry failed too, or a dropped
+connection outside the retried steps — is 503 ``unavailable`` with ``Retry-After``
+(:func:`unavailable_response`), the same answer either way.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
+from phe_trace import storage
 from phe_trace.errors import PheTraceError
 
 __all__ = [
@@ -48,9 +55,11 @@ __all__ = [
     "error_body",
     "error_response",
     "install_error_handlers",
+    "install_unavailable_handlers",
     "json_error",
     "malformed_message",
     "repeated_query",
+    "unavailable_response",
 ]
 
 BAD_REQUEST = "bad_request"
@@ -193,3 +202,52 @@ def install_error_handlers(
             return respond(request, 500, INTERNAL_ERROR, "internal error", None)
 
         app.add_exception_handler(Exception, internal)
+
+
+def unavailable_response(
+    request: Request, unavailable: type[PheTraceError], respond: Respond = json_error
+) -> Response:
+    """The answer while the database is down: the ``status`` (503) and ``code``
+    (``unavailable``) of the role's error class ``unavailable``, the message
+    :data:`phe_trace.storage.UNAVAILABLE` whatever failed, and ``Retry-After``
+    :data:`RETRY_AFTER_SECONDS`, written by ``respond``."""
+    status: int = getattr(unavailable, "status", 503)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return respond(request, status, unavailable.code, storage.UNAVAILABLE, headers)
+
+
+def install_unavailable_handlers(
+    app: FastAPI,
+    unavailable: type[PheTraceError],
+    *,
+    respond: Respond = json_error,
+    observe: Callable[[], None] | None = None,
+    other: Callable[[Request, DBAPIError], Response] | None = None,
+) -> None:
+    """Answer a database that is down on ``app`` with :func:`unavailable_response`.
+
+    ``unavailable``: the role's error raised when a database step failed also on its one
+    retry; a transient :class:`~sqlalchemy.exc.DBAPIError` (``storage.is_transient``)
+    outside the retried steps is answered the same. ``observe()`` runs before each such
+    answer (a log line). Any other database error goes to ``other(request, exc)``, or
+    without one to the framework (a 500).
+    """
+
+    def answer(request: Request) -> Response:
+        if observe is not None:
+            observe()
+        return unavailable_response(request, unavailable, respond)
+
+    async def down(request: Request, exc: Exception) -> Response:
+        return answer(request)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DBAPIError)
+        if storage.is_transient(exc):  # a dropped connection, a restart
+            return answer(request)
+        if other is None:
+            raise exc
+        return other(request, exc)
+
+    app.add_exception_handler(unavailable, down)
+    app.add_exception_handler(DBAPIError, database_error)

@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..errors import RETRY_AFTER_SECONDS
 from .session import Portal, SignedIn
 
 __all__ = ["FormStr", "error_page", "render", "templates", "unavailable_page"]
@@ -67,13 +66,21 @@ def error_page(
     return render(portal, request, "error.html", ctx, status_code=status)
 
 
-def unavailable_page(request: Request) -> Response:
-    """The plain 503 page shown while the database is unavailable (touches no storage)."""
+def unavailable_page(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The plain page shown while the database is unavailable, with ``status`` (503) and
+    ``headers`` (``Retry-After``) of ``phe_trace.web.errors.unavailable_response``; it
+    says only that the service is unavailable and touches no storage."""
     portal: Portal = request.app.state.portal
     ctx = {
         "title": "Service temporarily unavailable",
         "message": "The service is temporarily unavailable. Please try again in a moment.",
     }
-    response = render(portal, request, "error.html", ctx, status_code=503)
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response = render(portal, request, "error.html", ctx, status_code=status)
+    response.headers.update(headers or {})
     return response

@@ -16,12 +16,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from phe_trace.web.errors import install_error_handlers
+from phe_trace.web.errors import install_error_handlers, install_unavailable_handlers
 
-from ..database import is_transient
 from ..errors import VerificationDatabaseUnavailableError, VerificationError
 from ..service import VerificationService
 from . import admin, codes, signin, statistics
@@ -63,16 +61,6 @@ async def _forbidden(request: Request, _: Exception) -> Response:
     return render(request.app.state.portal, request, "error.html", ctx, status_code=403)
 
 
-async def _unavailable(request: Request, _: Exception) -> Response:
-    return unavailable_page(request)
-
-
-async def _database(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, DBAPIError) and is_transient(exc):  # a dropped connection, a restart
-        return unavailable_page(request)
-    raise exc
-
-
 def create_portal(service: VerificationService) -> FastAPI:
     """The portal as an ASGI app, to be mounted at ``/portal``."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -91,8 +79,9 @@ def create_portal(service: VerificationService) -> FastAPI:
     app.add_exception_handler(CsrfError, _csrf)
     app.add_exception_handler(NotSignedInError, _not_signed_in)
     app.add_exception_handler(ForbiddenError, _forbidden)
-    app.add_exception_handler(VerificationDatabaseUnavailableError, _unavailable)
-    app.add_exception_handler(DBAPIError, _database)
+    install_unavailable_handlers(
+        app, VerificationDatabaseUnavailableError, respond=unavailable_page
+    )
     for router in (signin.router, codes.router, statistics.router, admin.router):
         app.include_router(router)
     return app
