@@ -29,6 +29,7 @@ def _classes() -> dict[str, list[tuple[str, Any, str]]]:
     """File -> [(title, settings class, one-paragraph introduction)]."""
     from phe_trace.agent.config import AgentConfig
     from phe_trace.aggregator.settings import AggregatorSettings
+    from phe_trace.gateway.settings import GatewaySettings
     from phe_trace.server.federation import FederationSettings
     from phe_trace.server.settings import ServerSettings
     from phe_trace.settings import CommonSettings
@@ -49,6 +50,12 @@ def _classes() -> dict[str, list[tuple[str, Any, str]]]:
                 "`phe-trace server federation …`: this server as a member of a gateway.",
             ),
             ("Aggregator", AggregatorSettings, "`phe-trace aggregator run` and `collect`."),
+            (
+                "Federation gateway",
+                GatewaySettings,
+                "`phe-trace gateway run`, `gateway batch` and `gateway member add`; the "
+                "options of `gateway run` override these.",
+            ),
         ],
         "device/SETTINGS.md": [
             (

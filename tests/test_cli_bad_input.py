@@ -134,6 +134,17 @@ def _cases() -> Iterator[Case]:
     ]:
         yield Case(("aggregator", "collect", "--day", "1"), env={**_AGG, name: value})
     yield Case(("aggregator", "collect", "--day", "1"))  # no settings at all
+    gateway = {
+        "PHE_TRACE_GATEWAY_DATABASE_URL": "sqlite:///{dir}/gw.sqlite3",
+        "PHE_TRACE_GATEWAY_TRUST_ANCHOR": "{pem}",
+    }
+    for name, value in [
+        ("PHE_TRACE_GATEWAY_DOWNLOAD_DAYS", "two"),
+        ("PHE_TRACE_GATEWAY_DOWNLOAD_DAYS", "9"),
+        ("PHE_TRACE_GATEWAY_MAX_UPLOAD_KEYS", "0"),
+        ("PHE_TRACE_GATEWAY_CALLBACK_ALLOW_PRIVATE", "perhaps"),
+    ]:
+        yield Case(("gateway", "batch"), env={**gateway, name: value})
     yield Case(("aggregator", "collect", "--day", "-1"), env=_AGG)
     yield Case(("aggregator", "collect", "--day", "x"), env=_AGG)
     yield Case(("aggregator", "collect", "--day", "2932897"), env=_AGG)  # after 9999-12-31

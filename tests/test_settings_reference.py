@@ -69,12 +69,36 @@ def _settings_classes() -> list[type]:
 def test_every_settings_class_stands_on_the_one_base() -> None:
     """Each role's settings extend PheTraceSettings, and each is in a reference."""
     classes = _settings_classes()
-    assert len(classes) >= 6
+    assert len(classes) >= 7
     documented = {cls for e in generate_settings._classes().values() for _, cls, _ in e}
     for cls in classes:
         assert issubclass(cls, PheTraceSettings), cls
         if cls is not PheTraceSettings:
             assert cls in documented, f"{cls.__name__} is in no SETTINGS.md"
+
+
+def test_every_role_settings_module_and_settings_class_is_on_the_base() -> None:
+    """A role's ``settings.py`` (key server, verification, aggregator, gateway) defines its
+    settings on PheTraceSettings, and no class named ``…Settings`` stands beside the base
+    (a dataclass of settings would read no environment and be in no reference)."""
+    _settings_classes()  # imports every module
+    roles = sorted(p.parent.name for p in SRC.glob("*/settings.py"))
+    assert {"aggregator", "gateway", "server", "verification"} <= set(roles)
+    for role in roles:
+        module = importlib.import_module(f"phe_trace.{role}.settings")
+        own = [
+            obj
+            for _, obj in inspect.getmembers(module, inspect.isclass)
+            if obj.__module__ == module.__name__ and issubclass(obj, PheTraceSettings)
+        ]
+        assert own, f"phe_trace/{role}/settings.py defines no PheTraceSettings class"
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if not name.startswith("phe_trace"):
+            continue
+        for cls_name, obj in inspect.getmembers(module, inspect.isclass):
+            if obj.__module__ == name and cls_name.endswith("Settings"):
+                assert issubclass(obj, PheTraceSettings), f"{name}.{cls_name}"
 
 
 def _reads_environment(tree: ast.AST) -> list[int]:

@@ -2,10 +2,10 @@
 
 Each role's settings class extends :class:`PheTraceSettings` with its own ``env_prefix``
 (``PHE_TRACE_`` for the key server, ``PHE_TRACE_VERIFICATION_``, ``PHE_TRACE_AGENT_``,
-``PHE_TRACE_AGGREGATOR_``, ``PHE_TRACE_FEDERATION_``). The base keeps a registry of
-those prefixes, so :func:`describe_settings_error` can name the environment variable
-behind each refused value: ``PHE_TRACE_AGGREGATOR_EPSILON: Input should be a valid
-number``. The command line prints that as its one line (SPEC CLI-1).
+``PHE_TRACE_AGGREGATOR_``, ``PHE_TRACE_FEDERATION_``, ``PHE_TRACE_GATEWAY_``). The base
+keeps a registry of those prefixes, so :func:`describe_settings_error` can name the
+environment variable behind each refused value: ``PHE_TRACE_AGGREGATOR_EPSILON: Input
+should be a valid number``. The command line prints that as its one line (SPEC CLI-1).
 """
 
 from __future__ import annotations

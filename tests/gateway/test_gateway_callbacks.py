@@ -110,12 +110,10 @@ def test_bad_callback_urls_are_refused(
 
 def test_private_addresses_need_the_private_network_setting(gateway: Gateway) -> None:
     """FED-10: by default a callback must be https and resolve to a public address."""
-    from dataclasses import replace
-
     from phe_trace.gateway.callbacks import check_callback_url
     from phe_trace.gateway.errors import BatchRejectedError
 
-    strict = replace(gateway.settings, callback_allow_private=False)
+    strict = gateway.settings.model_copy(update={"callback_allow_private": False})
     for url in ("https://127.0.0.1/cb", "https://10.1.2.3/cb", "http://93.184.216.34/cb"):
         with pytest.raises(BatchRejectedError):
             check_callback_url(url, strict)

@@ -6,7 +6,6 @@ logs the failure as one JSON line naming the error's class, then runs again.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from typing import Any
@@ -29,7 +28,7 @@ def test_a_failed_scheduled_run_is_one_json_line_and_the_loop_goes_on(
         raise RuntimeError("secret detail of the failure")
 
     monkeypatch.setattr(gateway, "form_batches", failing)
-    quick = dataclasses.replace(gateway.settings, batching_interval_seconds=0.05)
+    quick = gateway.settings.model_copy(update={"batching_interval_seconds": 0.05})
     monkeypatch.setattr(gateway, "settings", quick)
     lines: list[dict[str, Any]] = []
     with LoopbackServer(create_app(gateway=gateway, scheduled=True)):

@@ -30,8 +30,8 @@ TrustAnchor = Annotated[
 
 
 def _settings(database_url: str | None, trust_anchor: Path, **extra: Any) -> Any:
-    """The gateway's settings; its database is ``--database-url``, else the process's
-    ``PHE_TRACE_DATABASE_URL``."""
+    """The gateway's settings (``PHE_TRACE_GATEWAY_*``, ``extra`` over them); its database
+    is ``--database-url``, else the process's ``PHE_TRACE_DATABASE_URL``."""
     from phe_trace.gateway import GatewaySettings
     from phe_trace.gateway.errors import GatewayConfigError
     from phe_trace.settings import common_settings
@@ -61,23 +61,33 @@ def run(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=0, max=65535)] = 8090,
     batching_interval: Annotated[
-        float, typer.Option(help="Seconds between batching / callback / retention runs.")
-    ] = 300.0,
-    max_upload_keys: Annotated[int, typer.Option(help="Keys per upload at most.")] = 5000,
+        float | None,
+        typer.Option(
+            help="Seconds between batching / callback / retention runs (default: settings, 300)."
+        ),
+    ] = None,
+    max_upload_keys: Annotated[
+        int | None, typer.Option(help="Keys per upload at most (default: settings, 5000).")
+    ] = None,
     callback_allow_private: Annotated[
-        bool, typer.Option(help="Admit http:// and private-address callbacks (one private net).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            help="Admit http:// and private-address callbacks (one private net; default: "
+            "settings, off)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the gateway behind a TLS proxy that forwards the client-certificate headers."""
     from phe_trace import serving
     from phe_trace.gateway import create_app
 
+    given = {
+        "batching_interval_seconds": batching_interval,
+        "max_upload_keys": max_upload_keys,
+        "callback_allow_private": callback_allow_private,
+    }
     settings = _settings(
-        database_url,
-        trust_anchor,
-        batching_interval_seconds=batching_interval,
-        max_upload_keys=max_upload_keys,
-        callback_allow_private=callback_allow_private,
+        database_url, trust_anchor, **{k: v for k, v in given.items() if v is not None}
     )
     serving.run(create_app(settings, scheduled=True), host=host, port=port)
 
