@@ -493,6 +493,8 @@ BUILTIN_RAISES = {
     ("SigningKeys._unseal", "TypeError"): "a sealed key that only this service writes",
     ("SigningKeys.active", "LookupError"): "the service makes an active key at start-up and "
     "rotation replaces it in one transaction",
+    ("DiagnosisKeyColumns.__init__.column", "ValueError"): "columns of unequal lengths from "
+    "the code that builds them (the export reader, take, concat)",
 }
 #: Built-in exceptions that are Python's own protocols, wherever they are raised:
 #: ``AttributeError`` from a module ``__getattr__``, ``IndexError`` from ``__getitem__``.

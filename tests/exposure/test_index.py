@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from phe_trace.exposure import (
     match_arrays,
 )
 from phe_trace.exposure import matcher as matcher_module
-from phe_trace.protocol.diagnosis_key import DiagnosisKey, ReportType
+from phe_trace.protocol.diagnosis_key import DiagnosisKey, DiagnosisKeyColumns, ReportType
 from tests.vectors import load_vectors
 
 V = load_vectors("gaen_v1_2_key_schedule")
@@ -207,3 +208,40 @@ def test_an_empty_index_and_no_keys_match_nothing() -> None:
     none = match_arrays(b"", [], [], _index())
     assert none.key.dtype == np.int64 and len(none) == 0
     assert match([_key()], empty).matches == ()
+
+
+def test_keys_held_as_columns_match_as_the_same_keys_as_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MATCH-9, MATCH-6: keys as columns (how a device reads a day's exports) give the
+    matches and refusals of the same keys given as values — in one process and in the
+    pool, a malformed key refused at its own position — and only the matched keys
+    become values."""
+    monkeypatch.setattr(matcher_module, "PARALLEL_MIN_KEYS", 8)
+    rng = random.Random(3)
+    keys = [DiagnosisKey(rng.randbytes(16), START, 144, 2, ReportType.CONFIRMED_TEST)] * 3
+    keys += [
+        _key(),
+        DiagnosisKey(TEK[:15], START),  # refused: 15 bytes
+        DiagnosisKey(TEK, START, 0),  # refused: period 0
+        DiagnosisKey(TEK, START + 60, 30, 1, ReportType.SELF_REPORT, -3),
+        *(DiagnosisKey(rng.randbytes(16), START) for _ in range(20)),
+    ]
+    columns = DiagnosisKeyColumns.from_keys(keys)
+    made: list[int] = []
+    real_getitem = DiagnosisKeyColumns.__getitem__
+
+    def counting(self: DiagnosisKeyColumns, index: Any) -> Any:
+        made.append(index)
+        return real_getitem(self, index)
+
+    for workers in (1, 2):
+        expected = match(keys, _values(), workers=workers, chunk_size=4)
+        monkeypatch.setattr(DiagnosisKeyColumns, "__getitem__", counting)
+        found = match(columns, _index(), workers=workers, chunk_size=4)
+        monkeypatch.setattr(DiagnosisKeyColumns, "__getitem__", real_getitem)
+        assert found == expected
+        assert [r.position for r in found.rejected] == [4, 5]
+        assert {m.diagnosis_key for m in found.matches} == {keys[3], keys[6]}
+        assert len(made) <= 4  # the two matched keys and the two refused ones
+        made.clear()

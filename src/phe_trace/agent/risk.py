@@ -11,7 +11,7 @@ found by different checks add up the way one check over all of them would.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +144,7 @@ def add_windows(
     store: AgentStore,
     matches: Iterable[Match],
     now: float,
-    superseded: Iterable[tuple[bytes, int]] = (),
+    superseded: Container[tuple[bytes, int]] = frozenset(),
     *,
     retention_days: int,
 ) -> int:
@@ -154,8 +154,7 @@ def add_windows(
     this check matched the key's latest published version (e.g. a revised report type,
     or REVOKED) against every kept sighting.
     """
-    replaced = set(superseded)
-    kept = [m for m in _kept(store, now, retention_days) if _key_ident(m) not in replaced]
+    kept = [m for m in _kept(store, now, retention_days) if _key_ident(m) not in superseded]
     seen = {_ident(m) for m in kept}
     added = 0
     for found in matches:

@@ -42,19 +42,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from phe_trace.crypto import INTERVAL_SECONDS, TEK_ROLLING_PERIOD
 from phe_trace.errors import PheTraceError
 from phe_trace.exposure import ExposureConfig, SightingIndex, match, reception_window
 from phe_trace.protocol import export
-from phe_trace.protocol.diagnosis_key import DiagnosisKey
+from phe_trace.protocol.diagnosis_key import DiagnosisKey, DiagnosisKeyColumns
 from phe_trace.protocol.errors import ExportError, ExportUnknownKeyError
 
 from . import analytics, risk
@@ -122,10 +124,12 @@ class SyncResult:
 def _verify(
     data: bytes, keys: list[ec.EllipticCurvePublicKey], key_id: str | None = None
 ) -> export.TemporaryExposureKeyExport:
+    """The verified content of an export zip, its keys read as columns (only the keys
+    that match become values)."""
     error: ExportError | None = None
     for key in keys:
         try:
-            content = export.verify_export_zip(data, key)
+            content = export.verify_export_zip(data, key, columns=True)
         except ExportError as exc:
             error = exc
             continue
@@ -317,20 +321,54 @@ def _ident(key: DiagnosisKey) -> tuple[bytes, int]:
     return key.key_data, key.rolling_start_interval_number
 
 
+def _idents(keys: DiagnosisKeyColumns) -> Iterator[tuple[bytes, int]]:
+    return zip(keys.key_data, keys.rolling_start_interval_number.tolist(), strict=True)
+
+
+class _Listed:
+    """Whether a key (key data, rolling start) is one of ``keys``: a set of their key data,
+    and the starts of each only once a key's data is found in it (rarely: a carried open
+    key listed again, or a kept match's key revised), so no tuple is made per key."""
+
+    def __init__(self, keys: DiagnosisKeyColumns) -> None:
+        self._keys = keys
+        self._data = set(keys.key_data)
+        self._starts: dict[bytes, set[int]] | None = None
+
+    def __contains__(self, ident: object) -> bool:
+        if not isinstance(ident, tuple) or len(ident) != 2 or ident[0] not in self._data:
+            return False
+        if self._starts is None:
+            self._starts = {}
+            for data, start in _idents(self._keys):
+                self._starts.setdefault(data, set()).add(start)
+        return ident[1] in self._starts[ident[0]]
+
+
+def _columns(keys: Sequence[DiagnosisKey]) -> DiagnosisKeyColumns:
+    return keys if isinstance(keys, DiagnosisKeyColumns) else DiagnosisKeyColumns.from_keys(keys)
+
+
 def _current_keys(
     verified: list[tuple[str, export.TemporaryExposureKeyExport]], own: set[bytes]
-) -> list[DiagnosisKey]:
+) -> DiagnosisKeyColumns:
     """The latest version of every key: a revised key (new report type, or REVOKED)
     replaces what an earlier file — or an earlier check — said about the same key.
     The device's own keys are left out: a reporter never matches itself (AGENT-15). A key
     that several followed regions list (one region's key in another's exports through
     federation) is matched once (FED-16)."""
-    latest: dict[tuple[bytes, int], DiagnosisKey] = {}
-    for _, content in verified:
-        for key in (*content.keys, *content.revised_keys):
-            if key.key_data not in own:
-                latest[_ident(key)] = key
-    return list(latest.values())
+    listed = DiagnosisKeyColumns.concat(
+        _columns(group) for _, content in verified for group in (content.keys, content.revised_keys)
+    )
+    data = listed.key_data
+    rows: Collection[int]
+    if len(set(data)) == len(data):  # no key listed twice (the usual case): nothing to merge
+        rows = range(len(data))
+    else:
+        rows = dict(zip(_idents(listed), range(len(data)), strict=True)).values()  # last wins
+    if own:
+        rows = [row for row in rows if data[row] not in own]
+    return listed if len(rows) == len(data) else listed.take(list(rows))
 
 
 def _sightings(cfg: AgentConfig, store: AgentStore) -> SightingIndex:
@@ -341,11 +379,15 @@ def _sightings(cfg: AgentConfig, store: AgentStore) -> SightingIndex:
     return sighting_index(plain, cfg.rssi_correction_db)
 
 
-def _open_until(key: DiagnosisKey) -> float:
-    """When the last sighting that ``key`` can match may have been heard (unix seconds):
-    the end of its last identifier's reception window (MATCH-3)."""
-    _, end = reception_window(key.rolling_start_interval_number + key.rolling_period - 1)
-    return float(end * INTERVAL_SECONDS)
+#: How far after an identifier's interval its reception window ends (MATCH-3).
+_WINDOW_REACH = reception_window(0)[1]
+
+
+def _open_until(keys: DiagnosisKeyColumns) -> npt.NDArray[np.float64]:
+    """When the last sighting each key can match may have been heard (unix seconds): the
+    end of its last identifier's reception window (MATCH-3)."""
+    last = keys.rolling_start_interval_number + keys.rolling_period - 1
+    return (last + _WINDOW_REACH).astype(np.float64) * INTERVAL_SECONDS
 
 
 def _processed_at(path: str, content: export.TemporaryExposureKeyExport, now: float) -> float:
@@ -356,7 +398,10 @@ def _processed_at(path: str, content: export.TemporaryExposureKeyExport, now: fl
     it is forgotten the file is skipped (SCALE-8): a file the server still lists on the
     first day its entry is gone is not downloaded a second time.
     """
-    ends = [float(now), *(_open_until(k) for k in (*content.keys, *content.revised_keys))]
+    ends = [float(now)]
+    for group in (content.keys, content.revised_keys):
+        if len(group):
+            ends.append(float(_open_until(_columns(group)).max()))
     reach = name_reach(path)
     if reach is not None:
         ends.append(reach)
@@ -367,7 +412,7 @@ def _match_and_keep(
     cfg: AgentConfig,
     store: AgentStore,
     now: float,
-    new_keys: list[DiagnosisKey],
+    new_keys: DiagnosisKeyColumns,
     open_keys: list[KeyRecord],
     result: SyncResult,
 ) -> list[KeyRecord]:
@@ -375,24 +420,50 @@ def _match_and_keep(
 
     Returns the keys that stay open after this check (see the module docstring).
     """
-    new = {_ident(k) for k in new_keys}
+    new = _Listed(new_keys)
     carried = [k for k in map(risk.decode_key, open_keys) if _ident(k) not in new]
-    checking = new_keys + carried
-    if checking:
-        found = match(checking, _sightings(cfg, store), workers=cfg.match_workers)
-        first = [m for m in found.matches if _ident(m.diagnosis_key) in new]
+    if len(new_keys) or carried:
+        index = _sightings(cfg, store)
+        first = match(new_keys, index, workers=cfg.match_workers).matches
         days = cfg.retention_days
         result.new_windows = risk.add_windows(
             store, first, now, superseded=new, retention_days=days
         )
         result.matched_sightings = len(first)
-        if len(first) < len(found.matches):  # open keys: count only what was not kept yet
-            later = [m for m in found.matches if _ident(m.diagnosis_key) not in new]
+        if carried:  # open keys: count only what was not kept yet
+            later = match(carried, index, workers=cfg.match_workers).matches
             added = risk.add_windows(store, later, now, retention_days=days)
             result.new_windows += added
             result.matched_sightings += added
     margin = cfg.scan_period_s + cfg.clock_skew_tolerance_s
-    return [risk.encode_key(k) for k in checking if _open_until(k) > now - margin]
+    still_open = [*_open_records(new_keys, now - margin), *_open_records(carried, now - margin)]
+    return still_open
+
+
+def _open_records(keys: Sequence[DiagnosisKey], after: float) -> list[KeyRecord]:
+    """The keys that can still match a sighting heard after ``after``, as kept."""
+    held = _columns(keys)
+    rows = np.flatnonzero(_open_until(held) > after)
+    if not rows.size:
+        return []
+    held = held.take(rows)
+    onsets = [
+        onset if given else None
+        for onset, given in zip(
+            held.days_since_onset_of_symptoms.tolist(), held.onset_given.tolist(), strict=True
+        )
+    ]
+    return list(
+        map(
+            KeyRecord,
+            held.key_data,
+            held.rolling_start_interval_number.tolist(),
+            held.rolling_period.tolist(),
+            held.transmission_risk_level.tolist(),
+            held.report_type.tolist(),
+            onsets,
+        )
+    )
 
 
 def run_sync(

@@ -58,6 +58,7 @@ from phe_trace.crypto.batch import rpis_into
 from phe_trace.protocol.diagnosis_key import (
     MAX_TRANSMISSION_RISK_LEVEL,
     DiagnosisKey,
+    DiagnosisKeyColumns,
     ReportType,
 )
 
@@ -569,6 +570,62 @@ def _run(
     return out
 
 
+def _match_key_arrays(
+    index: SightingIndex,
+    teks: bytes,
+    start_intervals: npt.ArrayLike,
+    rolling_periods: npt.ArrayLike,
+    tolerance: int,
+    chunk_size: int,
+    workers: int | None,
+) -> Found:
+    """(key position, sighting row, interval) of every match of keys held as arrays, in
+    chunks of ``chunk_size``, in a pool when there are workers and enough keys."""
+    chunks = list(_packed_chunks(teks, start_intervals, rolling_periods, chunk_size))
+    n = sum(len(p.starts) for p in chunks)
+    tagged = zip(itertools.count(0, chunk_size), chunks, strict=False)
+    count = _workers(workers)
+    if _can_fork(index, count) and n >= PARALLEL_MIN_KEYS:
+        results = _run_pool(index, tagged, tolerance, count)
+    else:
+        results = _run_serial(index, tagged, tolerance)
+    return [(base + k, row, j) for base, part in results for k, row, j in part]
+
+
+def _match_columns(
+    index: SightingIndex,
+    keys: DiagnosisKeyColumns,
+    tolerance: int,
+    chunk_size: int,
+    workers: int | None,
+) -> _Collector:
+    """:func:`_run` for keys held as columns: checked and packed in bulk; only the keys
+    refused or matched become :class:`DiagnosisKey` values."""
+    out = _Collector()
+    out.total = len(keys)
+    ok = keys.well_formed()
+    good = np.flatnonzero(ok)
+    for i in np.flatnonzero(~ok).tolist():
+        out.rejected.append(RejectedKey(i, keys[i].check() or "a field is out of range"))
+    picked = keys if good.size == len(keys) else keys.take(good)
+    found = _match_key_arrays(
+        index,
+        b"".join(picked.key_data),
+        picked.rolling_start_interval_number,
+        picked.rolling_period,
+        tolerance,
+        chunk_size,
+        workers,
+    )
+    made: dict[int, DiagnosisKey] = {}
+    for k, row, j in found:
+        key = made.get(k)
+        if key is None:
+            key = made[k] = picked[k]
+        out.raw.append((key, row, j))
+    return out
+
+
 def _metadata(key: DiagnosisKey, sighting: Sighting, cache: dict[bytes, bytes]) -> Metadata | None:
     key_aemk = cache.get(key.key_data)
     if key_aemk is None:
@@ -619,14 +676,19 @@ def match(
 
     ``sightings`` are :class:`Sighting` values or a :class:`SightingIndex` built before
     (from stored records, say): then only the matched rows become :class:`Sighting`
-    values (:meth:`SightingIndex.sighting`).
+    values (:meth:`SightingIndex.sighting`). Keys held as
+    :class:`~phe_trace.protocol.diagnosis_key.DiagnosisKeyColumns` are checked and
+    matched in bulk, and only the matched (or refused) ones become values.
     """
     _check_arguments(tolerance_intervals, chunk_size, workers)
     if isinstance(sightings, SightingIndex):
         index = sightings
     else:
         index = SightingIndex.from_sightings(sightings)
-    out = _run(index, diagnosis_keys, tolerance_intervals, chunk_size, _workers(workers))
+    if isinstance(diagnosis_keys, DiagnosisKeyColumns):
+        out = _match_columns(index, diagnosis_keys, tolerance_intervals, chunk_size, workers)
+    else:
+        out = _run(index, diagnosis_keys, tolerance_intervals, chunk_size, _workers(workers))
     cache: dict[bytes, bytes] = {}
     unique = {(key, s): j for key, s, j in out.raw}
     seen = {s: index.sighting(s) for _, s in unique}
@@ -676,15 +738,9 @@ def match_arrays(
     _check_arguments(tolerance_intervals, chunk_size, workers)
     if not isinstance(sightings, SightingIndex):
         raise MatchInputError(f"sightings must be a SightingIndex, got {type(sightings).__name__}")
-    chunks = list(_packed_chunks(teks, start_intervals, rolling_periods, chunk_size))
-    n = sum(len(p.starts) for p in chunks)
-    tagged = zip(itertools.count(0, chunk_size), chunks, strict=False)
-    count = _workers(workers)
-    if _can_fork(sightings, count) and n >= PARALLEL_MIN_KEYS:
-        results = _run_pool(sightings, tagged, tolerance_intervals, count)
-    else:
-        results = _run_serial(sightings, tagged, tolerance_intervals)
-    found = [(base + k, row, j) for base, part in results for k, row, j in part]
+    found = _match_key_arrays(
+        sightings, teks, start_intervals, rolling_periods, tolerance_intervals, chunk_size, workers
+    )
     array = np.array(found, dtype=np.int64).reshape(len(found), 3)
     order = np.lexsort((array[:, 1], array[:, 0]))
     array = array[order]

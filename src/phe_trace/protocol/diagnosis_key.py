@@ -9,8 +9,14 @@ what is wrong with one, so consumers can refuse malformed keys one by one.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from phe_trace.crypto import KEY_LENGTH, MAX_INTERVAL, TEK_ROLLING_PERIOD
 
@@ -18,6 +24,7 @@ __all__ = [
     "MAX_DAYS_SINCE_ONSET",
     "MAX_TRANSMISSION_RISK_LEVEL",
     "DiagnosisKey",
+    "DiagnosisKeyColumns",
     "ReportType",
 ]
 
@@ -78,3 +85,187 @@ class DiagnosisKey:
     def end_interval_number(self) -> int:
         """The first interval after the key's validity (exclusive end)."""
         return self.rolling_start_interval_number + self.rolling_period
+
+
+class DiagnosisKeyColumns(Sequence[DiagnosisKey]):
+    """Diagnosis keys held as columns: a read-only sequence of :class:`DiagnosisKey` values
+    that makes a value only for the position asked for.
+
+    A device checks 100,000 published keys a day and matches a few: an export file read
+    into columns (:func:`~phe_trace.protocol.export_format.decode_export_bin` with
+    ``columns=True``) costs no Python object per key, and the matcher
+    (:func:`phe_trace.exposure.match`) reads the columns in bulk and makes values only of
+    the keys it matched. ``key_data`` holds each key's bytes as read (of any length, as a
+    reader must hold odd records); the integer columns are int64 arrays;
+    ``days_since_onset_of_symptoms`` is meaningful where ``onset_given`` is true (None
+    elsewhere). Two sequences of keys are equal when they hold equal keys in order, so
+    columns compare equal to the tuple of the same keys.
+    """
+
+    __slots__ = (
+        "days_since_onset_of_symptoms",
+        "key_data",
+        "onset_given",
+        "report_type",
+        "rolling_period",
+        "rolling_start_interval_number",
+        "transmission_risk_level",
+    )
+
+    key_data: tuple[bytes, ...]
+    rolling_start_interval_number: npt.NDArray[np.int64]
+    rolling_period: npt.NDArray[np.int64]
+    transmission_risk_level: npt.NDArray[np.int64]
+    report_type: npt.NDArray[np.int64]
+    days_since_onset_of_symptoms: npt.NDArray[np.int64]
+    onset_given: npt.NDArray[np.bool_]
+
+    def __init__(
+        self,
+        key_data: Sequence[bytes],
+        rolling_start_interval_number: npt.ArrayLike,
+        rolling_period: npt.ArrayLike,
+        transmission_risk_level: npt.ArrayLike,
+        report_type: npt.ArrayLike,
+        days_since_onset_of_symptoms: npt.ArrayLike,
+        onset_given: npt.ArrayLike,
+    ) -> None:
+        self.key_data = tuple(key_data)
+        n = len(self.key_data)
+
+        def column(name: str, values: npt.ArrayLike, dtype: type[Any]) -> npt.NDArray[Any]:
+            array = np.array(values, dtype=dtype)
+            if array.shape != (n,):
+                raise ValueError(f"{name} must hold {n} values, got shape {array.shape}")
+            array.setflags(write=False)
+            return array
+
+        self.rolling_start_interval_number = column(
+            "rolling_start_interval_number", rolling_start_interval_number, np.int64
+        )
+        self.rolling_period = column("rolling_period", rolling_period, np.int64)
+        self.transmission_risk_level = column(
+            "transmission_risk_level", transmission_risk_level, np.int64
+        )
+        self.report_type = column("report_type", report_type, np.int64)
+        self.days_since_onset_of_symptoms = column(
+            "days_since_onset_of_symptoms", days_since_onset_of_symptoms, np.int64
+        )
+        self.onset_given = column("onset_given", onset_given, np.bool_)
+
+    @classmethod
+    def from_keys(cls, keys: Iterable[DiagnosisKey]) -> DiagnosisKeyColumns:
+        """The columns of well-typed keys (integer fields, ``bytes`` key data)."""
+        held = tuple(keys)
+        onsets = [k.days_since_onset_of_symptoms for k in held]
+        return cls(
+            [k.key_data for k in held],
+            [k.rolling_start_interval_number for k in held],
+            [k.rolling_period for k in held],
+            [k.transmission_risk_level for k in held],
+            [int(k.report_type) for k in held],
+            [0 if o is None else o for o in onsets],
+            [o is not None for o in onsets],
+        )
+
+    @classmethod
+    def concat(cls, parts: Iterable[DiagnosisKeyColumns]) -> DiagnosisKeyColumns:
+        """The keys of ``parts``, one after the other."""
+        held = list(parts)
+        if len(held) == 1:
+            return held[0]
+
+        def joined(name: str) -> npt.NDArray[Any]:
+            arrays = [getattr(p, name) for p in held]
+            return np.concatenate(arrays) if arrays else np.empty(0)
+
+        return cls(
+            tuple(itertools.chain.from_iterable(p.key_data for p in held)),
+            *(joined(name) for name in _INT_COLUMNS),
+        )
+
+    def __len__(self) -> int:
+        return len(self.key_data)
+
+    @overload
+    def __getitem__(self, index: int) -> DiagnosisKey: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> DiagnosisKeyColumns: ...
+
+    def __getitem__(self, index: int | slice) -> DiagnosisKey | DiagnosisKeyColumns:
+        if isinstance(index, slice):
+            return self.take(np.arange(len(self))[index])
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError("diagnosis key index out of range")
+        i = index % n
+        return DiagnosisKey(
+            self.key_data[i],
+            int(self.rolling_start_interval_number[i]),
+            int(self.rolling_period[i]),
+            int(self.transmission_risk_level[i]),
+            _report_type(int(self.report_type[i])),
+            int(self.days_since_onset_of_symptoms[i]) if self.onset_given[i] else None,
+        )
+
+    def __iter__(self) -> Iterator[DiagnosisKey]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"DiagnosisKeyColumns(<{len(self)} keys>)"
+
+    def take(self, rows: npt.ArrayLike) -> DiagnosisKeyColumns:
+        """The keys at ``rows`` (positions), in that order."""
+        picked = np.asarray(rows, dtype=np.intp)
+        data = self.key_data
+        return DiagnosisKeyColumns(
+            [data[i] for i in picked.tolist()],
+            *(getattr(self, name)[picked] for name in _INT_COLUMNS),
+        )
+
+    def well_formed(self) -> npt.NDArray[np.bool_]:
+        """One flag per key: what :meth:`DiagnosisKey.check` says of it is None."""
+        start, period = self.rolling_start_interval_number, self.rolling_period
+        risk = self.transmission_risk_level
+        sized = np.fromiter(
+            (len(d) == KEY_LENGTH for d in self.key_data), dtype=np.bool_, count=len(self)
+        )
+        ok: npt.NDArray[np.bool_] = (
+            sized
+            & (start >= 0)
+            & (start <= MAX_INTERVAL)
+            & (period >= 1)
+            & (period <= TEK_ROLLING_PERIOD)
+            & (start + period - 1 <= MAX_INTERVAL)
+            & (risk >= 0)
+            & (risk <= MAX_TRANSMISSION_RISK_LEVEL)
+            & np.isin(self.report_type, _REPORT_TYPE_VALUES)
+        )
+        return ok
+
+
+_INT_COLUMNS = (
+    "rolling_start_interval_number",
+    "rolling_period",
+    "transmission_risk_level",
+    "report_type",
+    "days_since_onset_of_symptoms",
+    "onset_given",
+)
+_REPORT_TYPE_VALUES = np.array([int(t) for t in ReportType], dtype=np.int64)
+_REPORT_TYPES = {int(t): t for t in ReportType}
+
+
+def _report_type(value: int) -> ReportType:
+    found = _REPORT_TYPES.get(value)
+    # A value outside the enum (only from columns built by hand) stays as it is:
+    # DiagnosisKey.check names it.
+    return found if found is not None else value  # type: ignore[return-value]

@@ -23,13 +23,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from phe_trace.crypto import KEY_LENGTH, TEK_ROLLING_PERIOD
 
 from . import export_pb2 as pb
-from .diagnosis_key import MAX_TRANSMISSION_RISK_LEVEL, DiagnosisKey, ReportType
+from .diagnosis_key import (
+    MAX_TRANSMISSION_RISK_LEVEL,
+    DiagnosisKey,
+    DiagnosisKeyColumns,
+    ReportType,
+)
 from .errors import ExportFormatError, ExportTruncatedError
+from .export_keys import read_key_columns
 
 if TYPE_CHECKING:
     from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
@@ -58,6 +65,7 @@ _INT32_MAX = 2**31 - 1
 _UINT64_MAX = 2**64 - 1
 _REPORT_TYPES = frozenset(ReportType)
 _REPORT_TYPE_BY_VALUE = {int(t): t for t in ReportType}
+_REPORT_TYPE_VALUES = np.array(sorted(_REPORT_TYPE_BY_VALUE), dtype=np.int64)
 _PB_REPORT_TYPE = pb.TemporaryExposureKey.ReportType.ValueType
 
 
@@ -82,14 +90,16 @@ class TemporaryExposureKeyExport:
     Timestamps are UTC seconds. ``batch_num`` (1-based) and ``batch_size`` number the
     files of a split batch. ``signature_infos`` names, in order, the keys whose
     signatures are in the accompanying export.sig; when building a signed export the
-    signers provide them.
+    signers provide them. Decoded, ``keys`` and ``revised_keys`` are tuples, or
+    :class:`~phe_trace.protocol.diagnosis_key.DiagnosisKeyColumns` when asked for
+    (:func:`decode_export_bin`); either compares equal to the other holding the same keys.
     """
 
     start_timestamp: int
     end_timestamp: int
     region: str
-    keys: tuple[DiagnosisKey, ...] = ()
-    revised_keys: tuple[DiagnosisKey, ...] = ()
+    keys: Sequence[DiagnosisKey] = ()
+    revised_keys: Sequence[DiagnosisKey] = ()
     batch_num: int = 1
     batch_size: int = 1
     signature_infos: tuple[SignatureInfo, ...] = ()
@@ -308,9 +318,51 @@ def _diagnosis_key(message: pb.TemporaryExposureKey) -> DiagnosisKey:
     )
 
 
-def decode_export_bin(data: bytes) -> TemporaryExposureKeyExport:
+def _key_columns(messages: Iterable[pb.TemporaryExposureKey]) -> DiagnosisKeyColumns:
+    """The keys of ``messages`` as columns: the values :func:`_diagnosis_key` reads, with
+    no Python object per key."""
+    data: list[bytes] = []
+    starts: list[int] = []
+    periods: list[int] = []
+    risks: list[int] = []
+    types: list[int] = []
+    onsets: list[int] = []
+    given: list[bool] = []
+    for m in messages:
+        data.append(m.key_data)
+        starts.append(m.rolling_start_interval_number)
+        periods.append(m.rolling_period)
+        risks.append(m.transmission_risk_level)
+        types.append(m.report_type)
+        onset = m.days_since_onset_of_symptoms
+        onsets.append(onset)
+        given.append(onset != 0 or m.HasField("days_since_onset_of_symptoms"))
+    kinds = np.array(types, dtype=np.int64)
+    kinds[~np.isin(kinds, _REPORT_TYPE_VALUES)] = int(ReportType.UNKNOWN)
+    return DiagnosisKeyColumns(data, starts, periods, risks, kinds, onsets, given)
+
+
+def _columns_of(
+    body: bytes, message: pb.TemporaryExposureKeyExport
+) -> tuple[DiagnosisKeyColumns, DiagnosisKeyColumns]:
+    """The keys and revised keys of a parsed body as columns: read in bulk from the wire
+    bytes (:mod:`.export_keys`), or by the runtime when the bulk reader does not walk the
+    body or counts other keys than the runtime."""
+    read = read_key_columns(body, _key_columns)
+    if read is None or (len(read[0]), len(read[1])) != (
+        len(message.keys),
+        len(message.revised_keys),
+    ):
+        return _key_columns(message.keys), _key_columns(message.revised_keys)
+    return read
+
+
+def decode_export_bin(data: bytes, *, columns: bool = False) -> TemporaryExposureKeyExport:
     """Parse export.bin: the header must match exactly; the body is read tolerantly (EXP-4).
 
+    With ``columns``, ``keys`` and ``revised_keys`` come back as
+    :class:`~phe_trace.protocol.diagnosis_key.DiagnosisKeyColumns` holding the same keys
+    (what a device matching every key of a day's exports reads them as), else as tuples.
     Raises :class:`ExportTruncatedError` when the data ends early and
     :class:`ExportFormatError` for anything else that is not an export.
     """
@@ -323,14 +375,22 @@ def decode_export_bin(data: bytes) -> TemporaryExposureKeyExport:
             raise ExportTruncatedError("export.bin ends inside its 16-byte header")
         raise ExportFormatError("export.bin does not start with 'EK Export v1    '")
     message = pb.TemporaryExposureKeyExport()
-    _parse(message, data[len(EXPORT_BIN_HEADER) :], "export.bin")
+    body = data[len(EXPORT_BIN_HEADER) :]
+    _parse(message, body, "export.bin")
+    keys: Sequence[DiagnosisKey]
+    revised: Sequence[DiagnosisKey]
+    if columns:
+        keys, revised = _columns_of(body, message)
+    else:
+        keys = tuple(map(_diagnosis_key, message.keys))
+        revised = tuple(map(_diagnosis_key, message.revised_keys))
     try:
         return TemporaryExposureKeyExport(
             start_timestamp=message.start_timestamp,
             end_timestamp=message.end_timestamp,
             region=message.region,
-            keys=tuple(_diagnosis_key(k) for k in message.keys),
-            revised_keys=tuple(_diagnosis_key(k) for k in message.revised_keys),
+            keys=keys,
+            revised_keys=revised,
             batch_num=message.batch_num,
             batch_size=message.batch_size,
             signature_infos=tuple(_signature_info(i) for i in message.signature_infos),

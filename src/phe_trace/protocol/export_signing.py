@@ -220,9 +220,13 @@ def _verifies(signature: TEKSignature, key: ec.EllipticCurvePublicKey, data: byt
 
 
 def verify_export(
-    archive: ExportArchive, public_keys: PublicKeys | ec.EllipticCurvePublicKey
+    archive: ExportArchive,
+    public_keys: PublicKeys | ec.EllipticCurvePublicKey,
+    *,
+    columns: bool = False,
 ) -> TemporaryExposureKeyExport:
-    """Check export.sig against export.bin and return the decoded export (EXP-10, EXP-11).
+    """Check export.sig against export.bin and return the decoded export (EXP-10, EXP-11),
+    its keys as columns with ``columns`` (:func:`decode_export_bin`).
 
     ``public_keys`` maps (key id, version) to trusted keys; a single public key is
     tried against every signature whatever its key id. Refusals, in order of checking:
@@ -230,7 +234,7 @@ def verify_export(
     :class:`ExportUnsignedError`, :class:`ExportSignatureMismatchError` (count or batch),
     :class:`ExportUnknownKeyError`, :class:`ExportBadSignatureError`.
     """
-    export = decode_export_bin(archive.export_bin)
+    export = decode_export_bin(archive.export_bin, columns=columns)
     if archive.export_sig is None:
         raise ExportUnsignedError("export zip has no export.sig")
     signatures = decode_signature_list(archive.export_sig)
@@ -255,9 +259,11 @@ def verify_export_zip(
     public_keys: PublicKeys | ec.EllipticCurvePublicKey,
     *,
     max_member_size: int = DEFAULT_MAX_MEMBER_SIZE,
+    columns: bool = False,
 ) -> TemporaryExposureKeyExport:
     """Unpack an export zip, verify it (:func:`verify_export`) and return its content."""
-    return verify_export(unpack_export_zip(data, max_member_size=max_member_size), public_keys)
+    archive = unpack_export_zip(data, max_member_size=max_member_size)
+    return verify_export(archive, public_keys, columns=columns)
 
 
 def check_batches_complete(exports: Iterable[TemporaryExposureKeyExport]) -> None:
