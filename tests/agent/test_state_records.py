@@ -191,3 +191,51 @@ def test_the_retention_table_dates_every_kind_of_state_record() -> None:
     from phe_trace.agent.retention import RULES
 
     assert {f"meta/{name}" for name in RECORDS} <= {r.record for r in RULES}
+
+
+def test_a_loaded_record_is_the_stored_one_and_shares_nothing_mutable(tmp_path: Path) -> None:
+    """AGENT-7: a record is decoded once per stored row, and every load is a copy: changing
+    what a load returned (a list, a dict, a mutable item inside) changes neither the store
+    nor the next load, until it is saved."""
+    _write_old(tmp_path)
+    store = AgentStore.open(tmp_path)
+    first = store.load(AnalyticsState)
+    first.reports[0].sent_at = T0  # a mutable item inside a list
+    first.reports.append(first.reports[0])
+    assert store.load(AnalyticsState).reports[0].sent_at is None
+    assert len(store.load(AnalyticsState).reports) == 1
+    for _ in range(2):  # loads of the record decoded before: copies too
+        cached = store.load(AnalyticsState)
+        assert cached.reports[0].sent_at is None
+        cached.reports[0].sent_at = T0
+        cached.reports.clear()
+    outbox = store.load(Outbox)
+    outbox.boxes["20716/notified"].attempts = 9
+    outbox.boxes.clear()
+    assert store.load(Outbox).boxes["20716/notified"].attempts == 2
+    sync = store.load(SyncState)
+    sync.open_keys.clear()
+    sync.regions["FR"]["FR/2.zip"] = T0
+    again = store.load(SyncState)
+    assert [k.key_data for k in again.open_keys] == [bytes.fromhex(KEY)]
+    assert again.regions == {"FR": {"FR/1.zip": None}}
+    store.save(sync)  # a save is what the next load reads, and a copy of it too
+    sync.processed.clear()
+    saved = store.load(SyncState)
+    assert saved.open_keys == [] and saved.regions["FR"]["FR/2.zip"] == T0
+    assert saved.processed == {"1.zip": T0 - DAY}
+    store.close()
+
+
+def test_a_record_another_process_saved_is_read_again(tmp_path: Path) -> None:
+    """AGENT-7: a load reads the row as stored now: a record saved by another store on the
+    same files (``agent status`` or a report while the daemon runs) replaces the one this
+    store decoded before."""
+    _write_old(tmp_path)
+    daemon = AgentStore.open(tmp_path)
+    assert daemon.load(Notified) == Notified(level="high", at=T0 - DAY)
+    other = AgentStore.open(tmp_path)
+    other.save(Notified(level="low", at=T0))
+    other.close()
+    assert daemon.load(Notified) == Notified(level="low", at=T0)
+    daemon.close()

@@ -48,6 +48,7 @@ __all__ = [
     "SyncState",
     "WarningItem",
     "Warnings",
+    "thawed",
 ]
 
 Json = dict[str, Any]
@@ -56,6 +57,26 @@ Json = dict[str, Any]
 def _same(value: Json) -> Json:
     """A migration that changes nothing but the version (the names were already these)."""
     return value
+
+
+def thawed(value: Any) -> Any:
+    """A copy of ``value`` that shares nothing mutable with it: lists, dicts and mutable
+    dataclasses are copied, all the way down; frozen dataclasses and scalars are shared."""
+    if isinstance(value, list):
+        kinds = set(map(type, value))
+        if len(kinds) == 1 and _frozen(kinds.pop()):  # e.g. the open keys: shared
+            return list(value)
+        return [thawed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: thawed(v) for k, v in value.items()}
+    if _frozen(type(value)) or not hasattr(type(value), "__dataclass_params__"):
+        return value
+    return type(value)(**{f.name: thawed(getattr(value, f.name)) for f in fields(value)})
+
+
+def _frozen(kind: type) -> bool:
+    params = getattr(kind, "__dataclass_params__", None)
+    return params is not None and bool(params.frozen)
 
 
 class StateRecord:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from phe_trace.crypto import SealError, SealingKey
 
@@ -51,7 +51,7 @@ from .records import (
     sighting_record_size,
 )
 from .retention import RULES, SECONDS_PER_DAY, Cutoff, utc_day
-from .state import RECORDS, CheckRecord, StateRecord
+from .state import RECORDS, CheckRecord, StateRecord, thawed
 
 __all__ = [
     "DB_NAME",
@@ -171,6 +171,9 @@ class AgentStore:
         self._sighting_days: dict[int, _SightingDay] = {}
         self._tek_rows: dict[int, tuple[bytes, StoredKey]] = {}
         self._meta_rows: dict[str, tuple[bytes, bytes]] = {}
+        #: State records as decoded (or saved) from the row whose digest they carry; a
+        #: load hands out a copy (:func:`.state.thawed`), so no caller shares one.
+        self._records: dict[str, tuple[bytes, StateRecord]] = {}
         #: Set by the first read of the sightings for matching: from then on new rows are
         #: remembered as they are sealed (a process that never checks keeps nothing).
         self._reading_sightings = False
@@ -268,6 +271,7 @@ class AgentStore:
         self._sighting_days.clear()
         self._tek_rows.clear()
         self._meta_rows.clear()
+        self._records.clear()
 
     # -- sealing helpers ---------------------------------------------------------------
 
@@ -414,6 +418,17 @@ class AgentStore:
     # -- small sealed JSON values ----------------------------------------------------------
 
     def get_meta(self, name: str) -> dict[str, Any] | None:
+        row = self._meta_row(name)
+        if row is None:
+            return None
+        value = json.loads(row[1])
+        if not isinstance(value, dict):
+            raise StoreError(f"stored value {name!r} is not an object")
+        return value
+
+    def _meta_row(self, name: str) -> tuple[bytes, bytes] | None:
+        """(digest of the sealed row, its opened JSON) of state record ``name``; None when
+        there is none or it cannot be opened (then ``name`` is in unreadable_meta)."""
         row = self._conn.execute(
             "SELECT CAST(sealed AS BLOB) FROM meta WHERE name = ?", (name,)
         ).fetchone()
@@ -427,10 +442,7 @@ class AgentStore:
                 self.unreadable_meta.add(name)
                 return None
             known = self._meta_rows[name] = (digest, plain.rstrip(b" "))
-        value = json.loads(known[1])
-        if not isinstance(value, dict):
-            raise StoreError(f"stored value {name!r} is not an object")
-        return value
+        return known
 
     def put_meta(self, name: str, value: dict[str, Any]) -> None:
         """Seal ``value`` as state record ``name``, padded with JSON whitespace (AGENT-7)."""
@@ -446,13 +458,26 @@ class AgentStore:
     def load(self, kind: type[R]) -> R:
         """State record ``kind`` (:mod:`.state`), migrated from the version it was written
         in; the empty record when there is none or it cannot be opened (then its name is
-        in :attr:`unreadable_meta`)."""
+        in :attr:`unreadable_meta`). A record is decoded once per stored row: while the row
+        is the one it was read from (or saved as), a load is a copy of it."""
+        row = self._meta_row(kind.NAME)
+        if row is None:
+            return kind()
+        digest = row[0]
+        known = self._records.get(kind.NAME)
+        if known is not None and known[0] == digest and type(known[1]) is kind:
+            return cast(R, thawed(known[1]))
         value = self.get_meta(kind.NAME)
-        return kind.from_json(value) if value is not None else kind()
+        if value is None:
+            return kind()
+        record = kind.from_json(value)
+        self._records[kind.NAME] = (digest, thawed(record))
+        return record
 
     def save(self, record: StateRecord) -> None:
         """Seal ``record`` as its current version (:mod:`.state`)."""
         self.put_meta(record.NAME, record.to_json())
+        self._records[record.NAME] = (self._meta_rows[record.NAME][0], thawed(record))
 
     # -- check results -----------------------------------------------------------------
 

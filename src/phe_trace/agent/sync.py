@@ -43,7 +43,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any
 
@@ -106,19 +106,18 @@ class SyncResult:
     files_skipped: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
+        """What the check is kept as: the fields of its :class:`.state.CheckRecord` but its
+        time and error, in that order; ``files_skipped`` counts the skipped files."""
         return {
-            "files_checked": self.files_checked,
-            "files_skipped": sum(len(paths) for paths in self.files_skipped.values()),
-            "keys_checked": self.keys_checked,
-            "matched_sightings": self.matched_sightings,
-            "new_windows": self.new_windows,
-            "risk_level": self.risk_level,
-            "last_exposure_day": self.last_exposure_day,
-            "rejected_files": self.rejected_files,
-            "interrupted": self.interrupted,
-            "nothing_published": self.nothing_published,
-            "regions": self.regions,
+            name: self._summary_value(name)
+            for name in (f.name for f in fields(CheckRecord))
+            if name not in ("at", "error")
         }
+
+    def _summary_value(self, name: str) -> Any:
+        if name == "files_skipped":
+            return sum(len(paths) for paths in self.files_skipped.values())
+        return getattr(self, name)
 
 
 def _verify(
@@ -421,8 +420,10 @@ def _match_and_keep(
     Returns the keys that stay open after this check (see the module docstring).
     """
     new = _Listed(new_keys)
-    carried = [k for k in map(risk.decode_key, open_keys) if _ident(k) not in new]
-    if len(new_keys) or carried:
+    kept_open = DiagnosisKeyColumns.from_keys(open_keys)  # KeyRecords have a key's fields
+    rows = [row for row, ident in enumerate(_idents(kept_open)) if ident not in new]
+    carried = kept_open.take(rows)
+    if len(new_keys) or len(carried):
         index = _sightings(cfg, store)
         first = match(new_keys, index, workers=cfg.match_workers).matches
         days = cfg.retention_days
@@ -430,19 +431,22 @@ def _match_and_keep(
             store, first, now, superseded=new, retention_days=days
         )
         result.matched_sightings = len(first)
-        if carried:  # open keys: count only what was not kept yet
+        if len(carried):  # open keys: count only what was not kept yet
             later = match(carried, index, workers=cfg.match_workers).matches
             added = risk.add_windows(store, later, now, retention_days=days)
             result.new_windows += added
             result.matched_sightings += added
     margin = cfg.scan_period_s + cfg.clock_skew_tolerance_s
-    still_open = [*_open_records(new_keys, now - margin), *_open_records(carried, now - margin)]
-    return still_open
+    still = _open_until(carried) > now - margin
+    return [
+        *_open_records(new_keys, now - margin),
+        *(open_keys[rows[r]] for r in np.flatnonzero(still)),
+    ]
 
 
-def _open_records(keys: Sequence[DiagnosisKey], after: float) -> list[KeyRecord]:
+def _open_records(keys: DiagnosisKeyColumns, after: float) -> list[KeyRecord]:
     """The keys that can still match a sighting heard after ``after``, as kept."""
-    held = _columns(keys)
+    held = keys
     rows = np.flatnonzero(_open_until(held) > after)
     if not rows.size:
         return []

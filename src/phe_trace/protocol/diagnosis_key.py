@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,23 @@ class DiagnosisKey:
         return self.rolling_start_interval_number + self.rolling_period
 
 
+class KeyFields(Protocol):
+    """What :meth:`DiagnosisKeyColumns.from_keys` reads of a key: its six fields."""
+
+    @property
+    def key_data(self) -> bytes: ...
+    @property
+    def rolling_start_interval_number(self) -> int: ...
+    @property
+    def rolling_period(self) -> int: ...
+    @property
+    def transmission_risk_level(self) -> int: ...
+    @property
+    def report_type(self) -> int: ...
+    @property
+    def days_since_onset_of_symptoms(self) -> int | None: ...
+
+
 class DiagnosisKeyColumns(Sequence[DiagnosisKey]):
     """Diagnosis keys held as columns: a read-only sequence of :class:`DiagnosisKey` values
     that makes a value only for the position asked for.
@@ -154,8 +171,9 @@ class DiagnosisKeyColumns(Sequence[DiagnosisKey]):
         self.onset_given = column("onset_given", onset_given, np.bool_)
 
     @classmethod
-    def from_keys(cls, keys: Iterable[DiagnosisKey]) -> DiagnosisKeyColumns:
-        """The columns of well-typed keys (integer fields, ``bytes`` key data)."""
+    def from_keys(cls, keys: Iterable[KeyFields]) -> DiagnosisKeyColumns:
+        """The columns of well-typed keys (integer fields, ``bytes`` key data): diagnosis
+        keys, or any records with their fields."""
         held = tuple(keys)
         onsets = [k.days_since_onset_of_symptoms for k in held]
         return cls(
