@@ -102,7 +102,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Bad request (see errorCode)"},
     401: {"description": "Missing or invalid X-API-Key (unauthorized)"},
     412: {"description": "unsupported_test_type"},
-    429: {"description": "maintenance_mode, too_many_requests or quota_exceeded"},
+    429: {"description": "maintenance_mode or too_many_requests"},
     503: {"description": "unavailable: the database failed; retry after Retry-After"},
 }
 
