@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks protocol_spec
+	$(BIN)/ruff format --check src tests benchmarks protocol_spec
 	$(BIN)/mypy src
 
 test: lint

@@ -92,7 +92,13 @@ def test_agent_network_commands_fail_on_the_network_not_on_imports(
         "PHE_TRACE_AGENT_DOWNLOAD_RETRIES=0\n"
     )
     result = _run(
-        NOT_ON_A_DEVICE, "agent", *command.split(), "--config", str(env_file), "--data-dir", "d",
+        NOT_ON_A_DEVICE,
+        "agent",
+        *command.split(),
+        "--config",
+        str(env_file),
+        "--data-dir",
+        "d",
         cwd=tmp_path,
     )
     _no_missing_package(result)

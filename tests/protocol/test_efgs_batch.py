@@ -230,8 +230,19 @@ def test_openssl_signatures_verify_and_ours_verify_in_openssl(tmp_path: Path) ->
         efgs_cms.verify_batch(data, attached.stdout, NOW)
     (tmp_path / "ours.der").write_bytes(efgs_cms.sign_batch(data, cert, key))
     verify = [
-        "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", "ours.der",
-        "-content", "data", "-noverify", "-out", "/dev/null",
+        "openssl",
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        "ours.der",
+        "-content",
+        "data",
+        "-noverify",
+        "-out",
+        "/dev/null",
     ]
     assert subprocess.run(verify, cwd=tmp_path, capture_output=True).returncode == 0
     (tmp_path / "data").write_bytes(data[:-1] + b"!")

@@ -59,9 +59,7 @@ def _worker(server: ServerProcess, now: float) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def test_replicas_share_publishes_and_the_export_lease(
-    tmp_path: Path, postgres_url: str
-) -> None:
+def test_replicas_share_publishes_and_the_export_lease(tmp_path: Path, postgres_url: str) -> None:
     """SCALE-6: any replica publishes; a killed lease holder's batch is completed once."""
     with MotoServer() as moto:
         bucket = moto.bucket()
@@ -132,4 +130,3 @@ def test_replicas_share_publishes_and_the_export_lease(
         everyone = set().union(*acknowledged)
         assert everyone <= set(exported), "an acknowledged publish is missing from the exports"
         assert len(exported) == len(set(exported)), "a key is exported twice"
-

@@ -144,9 +144,7 @@ def test_run_prints_where_it_answers_and_that_no_realm_exists(tmp_path: Path) ->
         proc.wait(timeout=30)
 
 
-def test_one_database_url_moves_every_role_to_postgresql(
-    tmp_path: Path, postgres_url: str
-) -> None:
+def test_one_database_url_moves_every_role_to_postgresql(tmp_path: Path, postgres_url: str) -> None:
     """PHE_TRACE_DATABASE_URL set: init and `server run`'s combined app keep the key
     server's and the verification service's tables in that database; no SQLite file is
     made. (SPEC OPS-5)"""
