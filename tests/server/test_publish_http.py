@@ -168,6 +168,34 @@ def test_oversized_body_413(client: httpx.Client, ctx: ServerContext) -> None:
         assert (response.status_code == 413) == (size > limit), size
 
 
+def test_oversized_chaff_gets_the_413_of_a_real_publish(
+    client: httpx.Client, ctx: ServerContext
+) -> None:
+    """A chaff publish over the limit, declared or streamed, is refused exactly as a real
+    one is: the same 413 and code; it is not counted as chaff (SPEC PUB-3, PUB-23)."""
+    big = b'{"padding": "' + b"A" * 100_000 + b'"}'
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: streamed
+        for start in range(0, len(big), 10_000):
+            yield big[start : start + 10_000]
+
+    chaff_before = ctx.metrics.chaff.value()
+    for content in (big, chunks):
+        answers = [
+            client.post(
+                "/v1/publish",
+                content=content() if callable(content) else content,
+                headers={"content-type": "application/json", **extra},
+            )
+            for extra in ({}, {"X-Chaff": "1"})
+        ]
+        real, chaff = answers
+        assert chaff.status_code == real.status_code == 413
+        assert chaff.json()["code"] == real.json()["code"] == "payload_too_large"
+        assert chaff.json()["error"] == real.json()["error"]
+    assert ctx.metrics.chaff.value() == chaff_before
+
+
 def test_chaff_is_indistinguishable_and_not_stored(
     client: httpx.Client, ctx: ServerContext, authority: Authority
 ) -> None:

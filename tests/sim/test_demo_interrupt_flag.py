@@ -20,6 +20,7 @@ class _Finalised:
 def test_a_swallowed_interrupt_is_raised_at_the_next_check(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the tests run in the background
     with pytest.raises(KeyboardInterrupt), _interruptible() as check:
         obj = _Finalised()
         del obj  # the interrupt is swallowed here; execution carries on
@@ -27,10 +28,12 @@ def test_a_swallowed_interrupt_is_raised_at_the_next_check(
         check()
     assert reached
     assert "Exception ignored" not in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the handler it found is put back
 
 
 def test_no_interrupt_means_no_exception() -> None:
+    before = signal.getsignal(signal.SIGINT)
     with _interruptible() as check:
+        assert signal.getsignal(signal.SIGINT) is not before  # its own handler, meanwhile
         check()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before

@@ -12,6 +12,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -353,3 +354,63 @@ def test_chaff_answers_have_the_shape_and_size_of_real_ones(live_sqlite: Live) -
 
 def _headers(response: httpx.Response) -> set[str]:
     return {k.lower() for k in response.headers if k.lower() not in ("date", "content-length")}
+
+
+def _streamed(data: bytes) -> Iterator[bytes]:
+    """``data`` in pieces, sent without a Content-Length (chunked)."""
+    for start in range(0, len(data), 4096):
+        yield data[start : start + 4096]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_bodies_over_the_limit_answer_413_and_claim_nothing(
+    live_sqlite: Live, streamed: bool
+) -> None:
+    """A device-API body over max_body_bytes is 413 unparsable_request, padded, and the code
+    it carries stays unclaimed; a portal form over it is the framework's 413; a body at the
+    limit is read (SPEC VER-18)."""
+    live = live_sqlite
+    limit = live.service.settings.max_body_bytes
+    with portal_client(live) as portal:
+        code = issue_code(portal).code
+
+    def verify_body(size: int) -> bytes:
+        head = b'{"code": "' + code.encode() + b'", "padding": "'
+        return head + b"A" * (size - len(head) - 2) + b'"}'
+
+    with _api(live) as api:
+        big = verify_body(limit + 1)
+        response = api.post(
+            "/api/verify",
+            content=_streamed(big) if streamed else big,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 413, response.text
+        assert response.json()["errorCode"] == "unparsable_request"
+        assert 3072 <= len(response.content) <= 4096  # padded like every answer (VER-2)
+        big = b'{"token": "' + b"t" * limit + b'", "ekeyhmac": "' + _tekmac().encode() + b'"}'
+        response = api.post(
+            "/api/certificate",
+            content=_streamed(big) if streamed else big,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 413, response.text
+        assert response.json()["errorCode"] == "unparsable_request"
+        at_limit = verify_body(limit)
+        response = api.post(
+            "/api/verify",
+            content=_streamed(at_limit) if streamed else at_limit,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.text  # the code was still unclaimed
+        assert response.json()["testtype"] == "confirmed"
+    form = b"username=worker&password=" + b"p" * limit
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        response = client.post(
+            "/portal/login",
+            content=_streamed(form) if streamed else form,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 413, response.text
+    assert response.json() == {"detail": f"body exceeds {limit} bytes"}
+    assert response.headers["X-Frame-Options"] == "DENY"  # a portal answer like the others

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from phe_trace.errors import PheTraceError
+from phe_trace.web.bodylimit import BodyLimit
 from phe_trace.web.errors import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
@@ -102,6 +103,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Bad request (see errorCode)"},
     401: {"description": "Missing or invalid X-API-Key (unauthorized)"},
     412: {"description": "unsupported_test_type"},
+    413: {"description": "unparsable_request: the body is larger than max_body_bytes"},
     429: {"description": "maintenance_mode or too_many_requests"},
     503: {"description": "unavailable: the database failed; retry after Retry-After"},
 }
@@ -146,10 +148,18 @@ class DeviceApi:
         self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
     ) -> JSONResponse:
         """``body`` without its empty fields, padded unless padding is off."""
+        return JSONResponse(self.answer(body), status_code=status, headers=headers)
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The JSON of an answer: ``body`` without its empty fields, padded unless padding
+        is off."""
         body = {k: v for k, v in body.items() if v is not None}
-        if self.pad:
-            body = _padded(body)
-        return JSONResponse(body, status_code=status, headers=headers)
+        return _padded(body) if self.pad else body
+
+    def too_large(self, limit: int) -> dict[str, Any]:
+        """The answer to a body over ``limit`` bytes: what the error handlers answer for a
+        413 (``unparsable_request``), sent by :class:`BodyLimit` before the app runs."""
+        return self.answer({"error": f"body exceeds {limit} bytes", "errorCode": _HTTP_CODES[413]})
 
     def chaff_verify(self) -> dict[str, Any]:
         """A chaff ``/verify`` answer: the fields of a real one, random token."""
@@ -274,7 +284,7 @@ def create_device_api(service: VerificationService) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.device_api = DeviceApi(service, pad=service.settings.response_padding)
+    api = app.state.device_api = DeviceApi(service, pad=service.settings.response_padding)
     install_error_handlers(
         app,
         refused=(VerificationError,),
@@ -289,4 +299,6 @@ def create_device_api(service: VerificationService) -> FastAPI:
     # simply retry.
     install_unavailable_handlers(app, VerificationDatabaseUnavailableError, respond=_respond)
     app.include_router(router)
+    limit = service.settings.max_body_bytes
+    app.add_middleware(BodyLimit, limit_for=lambda _path: limit, refusal=api.too_large)
     return app

@@ -89,6 +89,9 @@ class VerificationSettings(PheTraceSettings):
     code_retention_days: int = Field(default=14, ge=1)
     #: Add 1–2 KiB of random ``padding`` to device-API responses (hides outcomes by size).
     response_padding: bool = True
+    #: Largest request body of the device API and the portal in bytes; a larger one is
+    #: refused with 413 before it is read (a declared length) or once it passes the limit.
+    max_body_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024)
     #: Base URL of the leader aggregator whose ``/v1/aggregates`` the portal's community
     #: statistics page shows (e.g. ``https://leader.example.org``); unset: no Prio3 totals.
     statistics_leader_url: str | None = None

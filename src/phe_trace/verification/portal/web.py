@@ -16,8 +16,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from phe_trace.web.bodylimit import BodyLimit
 from phe_trace.web.errors import install_error_handlers, install_unavailable_handlers
 
 from ..errors import VerificationDatabaseUnavailableError, VerificationError
@@ -34,16 +36,32 @@ _CSP = (
 )
 
 
-class _SecurityHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = _CSP
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if not request.url.path.startswith(f"{Portal.base(request)}/static"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+class _SecurityHeaders:
+    """The portal's security headers on every answer, the app's own and the middleware's
+    (plain ASGI: a request's body reaches the app unwrapped, so a body-limit refusal stays
+    a 413)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = Request(scope).url.path.startswith(f"{Portal.base(Request(scope))}/static")
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = _CSP
+                headers["X-Frame-Options"] = "DENY"
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+                if not static:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, secured)
 
 
 async def _csrf(request: Request, exc: Exception) -> Response:
@@ -65,7 +83,6 @@ def create_portal(service: VerificationService) -> FastAPI:
     """The portal as an ASGI app, to be mounted at ``/portal``."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.portal = Portal(service, templates())
-    app.add_middleware(_SecurityHeaders)
     app.mount(
         "/static",
         StaticFiles(packages=[("phe_trace.verification.portal", "static")]),
@@ -84,4 +101,12 @@ def create_portal(service: VerificationService) -> FastAPI:
     )
     for router in (signin.router, codes.router, statistics.router, admin.router):
         app.include_router(router)
+    # A body over the limit: the framework's 413, whether its length is declared (answered
+    # here, before the app runs) or not (refused once it passes the limit).
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda _path: service.settings.max_body_bytes,
+        refusal=lambda limit: {"detail": f"body exceeds {limit} bytes"},
+    )
+    app.add_middleware(_SecurityHeaders)  # outermost: on every answer, refusals included
     return app
