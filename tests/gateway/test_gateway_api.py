@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 
 import httpx
 import sqlalchemy as sa
 
 from phe_trace.clock import SettableClock
+from phe_trace.gateway.routes import MAX_BODY_BYTES
 from phe_trace.gateway.service import Gateway
 from phe_trace.gateway.tables import certificates, keys
 from phe_trace.protocol import efgs, efgs_cms
@@ -186,6 +188,33 @@ def test_bad_media_types_and_bodies_are_4xx(
         )
         _refused(answer, 400, "batch_rejected")
     _refused(client.get("/nothing-here"), 404, "not_found")
+
+
+def test_a_body_over_the_limit_is_batch_too_large(
+    client: httpx.Client, gateway: Gateway, countries: dict[str, Country]
+) -> None:
+    """FED-6: an upload body over the gateway's limit is 413 batch_too_large, whether its
+    length is declared (refused unread) or it is streamed (cut off at the limit); nothing
+    is stored and the member's next upload goes through."""
+    de = countries["DE"]
+    headers = {
+        **de.headers(),
+        "batchTag": "big",
+        "batchSignature": "AA==",
+        "Content-Type": efgs.CONTENT_TYPE_PROTOBUF,
+    }
+    big = b"\x00" * (MAX_BODY_BYTES + 1)
+
+    def streamed() -> Iterator[bytes]:
+        for start in range(0, len(big), 1 << 20):
+            yield big[start : start + (1 << 20)]
+
+    for content in (big, streamed()):
+        answer = client.post("/diagnosiskeys/upload", content=content, headers=headers)
+        _refused(answer, 413, "batch_too_large")
+    assert _stored(gateway) == 0
+    assert de.upload(client, [de.key() for _ in range(3)], "after").status_code == 201
+    assert _stored(gateway) == 3
 
 
 def test_audit_lets_a_member_reverify_each_upload_batch(

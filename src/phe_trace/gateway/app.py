@@ -21,12 +21,13 @@ from phe_trace import __version__
 from phe_trace.clock import system_clock
 from phe_trace.logs import EventLog, configure_logging
 from phe_trace.storage import init_lock
-from phe_trace.web.errors import install_error_handlers
+from phe_trace.web.bodylimit import BodyLimit
+from phe_trace.web.errors import error_body, install_error_handlers
 
 from . import callbacks
 from .database import create_engine_for, migrate
-from .errors import GatewayRequestError
-from .routes import router
+from .errors import BatchTooLargeError, GatewayRequestError
+from .routes import MAX_BODY_BYTES, TOO_LARGE, router
 from .service import Gateway
 from .settings import GatewaySettings
 from .trust import TrustAnchor
@@ -107,4 +108,9 @@ def create_app(
     app.state.gateway = gw
     app.include_router(router)
     install_error_handlers(app, refused=(GatewayRequestError,), unexpected=_unexpected)
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda _path: MAX_BODY_BYTES,
+        refusal=lambda _limit: error_body(BatchTooLargeError.code, TOO_LARGE),
+    )
     return app

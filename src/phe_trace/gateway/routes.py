@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from phe_trace.protocol import efgs
 from phe_trace.protocol.errors import BatchFormatError
@@ -20,10 +21,11 @@ from .errors import BatchRejectedError, BatchTooLargeError, UnsupportedMediaErro
 from .service import Gateway
 from .trust import Member
 
-__all__ = ["MAX_BODY_BYTES", "GatewayDep", "MemberDep", "router"]
+__all__ = ["MAX_BODY_BYTES", "TOO_LARGE", "GatewayDep", "MemberDep", "router"]
 
 #: Largest upload body read (5,000 keys of the largest legal size fit several times).
 MAX_BODY_BYTES = 8 * 1024 * 1024
+TOO_LARGE = f"the body exceeds {MAX_BODY_BYTES} bytes"
 
 
 async def get_gateway(request: Request) -> Gateway:
@@ -55,12 +57,15 @@ def _media(value: str | None) -> str:
 
 
 async def _body(request: Request) -> bytes:
-    data = bytearray()
-    async for chunk in request.stream():
-        data.extend(chunk)
-        if len(data) > MAX_BODY_BYTES:
-            raise BatchTooLargeError("the body is too large")
-    return bytes(data)
+    """The upload's body. One over :data:`MAX_BODY_BYTES` is ``batch_too_large`` (413): the
+    app's body limit refuses a declared length unread and stops a streamed body at the
+    limit."""
+    try:
+        return await request.body()
+    except HTTPException as exc:
+        if exc.status_code == 413:
+            raise BatchTooLargeError(TOO_LARGE) from None
+        raise
 
 
 def _decode(kind: str, body: bytes) -> list[efgs.BatchKey]:
