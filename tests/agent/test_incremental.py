@@ -151,7 +151,8 @@ def test_incremental_checks_keep_exactly_what_a_full_rematch_finds(
         len({item["key"]["key_data"] for item in kept}) == 3
     )  # a's keys of days 0 and 2, c's of day 1
     assert b.status(checks[-1])["last_exposure_day"] is not None
-    assert b.store.get_meta("sync")["open_keys"] == []  # every window has ended
+    open_keys = b.store.get_meta("sync")["open_keys"]
+    assert open_keys["key_data"] == "" and open_keys["rolling_period"] == []  # all ended
 
 
 def test_an_open_key_matches_later_sightings_only_within_each_identifiers_window(
@@ -178,7 +179,7 @@ def test_an_open_key_matches_later_sightings_only_within_each_identifiers_window
     b.tick(T0 + H)
     first = b.sync(T0 + H)
     assert first.files_checked == 1 and first.matched_sightings == 0
-    assert b.store.get_meta("sync")["open_keys"]  # still valid: kept open
+    assert b.store.get_meta("sync")["open_keys"]["key_data"]  # still valid: kept open
     heard = {}
     for j in (start, start + 70, start + 143):
         for late, offset in ((-13, 599), (-12, 0), (12, 599), (13, 0)):

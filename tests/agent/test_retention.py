@@ -236,9 +236,14 @@ def _dated(name: str, value: dict[str, Any]) -> list[float]:
         for files in value.get("regions", {}).values():
             assert isinstance(files, dict), "a region's processed files carry no time"
             times += [float(t) for t in files.values()]
+        columns = value.get("open_keys", {})  # named columns, one value per open key
         times += [
-            float((k["rolling_start_interval_number"] + k["rolling_period"]) * 600)
-            for k in value.get("open_keys", [])
+            float((start + period) * 600)
+            for start, period in zip(
+                columns.get("rolling_start_interval_number", []),
+                columns.get("rolling_period", []),
+                strict=True,
+            )
         ]
     if name == "warnings":
         assert all(isinstance(w, dict) for w in value.get("items", [])), "a warning has no time"
@@ -335,7 +340,9 @@ def test_twenty_days_without_checks_keep_nothing_older_than_retention(
     assert times["tek"] and times["sighting_window"]
     assert times["check_result"] == []
     assert meta["matches"].get("items", []) == []
-    assert meta["sync"].get("processed", {}) == {} and meta["sync"].get("open_keys", []) == []
+    assert meta["sync"].get("processed", {}) == {} and not meta["sync"].get("open_keys", {}).get(
+        "key_data"
+    )
     assert meta["last_check"] == {} and meta["notified"] == {}
     assert meta["warnings"].get("items", []) == []
     assert meta["analytics"]["reports"] == [] and meta["analytics"]["enabled"]

@@ -144,16 +144,14 @@ def test_an_agent_on_an_old_store_uses_it_and_saves_the_current_version(tmp_path
     sync = agent.store.get_meta("sync")
     assert sync is not None and sync["version"] == SyncState.VERSION
     assert sync["regions"] == {"FR": {"FR/1.zip": T0}}  # dated by the first purge
-    assert sync["open_keys"] == [
-        {
-            "key_data": KEY,
-            "rolling_start_interval_number": 2983248,
-            "rolling_period": 144,
-            "transmission_risk_level": 0,
-            "report_type": 1,
-            "days_since_onset_of_symptoms": 3,
-        }
-    ]
+    assert sync["open_keys"] == {  # named columns, one value per key (version 2)
+        "key_data": KEY,
+        "rolling_start_interval_number": [2983248],
+        "rolling_period": [144],
+        "transmission_risk_level": [0],
+        "report_type": [1],
+        "days_since_onset_of_symptoms": [3],
+    }
     warnings = agent.store.get_meta("warnings")
     assert warnings is not None and warnings["items"][0] == {
         "at": T0,
@@ -165,6 +163,82 @@ def test_an_agent_on_an_old_store_uses_it_and_saves_the_current_version(tmp_path
     assert saved["items"][0]["sighting"]["unix_time"] == HEARD
     assert saved["items"][0]["key"]["key_data"] == KEY
     agent.close()
+
+
+def test_open_keys_of_version_1_are_read_and_saved_as_columns(tmp_path: Path) -> None:
+    """A sync record of version 1 (an object per open key) reads as the same keys; saved
+    again it is version 2, its open keys as columns in the same order (SPEC AGENT-7)."""
+    other = "e1" * 16
+    v1 = {
+        "version": 1,
+        "processed": {"1.zip": T0 - DAY},
+        "regions": {},
+        "open_keys": [
+            {
+                "key_data": KEY,
+                "rolling_start_interval_number": 2983248,
+                "rolling_period": 144,
+                "transmission_risk_level": 0,
+                "report_type": 1,
+                "days_since_onset_of_symptoms": 3,
+            },
+            {
+                "key_data": other,
+                "rolling_start_interval_number": 2983392,
+                "rolling_period": 72,
+                "transmission_risk_level": 2,
+                "report_type": 2,
+                "days_since_onset_of_symptoms": None,
+            },
+        ],
+    }
+    store = AgentStore.open(tmp_path)
+    store.put_meta("sync", v1)
+    sync = store.load(SyncState)
+    assert [(k.key_data.hex(), k.rolling_period, k.days_since_onset_of_symptoms) for k in
+            sync.open_keys] == [(KEY, 144, 3), (other, 72, None)]  # fmt: skip
+    assert sync.open_keys[1].valid_until == (2983392 + 72) * 600
+    store.save(sync)
+    saved = store.get_meta("sync")
+    assert saved is not None and saved["version"] == 2
+    assert saved["open_keys"] == {
+        "key_data": KEY + other,
+        "rolling_start_interval_number": [2983248, 2983392],
+        "rolling_period": [144, 72],
+        "transmission_risk_level": [0, 2],
+        "report_type": [1, 2],
+        "days_since_onset_of_symptoms": [3, None],
+    }
+    store.close()
+    again = AgentStore.open(tmp_path)  # a new store decodes the columns it finds
+    assert again.load(SyncState).open_keys == sync.open_keys
+    again.close()
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {"key_data": KEY, "rolling_start_interval_number": [1, 2]},  # lengths differ
+        {"key_data": KEY[:-2]},  # not whole keys
+        {"key_data": KEY, "rolling_start_interval_number": ["1"]},  # not an integer
+    ],
+)
+def test_malformed_open_key_columns_are_refused(tmp_path: Path, columns: dict[str, object]) -> None:
+    """Columns that do not make whole keys are a malformed record, not a guess."""
+    from phe_trace.agent.errors import StoreError
+
+    full = {
+        "rolling_start_interval_number": [2983248],
+        "rolling_period": [144],
+        "transmission_risk_level": [0],
+        "report_type": [1],
+        "days_since_onset_of_symptoms": [None],
+    }
+    store = AgentStore.open(tmp_path)
+    store.put_meta("sync", {"version": 2, "open_keys": {**full, **columns}})
+    with pytest.raises(StoreError, match="malformed"):
+        store.load(SyncState)
+    store.close()
 
 
 def test_a_record_from_a_newer_version_is_refused(tmp_path: Path) -> None:

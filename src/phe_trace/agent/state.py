@@ -298,12 +298,66 @@ def _sync_v0(v: Json) -> Json:
     return out
 
 
+#: The fields of a key, in the order of :class:`KeyRecord`'s constructor.
+_KEY_FIELDS = (
+    "key_data",
+    "rolling_start_interval_number",
+    "rolling_period",
+    "transmission_risk_level",
+    "report_type",
+    "days_since_onset_of_symptoms",
+)
+
+
+def _key_columns(keys: list[KeyRecord]) -> Json:
+    """Keys as named columns: ``key_data`` the keys' bytes back to back in hex, each other
+    field a list with one value per key."""
+    columns: Json = {"key_data": b"".join(k.key_data for k in keys).hex()}
+    for name in _KEY_FIELDS[1:]:
+        columns[name] = [getattr(k, name) for k in keys]
+    return columns
+
+
+_MALFORMED = "state record 'sync' is malformed: "
+
+
+def _keys_of_columns(columns: Json) -> list[KeyRecord]:
+    """The keys of :func:`_key_columns`' columns; columns that make no whole keys are a
+    malformed record."""
+    data = bytes.fromhex(columns["key_data"])
+    values = [columns[name] for name in _KEY_FIELDS[1:]]
+    n = len(data) // 16
+    if len(data) != 16 * n or any(len(v) != n for v in values):
+        raise StoreError(_MALFORMED + "open key columns of unequal length")
+    for column in values[:-1]:
+        if not all(type(v) is int for v in column):
+            raise StoreError(_MALFORMED + "an open key's number is no integer")
+    if not all(v is None or type(v) is int for v in values[-1]):
+        raise StoreError(_MALFORMED + "an open key's days since onset is no integer")
+    return [
+        KeyRecord(data[16 * i : 16 * i + 16], *row)
+        for i, row in enumerate(zip(*values, strict=True))
+    ]
+
+
+def _sync_v1(v: Json) -> Json:
+    """Version 1 kept each open key as an object of named fields; version 2 as columns."""
+    out = dict(v)
+    out["open_keys"] = _key_columns([KeyRecord.from_json(k) for k in v.get("open_keys", [])])
+    return out
+
+
 @dataclass(slots=True)
 class SyncState(StateRecord):
-    """Home's processed export files, each followed region's, and the keys still open."""
+    """Home's processed export files, each followed region's, and the keys still open.
+
+    The open keys are stored as named columns (:func:`_key_columns`): a check carries
+    thousands of them, and an object per key made the record several times larger and
+    slower to write (version 2; version 1 stored an object per key)."""
 
     NAME: ClassVar[str] = "sync"
-    MIGRATIONS: ClassVar[dict[int, Callable[[Json], Json]]] = {0: _sync_v0}
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS: ClassVar[dict[int, Callable[[Json], Json]]] = {0: _sync_v0, 1: _sync_v1}
 
     processed: Processed = field(default_factory=dict)
     regions: dict[str, Processed] = field(default_factory=dict)
@@ -314,14 +368,14 @@ class SyncState(StateRecord):
         return cls(
             dict(value.get("processed", {})),
             {n: dict(files) for n, files in value.get("regions", {}).items()},
-            [KeyRecord.from_json(k) for k in value.get("open_keys", [])],
+            _keys_of_columns(value["open_keys"]) if "open_keys" in value else [],
         )
 
     def encode(self) -> Json:
         return {
             "processed": dict(self.processed),
             "regions": {n: dict(files) for n, files in self.regions.items()},
-            "open_keys": [k.to_json() for k in self.open_keys],
+            "open_keys": _key_columns(self.open_keys),
         }
 
 
