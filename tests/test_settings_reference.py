@@ -22,9 +22,9 @@ SRC = Path(phe_trace.__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "protocol_spec"))
 import generate_settings  # noqa: E402
 
-#: Modules that may read ``os.environ``: the settings themselves, and the agent's
-#: notification helper, which passes the environment on to ``notify-send`` (minus the
-#: agent's own variables) without reading a setting from it.
+#: Modules that may read ``os.environ``: the settings themselves, and the agent, which
+#: passes the environment on to its ``agent sync`` child process (minus its own
+#: variables, which it sets from its settings) without reading a setting from it.
 ENVIRONMENT_READERS = {
     "settings.py",
     "agent/config.py",
