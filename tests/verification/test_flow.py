@@ -378,30 +378,20 @@ def test_bodies_over_the_limit_answer_413_and_claim_nothing(
         head = b'{"code": "' + code.encode() + b'", "padding": "'
         return head + b"A" * (size - len(head) - 2) + b'"}'
 
+    def post(api: httpx.Client, path: str, body: bytes) -> httpx.Response:
+        content = _streamed(body) if streamed else body
+        return api.post(path, content=content, headers={"Content-Type": "application/json"})
+
     with _api(live) as api:
-        big = verify_body(limit + 1)
-        response = api.post(
-            "/api/verify",
-            content=_streamed(big) if streamed else big,
-            headers={"Content-Type": "application/json"},
-        )
+        response = post(api, "/api/verify", verify_body(limit + 1))
         assert response.status_code == 413, response.text
         assert response.json()["errorCode"] == "unparsable_request"
         assert 3072 <= len(response.content) <= 4096  # padded like every answer (VER-2)
         big = b'{"token": "' + b"t" * limit + b'", "ekeyhmac": "' + _tekmac().encode() + b'"}'
-        response = api.post(
-            "/api/certificate",
-            content=_streamed(big) if streamed else big,
-            headers={"Content-Type": "application/json"},
-        )
+        response = post(api, "/api/certificate", big)
         assert response.status_code == 413, response.text
         assert response.json()["errorCode"] == "unparsable_request"
-        at_limit = verify_body(limit)
-        response = api.post(
-            "/api/verify",
-            content=_streamed(at_limit) if streamed else at_limit,
-            headers={"Content-Type": "application/json"},
-        )
+        response = post(api, "/api/verify", verify_body(limit))
         assert response.status_code == 200, response.text  # the code was still unclaimed
         assert response.json()["testtype"] == "confirmed"
     form = b"username=worker&password=" + b"p" * limit
